@@ -1,0 +1,35 @@
+//! Encoder options shared by every subcommand that embeds text.
+
+use clap::Args;
+use switchyard_core::DeviceSpec;
+use switchyard_embed::{LoadError, ModelSource, SentenceEncoder};
+
+#[derive(Debug, Clone, Args)]
+pub struct EncoderArgs {
+    /// Sentence encoder: a model directory (config.json, tokenizer.json, model.safetensors)
+    /// or a Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2 (`hf:` forces
+    /// a hub id). The default directory is filled by `bash models/fetch.sh`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MODEL",
+        default_value = "models/all-MiniLM-L6-v2",
+        value_name = "DIR|HUB_ID"
+    )]
+    pub model: String,
+
+    /// Where to run the encoder: auto, cpu, cuda or cuda:N. `auto` uses CUDA device 0 when
+    /// the binary was built with `--features cuda` and a GPU is present.
+    #[arg(
+        long,
+        env = "SWITCHYARD_DEVICE",
+        default_value = "auto",
+        value_name = "DEVICE"
+    )]
+    pub device: DeviceSpec,
+}
+
+impl EncoderArgs {
+    pub fn load(&self) -> Result<SentenceEncoder, LoadError> {
+        SentenceEncoder::load(&ModelSource::parse(&self.model), self.device)
+    }
+}

@@ -1,0 +1,50 @@
+//! The `switchyard` binary: parses arguments, sets up logging and hands each subcommand
+//! to a small module that calls the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Switchyard: a self-hosted LLM router with an OpenAI-compatible gateway.
+///
+/// Switchyard embeds each prompt with a local sentence encoder, predicts which model will
+/// answer it well enough at the lowest cost, and forwards the request. Logs go to stderr;
+/// set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Embed(commands::embed::EmbedArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Embed(args) => commands::embed::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,switchyard=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

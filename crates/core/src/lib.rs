@@ -1,0 +1,13 @@
+//! Switchyard's core: the types, traits and errors every other crate shares.
+//!
+//! This crate has no heavy dependencies (no candle, axum, qdrant or reqwest) so that
+//! everything above it can depend on it cheaply, and so that the routing logic it will
+//! hold stays pure and easy to test.
+
+pub mod device;
+pub mod embed;
+pub mod input;
+
+pub use device::{DeviceSpec, ParseDeviceError};
+pub use embed::{EmbedError, Embedder, EmbeddingFuture, EncoderInfo, validate_inputs};
+pub use input::{LineError, text_from_line};

@@ -1,0 +1,243 @@
+//! The synchronous sentence encoder: tokenise, run BERT, mean-pool, normalise.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
+use switchyard_core::{DeviceSpec, EncoderInfo};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+use crate::source::{ModelFiles, ModelSource, sha256_file};
+use crate::{EncodeError, LoadError, resolve_device};
+
+/// Inputs are sorted by token length and run through the model in chunks of at most this
+/// many, so a long input never makes dozens of short ones pay for its padding.
+const MAX_FORWARD_BATCH: usize = 32;
+
+/// One embedded input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+    /// Tokens the model saw, special tokens included (after truncation).
+    pub tokens: usize,
+    /// Whether the input was cut at the model's maximum length.
+    pub truncated: bool,
+}
+
+/// A loaded BERT-family sentence encoder. Not thread-safe to share across many callers
+/// efficiently; use [`crate::EmbedWorker`] in servers.
+pub struct SentenceEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    pad_id: u32,
+    info: EncoderInfo,
+}
+
+impl std::fmt::Debug for SentenceEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentenceEncoder")
+            .field("info", &self.info)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentenceEncoder {
+    /// Loads a model from a directory or a hub id on the requested device.
+    pub fn load(source: &ModelSource, device: DeviceSpec) -> Result<Self, LoadError> {
+        let files = source.resolve()?;
+        Self::from_files(source.id(), &files, device)
+    }
+
+    pub fn from_files(
+        id: String,
+        files: &ModelFiles,
+        device: DeviceSpec,
+    ) -> Result<Self, LoadError> {
+        let config = read_config(&files.config)?;
+        let max_tokens = max_tokens(files, &config)?;
+        let tokenizer = read_tokenizer(&files.tokenizer, max_tokens)?;
+        let device = resolve_device(device)?;
+        let weights_err = |reason: String| LoadError::Weights {
+            path: files.weights.clone(),
+            reason,
+        };
+        let vb = mmap_weights(&files.weights, &device).map_err(|e| weights_err(e.to_string()))?;
+        let model = BertModel::load(vb, &config).map_err(|e| weights_err(e.to_string()))?;
+        let info = EncoderInfo {
+            id,
+            dim: config.hidden_size,
+            max_tokens,
+            weights_sha256: sha256_file(&files.weights)?,
+        };
+        tracing::info!(model = %info.id, dim = info.dim, max_tokens, "encoder loaded");
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+            pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &EncoderInfo {
+        &self.info
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Embeds `texts`, returning one [`Encoded`] per input in input order.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>, EncodeError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EncodeError::Tokenize(e.to_string()))?;
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].len());
+        let mut out: Vec<Option<Encoded>> = vec![None; encodings.len()];
+        for chunk in order.chunks(MAX_FORWARD_BATCH) {
+            let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            let vectors = self.forward(&batch)?;
+            for ((&i, embedding), encoding) in chunk.iter().zip(vectors).zip(batch) {
+                out[i] = Some(Encoded {
+                    embedding,
+                    tokens: encoding.len(),
+                    truncated: !encoding.get_overflowing().is_empty(),
+                });
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Embeddings only, for callers that need no token statistics.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        Ok(self
+            .encode(texts)?
+            .into_iter()
+            .map(|e| e.embedding)
+            .collect())
+    }
+
+    /// One padded forward pass over encodings of similar length.
+    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let rows = batch.len();
+        let width = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; rows * width];
+        let mut type_ids = vec![0u32; rows * width];
+        let mut mask = vec![0u32; rows * width];
+        for (row, encoding) in batch.iter().enumerate() {
+            let start = row * width;
+            let len = encoding.len();
+            ids[start..start + len].copy_from_slice(encoding.get_ids());
+            type_ids[start..start + len].copy_from_slice(encoding.get_type_ids());
+            mask[start..start + len].copy_from_slice(encoding.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
+        let type_ids = Tensor::from_vec(type_ids, (rows, width), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let pooled = mean_pool(&hidden, &mask)?;
+        Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
+    }
+}
+
+/// Mean of the token vectors where the attention mask is 1: (rows, width, dim) → (rows, dim).
+fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+/// Row-wise L2 normalisation with sentence-transformers' epsilon.
+fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+    x.broadcast_div(&norms)
+}
+
+#[expect(
+    unsafe_code,
+    reason = "memory-mapping the weights is unsafe only if the file changes while mapped; \
+              model files are read-only inputs and the mapping saves a 90 MB copy"
+)]
+fn mmap_weights(path: &Path, device: &Device) -> candle_core::Result<VarBuilder<'static>> {
+    // SAFETY: see the reason above; the mapping lives as long as the VarBuilder's tensors.
+    unsafe { VarBuilder::from_mmaped_safetensors(&[path], DTYPE, device) }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, LoadError> {
+    let text = fs_err::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| LoadError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn read_config(path: &Path) -> Result<BertConfig, LoadError> {
+    let value = read_json(path)?;
+    let model_type = value.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = value
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let is_bert = match model_type {
+        Some(t) => t == "bert",
+        None => architectures.iter().any(|a| a.starts_with("Bert")),
+    };
+    if !is_bert {
+        return Err(LoadError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: model_type
+                .map(str::to_owned)
+                .or_else(|| architectures.first().map(|a| (*a).to_owned()))
+                .unwrap_or_else(|| "unknown".to_owned()),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| LoadError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The input limit: sentence-transformers' `max_seq_length` when the model has one, else
+/// the model's position-embedding count.
+fn max_tokens(files: &ModelFiles, config: &BertConfig) -> Result<usize, LoadError> {
+    let from_sentence_config = match &files.sentence_config {
+        Some(path) => read_json(path)?
+            .get("max_seq_length")
+            .and_then(|v| v.as_u64())
+            .and_then(|n| usize::try_from(n).ok()),
+        None => None,
+    };
+    Ok(from_sentence_config
+        .unwrap_or(config.max_position_embeddings)
+        .min(config.max_position_embeddings))
+}
+
+/// Loads the tokenizer and replaces whatever padding/truncation it ships with (the
+/// MiniLM `tokenizer.json` pads everything to 128): no padding (batches are padded to
+/// their longest input) and truncation at the model's limit.
+fn read_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, LoadError> {
+    let err = |reason: String| LoadError::Tokenizer {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| err(e.to_string()))?;
+    Ok(tokenizer)
+}

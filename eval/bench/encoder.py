@@ -1,0 +1,137 @@
+"""Encoder benchmark, side by side: Switchyard's candle encoder vs sentence-transformers
+(PyTorch, CPU) on the same inputs, the same model files and the same thread counts.
+
+    bash eval/bench/encoder.sh            # installs what it needs, builds, runs this
+
+Reports throughput (inputs/s) for batches of 32 inputs of ~60 tokens and single-input
+latency p50/p99 for ~20- and ~120-token prompts, at 1 and 2 threads, with the ratio
+Switchyard / sentence-transformers for each (above 1.0 = Switchyard better: for latency
+the ratio is sentence-transformers' time over Switchyard's). Each side runs in its own
+process, one after the other, so they never compete for the cores.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
+
+WORDS = (
+    "the router sends each request to a model that answers it well at a low cost while "
+    "users ask about invoices travel plans python errors chemistry homework recipes and "
+    "contracts so every prompt differs in topic length tone and difficulty across the day"
+).split()
+
+
+def make_text(tokenizer, target, seed):
+    """A deterministic sentence whose tokenisation (specials included) is ~target tokens."""
+    words, i = [], seed
+    while len(tokenizer(" ".join(words))["input_ids"]) < target:
+        words.append(WORDS[(i * 7 + len(words) * 3) % len(WORDS)])
+        i += 1
+    return " ".join(words)
+
+
+def st_side(args):
+    """Runs inside a child process: time sentence-transformers."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.threads)
+    inputs = json.loads(pathlib.Path(args.inputs).read_text())
+    model = SentenceTransformer(str(MODEL), device="cpu")
+    batch = inputs["batch"]
+    with torch.inference_mode():
+        for _ in range(2):
+            model.encode(batch, batch_size=len(batch))
+        start = time.perf_counter()
+        for _ in range(inputs["batch_rounds"]):
+            model.encode(batch, batch_size=len(batch))
+        throughput = inputs["batch_rounds"] * len(batch) / (time.perf_counter() - start)
+        single = {}
+        for s in inputs["single"]:
+            for _ in range(5):
+                model.encode([s["text"]])
+            times = []
+            for _ in range(inputs["single_rounds"]):
+                t = time.perf_counter()
+                model.encode([s["text"]])
+                times.append((time.perf_counter() - t) * 1e3)
+            single[s["name"]] = {
+                "p50_ms": float(np.percentile(times, 50)),
+                "p99_ms": float(np.percentile(times, 99)),
+            }
+    print(json.dumps({"throughput": throughput, "single": single}))
+
+
+def run_child(cmd, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench-binary", help="the built bench_encoder example")
+    parser.add_argument("--threads", default="1,2", help="thread counts to compare (default 1,2)")
+    parser.add_argument("--batch-rounds", type=int, default=20)
+    parser.add_argument("--single-rounds", type=int, default=200)
+    parser.add_argument("--json", help="also write all figures to this file")
+    parser.add_argument("--st-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.st_child:
+        args.threads = int(args.threads)
+        return st_side(args)
+    if not args.bench_binary:
+        sys.exit("--bench-binary is required (eval/bench/encoder.sh passes it)")
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(MODEL))
+    inputs = {
+        "batch": [make_text(tok, 60, seed) for seed in range(32)],
+        "batch_rounds": args.batch_rounds,
+        "single": [
+            {"name": "~20 tokens", "text": make_text(tok, 20, 1)},
+            {"name": "~120 tokens", "text": make_text(tok, 120, 2)},
+        ],
+        "single_rounds": args.single_rounds,
+    }
+    lengths = [len(tok(t)["input_ids"]) for t in inputs["batch"]]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(inputs, f)
+        path = f.name
+
+    results = {"batch_tokens_mean": sum(lengths) / len(lengths), "runs": []}
+    rows = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        ours = run_child([args.bench_binary, str(MODEL), path], threads)
+        theirs = run_child([sys.executable, __file__, "--st-child", "--threads", str(threads), "--inputs", path], threads)
+        results["runs"].append({"threads": threads, "switchyard": ours, "sentence_transformers": theirs})
+        rows.append((f"batch of 32 (~{results['batch_tokens_mean']:.0f} tok), inputs/s", threads,
+                     ours["throughput"], theirs["throughput"], ours["throughput"] / theirs["throughput"]))
+        for name in ours["single"]:
+            for q in ("p50_ms", "p99_ms"):
+                a, b = ours["single"][name][q], theirs["single"][name][q]
+                rows.append((f"single {name}, {q[:3]} ms", threads, a, b, b / a))
+    os.unlink(path)
+
+    print(f"{'measure':<36} {'threads':>7} {'switchyard':>11} {'sent-trans':>11} {'ratio':>7}")
+    for name, threads, a, b, ratio in rows:
+        print(f"{name:<36} {threads:>7} {a:>11.2f} {b:>11.2f} {ratio:>6.2f}x")
+    print("ratio > 1.00x: Switchyard is faster (throughput ours/theirs, latency theirs/ours)")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

