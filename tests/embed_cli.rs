@@ -1,5 +1,11 @@
 //! End to end: the real `switchyard embed` binary, fed stdin as a user would.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,7 @@
 //! The `switchyard` binary: parses arguments, sets up logging and hands each subcommand
 //! to a small module that calls the library crates.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

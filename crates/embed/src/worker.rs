@@ -38,7 +38,8 @@ impl Default for WorkerConfig {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+type Answer = Result<Vec<Vec<f32>>, EmbedError>;
+type Reply = oneshot::Sender<Answer>;
 
 struct Job {
     texts: Vec<String>,
@@ -82,10 +83,7 @@ impl EmbedWorker {
 
     /// Queues `texts` and returns a receiver for the result, or fails fast when the queue
     /// is full or the input is invalid.
-    fn submit(
-        &self,
-        texts: Vec<String>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Vec<f32>>, EmbedError>>, EmbedError> {
+    fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Answer>, EmbedError> {
         validate_inputs(&texts)?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(EmbedError::WorkerStopped)?;

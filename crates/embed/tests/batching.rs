@@ -1,6 +1,12 @@
 //! Batching must not change results, and the worker must batch, answer in order and push
 //! back when full.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
 mod common;
 
 use std::sync::Arc;

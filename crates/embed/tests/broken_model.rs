@@ -1,5 +1,11 @@
 //! A broken model folder is an error that names the file at fault, never a panic.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,12 @@
 //! Switchyard's encoder against sentence-transformers' own output for the same model
 //! (fixtures/minilm_reference.json, written by fixtures/make_reference.py).
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
 mod common;
 
 use serde::Deserialize;

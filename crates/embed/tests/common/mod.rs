@@ -1,5 +1,10 @@
 //! Shared test setup: the real all-MiniLM-L6-v2 weights, fetched by `bash models/fetch.sh`.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
