@@ -23,6 +23,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Embed(commands::embed::EmbedArgs),
+    #[command(subcommand)]
+    Datasets(commands::datasets::DatasetsCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Embed(args) => commands::embed::run(&args),
+        Command::Datasets(command) => commands::datasets::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,13 @@
 pub mod device;
 pub mod embed;
 pub mod input;
+pub mod record;
+pub mod task;
 
 pub use device::{DeviceSpec, ParseDeviceError};
 pub use embed::{EmbedError, Embedder, EmbeddingFuture, EncoderInfo, validate_inputs};
 pub use input::{LineError, text_from_line};
+pub use record::{
+    Outcome, RECORD_VERSION, RecordError, RecordMessage, RoutingRecord, read_records,
+};
+pub use task::{DifficultyBucket, DifficultyCuts, TaskClass};

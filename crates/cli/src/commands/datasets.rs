@@ -1,0 +1,111 @@
+//! `switchyard datasets import`: routing sources to routing-record JSONL.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use switchyard_training::import::{self, Source};
+
+use super::output::AtomicOutput;
+use super::progress;
+
+/// Work with routing datasets.
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    Import(ImportArgs),
+}
+
+/// Import a routing source as routing records (JSONL; format in datasets/README.md).
+///
+/// Writes to stdout, or atomically to --out. Shows progress on stderr and ends with a
+/// summary: rows read, records written, models, tasks, and rows skipped with the reason.
+///
+/// Example: switchyard datasets import --from routerbench ../shared/datasets/routing/routerbench --out rb.jsonl
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Which source format PATH holds.
+    #[arg(long = "from", value_enum)]
+    pub from: SourceArg,
+
+    /// The source's folder (as in ../shared/datasets/routing/<source>) or, for routerbench and
+    /// open7b, one of its data files.
+    pub path: PathBuf,
+
+    /// Write here instead of stdout (written to a temporary file, then renamed).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SourceArg {
+    Routerbench,
+    Routeprofile,
+    Llmrouter,
+    Alpacaeval,
+    Open7b,
+}
+
+impl From<SourceArg> for Source {
+    fn from(s: SourceArg) -> Self {
+        match s {
+            SourceArg::Routerbench => Source::RouterBench,
+            SourceArg::Routeprofile => Source::RouteProfile,
+            SourceArg::Llmrouter => Source::LlmRouter,
+            SourceArg::Alpacaeval => Source::AlpacaEval,
+            SourceArg::Open7b => Source::Open7b,
+        }
+    }
+}
+
+pub fn run(command: &DatasetsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DatasetsCommand::Import(args) => import_cmd(args),
+    }
+}
+
+fn import_cmd(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let source = Source::from(args.from);
+    let bar = progress::bar(0, &format!("importing {}", source.name()));
+    let report = import::import(source, &args.path, &bar)?;
+    let mut out = AtomicOutput::new(args.out.as_deref())?;
+    for record in &report.records {
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    out.commit().context("cannot write the records")?;
+
+    let mut tasks: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &report.records {
+        *tasks
+            .entry(r.task.map_or("(none)".to_owned(), |t| t.to_string()))
+            .or_default() += 1;
+    }
+    let mut summary = std::io::stderr().lock();
+    writeln!(
+        summary,
+        "{}: {} rows read, {} records written, {} models",
+        source.name(),
+        report.rows_read,
+        report.records.len(),
+        report.models.len()
+    )?;
+    writeln!(
+        summary,
+        "  tasks: {}",
+        tasks
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    if report.skipped.is_empty() {
+        writeln!(summary, "  nothing skipped")?;
+    }
+    for (reason, n) in &report.skipped {
+        writeln!(summary, "  skipped {n}: {reason}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,6 @@
+//! Switchyard's offline training: routing data importers, the embedding cache, and the
+//! classifier heads' training loop. Everything here runs offline, never in the gateway.
+
+pub mod import;
+pub mod pyliteral;
+pub mod taxonomy;
