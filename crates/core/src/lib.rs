@@ -7,6 +7,7 @@
 pub mod device;
 pub mod embed;
 pub mod input;
+pub mod metrics;
 pub mod record;
 pub mod task;
 

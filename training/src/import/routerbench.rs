@@ -68,9 +68,9 @@ pub(super) fn import(
                 continue;
             }
             let eval_name = cell(eval_col);
-            let id = format!("routerbench/{eval_name}/{}", cell(id_col));
+            let id = format!("routerbench/{}/{}", super::file_stem(&file), cell(id_col));
             if !seen.insert(id.clone()) {
-                report.skip("duplicate sample_id");
+                report.skip("sample_id repeated within one file");
                 continue;
             }
             let mut outcomes = BTreeMap::new();
