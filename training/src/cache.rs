@@ -44,7 +44,10 @@ impl EmbeddingCache {
             if whole != bytes.len() {
                 // Drop a torn tail so the next append starts on a record boundary.
                 tracing::warn!(path = %path.display(), "dropping a partial record at the end of the embedding cache");
-                fs_err::OpenOptions::new().write(true).open(&path)?.set_len(whole as u64)?;
+                fs_err::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(whole as u64)?;
             }
             for chunk in bytes[..whole].chunks_exact(record) {
                 let mut key = [0u8; 16];
@@ -73,7 +76,10 @@ impl EmbeddingCache {
 
     /// Adds embeddings and appends them to the file.
     pub fn insert_all(&mut self, items: &[(&str, Vec<f32>)]) -> std::io::Result<()> {
-        let file = fs_err::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         let mut out = BufWriter::new(file);
         for (text, v) in items {
             if v.len() != self.dim {
@@ -107,7 +113,9 @@ mod tests {
     fn survives_reopen_and_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = EmbeddingCache::open(dir.path(), &info()).unwrap();
-        cache.insert_all(&[("a", vec![1.0, 2.0, 3.0]), ("b", vec![4.0, 5.0, 6.0])]).unwrap();
+        cache
+            .insert_all(&[("a", vec![1.0, 2.0, 3.0]), ("b", vec![4.0, 5.0, 6.0])])
+            .unwrap();
         // Simulate a crash in the middle of a third record.
         let path = dir.path().join("abcdef0123456789-3.emb");
         let mut bytes = std::fs::read(&path).unwrap();

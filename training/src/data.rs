@@ -33,7 +33,10 @@ pub fn split_of(text: &str) -> Split {
 }
 
 fn normalise(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// One labelled prompt.
@@ -143,6 +146,9 @@ mod tests {
             }
         }
         assert!((7600..8400).contains(&counts[0]), "{counts:?}");
-        assert!((800..1200).contains(&counts[1]) && (800..1200).contains(&counts[2]), "{counts:?}");
+        assert!(
+            (800..1200).contains(&counts[1]) && (800..1200).contains(&counts[2]),
+            "{counts:?}"
+        );
     }
 }

@@ -25,6 +25,11 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     #[command(subcommand)]
     Datasets(commands::datasets::DatasetsCommand),
+    Classify(commands::classify::ClassifyArgs),
+    #[command(subcommand)]
+    Train(commands::train::TrainCommand),
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Embed(args) => commands::embed::run(&args),
         Command::Datasets(command) => commands::datasets::run(&command),
+        Command::Classify(args) => commands::classify::run(&args),
+        Command::Train(command) => commands::train::run(&command),
+        Command::Eval(command) => commands::eval::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -176,7 +176,13 @@ mod tests {
     #[test]
     fn calibration_error() {
         // Perfectly calibrated: 80% confident, right 4 of 5 times.
-        let items = [(0.8, true), (0.8, true), (0.8, true), (0.8, true), (0.8, false)];
+        let items = [
+            (0.8, true),
+            (0.8, true),
+            (0.8, true),
+            (0.8, true),
+            (0.8, false),
+        ];
         assert!(expected_calibration_error(&items, 10) < 1e-12);
         // Always 100% confident, right half the time.
         let items = [(1.0, true), (1.0, false)];

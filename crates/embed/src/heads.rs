@@ -31,7 +31,12 @@ pub enum TaskHead {
 }
 
 impl TaskHead {
-    pub fn new(kind: TaskHeadKind, dim: usize, classes: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(
+        kind: TaskHeadKind,
+        dim: usize,
+        classes: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let vb = vb.pp("task");
         Ok(match kind {
             TaskHeadKind::Linear => Self::Linear(candle_nn::linear(dim, classes, vb.pp("out"))?),
@@ -58,7 +63,11 @@ pub struct DifficultyHead(Linear);
 
 impl DifficultyHead {
     pub fn new(dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self(candle_nn::linear(dim, 1, vb.pp("difficulty").pp("out"))?))
+        Ok(Self(candle_nn::linear(
+            dim,
+            1,
+            vb.pp("difficulty").pp("out"),
+        )?))
     }
 
     /// Raw scores before the sigmoid, shape (rows, 1).
@@ -103,20 +112,22 @@ pub enum HeadsError {
     #[error("{}: {reason}", path.display())]
     Invalid { path: PathBuf, reason: String },
     #[error(
-        "the classifier heads in {} were trained on encoder {trained} ({trained_dim}-d, weights {trained_sha}…) but the encoder in use is {using} ({using_dim}-d, weights {using_sha}…); retrain them with `switchyard train classifier --model {using} ...` or use the matching encoder",
+        "the classifier heads in {} were trained on encoder {trained} but the encoder in use is {using}; retrain them with `switchyard train classifier` using this encoder (--model), or load the encoder they were trained on",
         dir.display()
     )]
     EncoderMismatch {
         dir: PathBuf,
+        /// "id (dim-d, weights sha…)" of the encoder the heads expect.
         trained: String,
-        trained_dim: usize,
-        trained_sha: String,
         using: String,
-        using_dim: usize,
-        using_sha: String,
     },
     #[error("classifier heads failed: {0}")]
     Model(#[from] candle_core::Error),
+}
+
+fn describe(e: &EncoderInfo) -> String {
+    let sha: String = e.weights_sha256.chars().take(12).collect();
+    format!("{} ({}-d, weights sha256 {sha}…)", e.id, e.dim)
 }
 
 /// What the heads say about one prompt.
@@ -145,41 +156,58 @@ impl ClassifierHeads {
         let manifest_path = dir.join(MANIFEST_FILE);
         let weights_path = dir.join(HEADS_WEIGHTS_FILE);
         if !manifest_path.is_file() || !weights_path.is_file() {
-            return Err(HeadsError::Missing { path: dir.to_path_buf() });
+            return Err(HeadsError::Missing {
+                path: dir.to_path_buf(),
+            });
         }
         let invalid = |path: &Path, reason: String| HeadsError::Invalid {
             path: path.to_path_buf(),
             reason,
         };
-        let text = fs_err::read_to_string(&manifest_path).map_err(|e| invalid(&manifest_path, e.to_string()))?;
-        let manifest: HeadsManifest = serde_json::from_str(&text).map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        let text = fs_err::read_to_string(&manifest_path)
+            .map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        let manifest: HeadsManifest =
+            serde_json::from_str(&text).map_err(|e| invalid(&manifest_path, e.to_string()))?;
         if manifest.format_version != HEADS_FORMAT_VERSION {
             return Err(invalid(
                 &manifest_path,
-                format!("format version {} is not supported (this build reads {HEADS_FORMAT_VERSION})", manifest.format_version),
+                format!(
+                    "format version {} is not supported (this build reads {HEADS_FORMAT_VERSION})",
+                    manifest.format_version
+                ),
             ));
         }
-        if manifest.encoder.dim != encoder.dim || manifest.encoder.weights_sha256 != encoder.weights_sha256 {
+        if manifest.encoder.dim != encoder.dim
+            || manifest.encoder.weights_sha256 != encoder.weights_sha256
+        {
             return Err(HeadsError::EncoderMismatch {
                 dir: dir.to_path_buf(),
-                trained: manifest.encoder.id.clone(),
-                trained_dim: manifest.encoder.dim,
-                trained_sha: manifest.encoder.weights_sha256.chars().take(12).collect(),
-                using: encoder.id.clone(),
-                using_dim: encoder.dim,
-                using_sha: encoder.weights_sha256.chars().take(12).collect(),
+                trained: describe(&manifest.encoder),
+                using: describe(encoder),
             });
         }
         let device = Device::Cpu;
         let vb = VarBuilder::from_tensors(
-            candle_core::safetensors::load(&weights_path, &device).map_err(|e| invalid(&weights_path, e.to_string()))?,
+            candle_core::safetensors::load(&weights_path, &device)
+                .map_err(|e| invalid(&weights_path, e.to_string()))?,
             DType::F32,
             &device,
         );
-        let task = TaskHead::new(manifest.task_head, encoder.dim, manifest.labels.len(), vb.clone())
+        let task = TaskHead::new(
+            manifest.task_head,
+            encoder.dim,
+            manifest.labels.len(),
+            vb.clone(),
+        )
+        .map_err(|e| invalid(&weights_path, e.to_string()))?;
+        let difficulty = DifficultyHead::new(encoder.dim, vb)
             .map_err(|e| invalid(&weights_path, e.to_string()))?;
-        let difficulty = DifficultyHead::new(encoder.dim, vb).map_err(|e| invalid(&weights_path, e.to_string()))?;
-        Ok(Self { task, difficulty, manifest, device })
+        Ok(Self {
+            task,
+            difficulty,
+            manifest,
+            device,
+        })
     }
 
     pub fn manifest(&self) -> &HeadsManifest {
@@ -194,11 +222,16 @@ impl ClassifierHeads {
         let dim = self.manifest.encoder.dim;
         let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
         if flat.len() != embeddings.len() * dim {
-            return Err(HeadsError::Model(candle_core::Error::Msg(format!("embeddings must be {dim}-d"))));
+            return Err(HeadsError::Model(candle_core::Error::Msg(format!(
+                "embeddings must be {dim}-d"
+            ))));
         }
         let x = Tensor::from_vec(flat, (embeddings.len(), dim), &self.device)?;
-        let probs = candle_nn::ops::softmax(&self.task.forward(&x)?, D::Minus1)?.to_vec2::<f32>()?;
-        let difficulty = candle_nn::ops::sigmoid(&self.difficulty.logits(&x)?)?.flatten_all()?.to_vec1::<f32>()?;
+        let probs =
+            candle_nn::ops::softmax(&self.task.forward(&x)?, D::Minus1)?.to_vec2::<f32>()?;
+        let difficulty = candle_nn::ops::sigmoid(&self.difficulty.logits(&x)?)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         Ok(probs
             .into_iter()
             .zip(difficulty)

@@ -9,6 +9,7 @@
 mod device;
 mod encoder;
 mod error;
+pub mod heads;
 mod source;
 mod worker;
 

@@ -1,7 +1,11 @@
 //! One module per subcommand; each resolves its arguments and calls library code.
 
+pub mod classify;
 pub mod datasets;
 pub mod embed;
+pub mod eval;
+mod lines;
 pub mod model_args;
 mod output;
 mod progress;
+pub mod train;

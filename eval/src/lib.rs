@@ -1,0 +1,4 @@
+//! Switchyard's evaluation library: each evaluation computes a report struct (serialisable
+//! to JSON) and renders a readable table to any `impl Write`. The CLI is a thin wrapper.
+
+pub mod classifier;
