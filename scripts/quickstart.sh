@@ -21,4 +21,7 @@ for line in sys.stdin:
     v = row["embedding"]
     print(f"{row[\"text\"]!r}: {len(v)}-d embedding, first values {[round(x, 4) for x in v[:4]]}")
 '
+echo "== classifying two prompts by task and difficulty (heads in models/classifier)"
+printf '%s\n' 'Write a limerick about a cat who plays piano' 'What is the derivative of x^3 + 2x?' \
+  | ./target/release/switchyard classify
 echo "== done: ./target/release/switchyard --help lists every command"

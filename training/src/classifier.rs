@@ -96,6 +96,17 @@ fn seed_vars(varmap: &VarMap, rng: &mut SplitMix) -> candle_core::Result<()> {
     Ok(())
 }
 
+fn adamw(varmap: &VarMap, config: &TrainConfig) -> candle_core::Result<candle_nn::AdamW> {
+    candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: config.weight_decay,
+            ..Default::default()
+        },
+    )
+}
+
 fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
     let data = varmap
         .data()
@@ -187,14 +198,7 @@ pub fn train_task_head(
         train.task.iter().map(|&t| raw[t as usize]).sum::<f32>() / train.len().max(1) as f32;
     let class_weight: Vec<f32> = raw.iter().map(|w| w / mean.max(1e-12)).collect();
 
-    let mut opt = candle_nn::AdamW::new(
-        varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: config.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = adamw(&varmap, config)?;
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best: Option<(f64, f64, usize, HashMap<String, Tensor>)> = None;
     let mut since_best = 0;
@@ -273,14 +277,7 @@ pub fn train_difficulty_head(
     let head = DifficultyHead::new(dim, vb)?;
     let mut rng = SplitMix::new(config.seed ^ 0xD1FF);
     seed_vars(&varmap, &mut rng)?;
-    let mut opt = candle_nn::AdamW::new(
-        varmap.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: config.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = adamw(&varmap, config)?;
     let y_val = Tensor::new(val_y, &Device::Cpu)?;
     let mut order: Vec<usize> = (0..train_y.len()).collect();
     let mut best: Option<(f64, usize, HashMap<String, Tensor>)> = None;

@@ -3,13 +3,13 @@
 //! `data/example_data/query_data/`, matched on the exact query text. The price table has no
 //! token counts to multiply, so costs stay null (the router prices them from its own table).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use switchyard_core::{Outcome, RECORD_VERSION, RoutingRecord};
+use switchyard_core::{RECORD_VERSION, RoutingRecord};
 
-use super::{ImportError, ImportReport, read_json, read_to_string, score_of};
+use super::{ImportError, ImportReport, read_json, read_to_string};
 use crate::{pyliteral, taxonomy};
 
 pub(super) fn import(
@@ -64,21 +64,7 @@ pub(super) fn import(
                 report.skip("no scores");
                 continue;
             };
-            let mut outcomes = BTreeMap::new();
-            for (model, score) in scores {
-                match score_of(score) {
-                    Ok(score) => {
-                        outcomes.insert(
-                            model.clone(),
-                            Outcome {
-                                score: Some(score),
-                                ..Outcome::default()
-                            },
-                        );
-                    }
-                    Err(_) => report.skip("model without a 0..1 score"),
-                }
-            }
+            let outcomes = super::outcomes_from_scores(scores, report);
             let task_name = task_of_query.get(question).map(String::as_str);
             if task_name.is_none() {
                 report.skip("query not in the task-labelled pools (task left null)");

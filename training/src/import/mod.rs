@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
-use switchyard_core::RoutingRecord;
+use switchyard_core::{Outcome, RoutingRecord};
 
 /// A routing data source this build can import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,4 +169,28 @@ fn score_of(value: &serde_json::Value) -> Result<f64, &'static str> {
     } else {
         Err("score outside [0, 1]")
     }
+}
+
+/// Per-model scores (a JSON object of model → score) as outcomes; cells that are not a
+/// score in [0, 1] are skipped and counted.
+fn outcomes_from_scores(
+    scores: &serde_json::Map<String, serde_json::Value>,
+    report: &mut ImportReport,
+) -> BTreeMap<String, Outcome> {
+    let mut outcomes = BTreeMap::new();
+    for (model, score) in scores {
+        match score_of(score) {
+            Ok(score) => {
+                outcomes.insert(
+                    model.clone(),
+                    Outcome {
+                        score: Some(score),
+                        ..Outcome::default()
+                    },
+                );
+            }
+            Err(_) => report.skip("model without a 0..1 score"),
+        }
+    }
+    outcomes
 }

@@ -1,13 +1,12 @@
 //! The RouterDC repository's open 7B set: one JSON file per benchmark, each a list of
 //! `{question, scores: {model: 0..1}}`. No costs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use indicatif::ProgressBar;
-use switchyard_core::{Outcome, RECORD_VERSION, RoutingRecord};
+use switchyard_core::{RECORD_VERSION, RoutingRecord};
 
-use super::{ImportError, ImportReport, file_stem, files_with_ext, read_json, score_of};
+use super::{ImportError, ImportReport, file_stem, files_with_ext, read_json};
 use crate::taxonomy;
 
 pub(super) fn import(
@@ -35,21 +34,7 @@ pub(super) fn import(
                 report.skip("no scores");
                 continue;
             };
-            let mut outcomes = BTreeMap::new();
-            for (model, score) in scores {
-                match score_of(score) {
-                    Ok(score) => {
-                        outcomes.insert(
-                            model.clone(),
-                            Outcome {
-                                score: Some(score),
-                                ..Outcome::default()
-                            },
-                        );
-                    }
-                    Err(_) => report.skip("model without a 0..1 score"),
-                }
-            }
+            let outcomes = super::outcomes_from_scores(scores, report);
             report.push(RoutingRecord {
                 v: RECORD_VERSION,
                 id: format!("open7b/{bench}/{index}"),
