@@ -167,3 +167,59 @@ fn help_explains_every_command() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cuda:N"));
 }
+
+/// A hub id resolves through the Hugging Face cache layout without the network: build
+/// `$HF_HOME/hub/models--org--name/{refs/main, snapshots/<rev>/...}` from the local files.
+#[test]
+fn a_hub_id_resolves_from_the_hub_cache_offline() {
+    let hf_home = tempfile::tempdir().expect("tempdir");
+    let repo = hf_home.path().join("hub/models--test-org--mini-encoder");
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).expect("mkdir");
+    std::fs::write(repo.join("refs/main"), rev).expect("ref");
+    let snapshot = repo.join("snapshots").join(rev);
+    std::fs::create_dir_all(&snapshot).expect("mkdir");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "sentence_bert_config.json",
+    ] {
+        std::fs::copy(model_dir().join(f), snapshot.join(f)).expect("copy");
+    }
+    let run = |model: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["embed", "--model", model])
+            .env("HF_HOME", hf_home.path())
+            // Loopback port 9 (discard) refuses connections: nothing leaves the machine.
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"hello hub\n")
+            .expect("write");
+        child.wait_with_output().expect("exits")
+    };
+    let out = run("test-org/mini-encoder");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("a line"))
+            .expect("json");
+    assert_eq!(row["embedding"].as_array().map(Vec::len), Some(384));
+
+    // An id that is not cached needs the (unreachable) hub: a clear error naming the fix.
+    let out = run("test-org/not-cached");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--model DIR"), "{stderr}");
+}

@@ -1,7 +1,12 @@
 //! Importers: parsing checked on small fixtures written for these tests, and row and model
 //! counts checked on the real shared data when it is present (skipped, visibly, when not).
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stderr, reason = "tests fail loudly and say what they skip")]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "tests fail loudly and say what they skip"
+)]
 
 use std::path::{Path, PathBuf};
 
