@@ -23,6 +23,8 @@ pub struct TrainConfig {
     pub learning_rate: f64,
     pub weight_decay: f64,
     pub mlp_hidden: usize,
+    /// Class weights ∝ frequency^-power (0 = none, 1 = fully balanced).
+    pub class_weight_power: f64,
 }
 
 impl Default for TrainConfig {
@@ -35,6 +37,7 @@ impl Default for TrainConfig {
             learning_rate: 3e-3,
             weight_decay: 1e-4,
             mlp_hidden: 256,
+            class_weight_power: 0.0,
         }
     }
 }
@@ -184,7 +187,7 @@ pub fn train_task_head(
     let mut rng = SplitMix::new(config.seed);
     seed_vars(&varmap, &mut rng)?;
 
-    // Class weights ∝ 1/sqrt(frequency), normalised to mean 1 over the examples, so small
+    // Class weights ∝ frequency^-power, normalised to mean 1 over the examples, so small
     // classes count without letting a handful of seeds dominate.
     let mut counts = vec![0usize; classes];
     for &t in &train.task {
@@ -192,7 +195,13 @@ pub fn train_task_head(
     }
     let raw: Vec<f32> = counts
         .iter()
-        .map(|&c| if c == 0 { 0.0 } else { 1.0 / (c as f32).sqrt() })
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                (c as f32).powf(-(config.class_weight_power as f32))
+            }
+        })
         .collect();
     let mean: f32 =
         train.task.iter().map(|&t| raw[t as usize]).sum::<f32>() / train.len().max(1) as f32;

@@ -44,10 +44,41 @@ pub fn task_of_benchmark(name: &str) -> Option<TaskClass> {
         .map(|&(_, class)| class)
 }
 
-/// Words that open a transform instruction: the prompt hands over a text to work on.
-const TRANSFORM_OPENERS: &[&str] = &[
+/// Signs that an instruction is about code.
+const CODE_MARKERS: &[&str] = &[
+    "```",
+    "def ",
+    "python",
+    "javascript",
+    "typescript",
+    "c++",
+    "c#",
+    " sql",
+    "regex",
+    "html",
+    "css",
+    "bash",
+    "powershell",
+    "rust ",
+    "golang",
+    "a program",
+    "code snippet",
+    "function that",
+    "a function to",
+    "in code",
+    "my code",
+    "this code",
+    "the code",
+    "compile",
+    "api ",
+];
+
+/// Verbs of transforming a given text; they mark a transform request when the prompt opens
+/// with one, or when it works on "the given"/"the following" text.
+const TRANSFORM_VERBS: &[&str] = &[
     "summarize",
     "summarise",
+    "summary of",
     "translate",
     "rewrite",
     "paraphrase",
@@ -55,64 +86,102 @@ const TRANSFORM_OPENERS: &[&str] = &[
     "classify",
     "categorize",
     "categorise",
+    "sentiment",
     "correct",
     "proofread",
-    "edit",
+    "edit ",
     "convert",
     "reformat",
     "simplify",
     "shorten",
     "rephrase",
-    "identify the",
     "fix the grammar",
-    "sort",
     "tl;dr",
     "detect",
-    "tag",
+    "identify",
+    "sort ",
+    "tag ",
+    "label ",
 ];
 
-/// Words that open a writing request.
+const GIVEN_TEXT: &[&str] = &[
+    "the given",
+    "the following",
+    "this text",
+    "this sentence",
+    "this paragraph",
+    "this passage",
+    "this email",
+    "this article",
+    "this tweet",
+    "this review",
+];
+
+/// Signs of a writing request: a made thing ...
+const WRITING_THINGS: &[&str] = &[
+    "story",
+    "poem",
+    "essay",
+    "lyrics",
+    "song",
+    "haiku",
+    "limerick",
+    "sonnet",
+    "letter",
+    "speech",
+    "toast",
+    "blog post",
+    "script",
+    "dialogue",
+    "slogan",
+    "tagline",
+    "joke",
+];
+/// ... asked for with a making verb, or role-play.
 const WRITING_OPENERS: &[&str] = &[
     "write",
     "compose",
     "draft",
-    "create a story",
-    "create a poem",
-    "generate a story",
-    "pretend",
-    "imagine",
+    "create",
+    "tell me",
+    "tell a",
+    "make up",
+    "come up with",
+    "craft",
+    "generate",
+];
+const ROLE_PLAY: &[&str] = &[
     "act as",
+    "pretend",
     "roleplay",
     "role-play",
     "you are a",
-    "tell me a story",
-    "come up with a poem",
-    "craft",
+    "imagine you",
 ];
 
 /// A documented keyword rule for open-ended instructions (AlpacaEval) that have no task
-/// label of their own: the opening words decide between writing and transform, and
-/// everything else is chat. Code-looking prompts are code.
+/// label of their own, checked in this order: code markers → `code`; a transform verb that
+/// opens the prompt, or one used on "the given/following" text → `transform`; role-play, or
+/// a making verb in the first words with a written thing (story, poem, letter, ...) →
+/// `writing`; everything else → `chat`. Noisy by nature: it is weak supervision for the
+/// classes the benchmarks lack, alongside the hand-labelled seeds.
 pub fn task_of_instruction(text: &str) -> TaskClass {
-    let lower = text.trim_start().to_ascii_lowercase();
-    let code_markers = [
-        "```",
-        "def ",
-        "function ",
-        "python",
-        "javascript",
-        "sql ",
-        "c++",
-        "regex",
-        "code",
-    ];
-    if code_markers.iter().any(|m| lower.contains(m)) {
+    let lower = text.trim_start().to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let opens = |words: &[&str]| words.iter().any(|w| lower.starts_with(w));
+    let head: String = lower
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if has(CODE_MARKERS) {
         return TaskClass::Code;
     }
-    if TRANSFORM_OPENERS.iter().any(|w| lower.starts_with(w)) {
+    if opens(TRANSFORM_VERBS) || (has(GIVEN_TEXT) && has(TRANSFORM_VERBS)) {
         return TaskClass::Transform;
     }
-    if WRITING_OPENERS.iter().any(|w| lower.starts_with(w)) {
+    let head_has = |words: &[&str]| words.iter().any(|w| head.contains(w));
+    if has(ROLE_PLAY) || (head_has(WRITING_OPENERS) && head_has(WRITING_THINGS)) {
         return TaskClass::Writing;
     }
     TaskClass::Chat

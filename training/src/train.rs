@@ -63,6 +63,8 @@ pub struct TrainReport {
     pub test_task_macro_f1: f64,
     pub test_task_accuracy: f64,
     pub test_examples: usize,
+    /// Held-out F1 per task class.
+    pub test_class_f1: BTreeMap<TaskClass, f64>,
     pub difficulty_validation_mae: f64,
     pub test_difficulty_spearman: f64,
     pub test_difficulty_mae: f64,
@@ -321,6 +323,10 @@ pub fn train_classifier(
         test_task_macro_f1: confusion.macro_f1(),
         test_task_accuracy: confusion.accuracy(),
         test_examples: task_test.len(),
+        test_class_f1: TaskClass::ALL
+            .iter()
+            .map(|&c| (c, confusion.class_scores(c.index()).f1))
+            .collect(),
         difficulty_validation_mae: difficulty.validation_mae,
         test_difficulty_spearman: spearman(&diff_pred, &diff_true),
         test_difficulty_mae: mean_absolute_error(&diff_pred, &diff_true),

@@ -54,6 +54,30 @@ pub struct ClassifierArgs {
     #[arg(long, default_value_t = 17)]
     pub seed: u64,
 
+    /// Most training epochs per head (early stopping usually ends sooner).
+    #[arg(long, default_value_t = TrainConfig::default().max_epochs)]
+    pub epochs: usize,
+
+    /// Epochs without a better validation score before stopping.
+    #[arg(long, default_value_t = TrainConfig::default().patience)]
+    pub patience: usize,
+
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    pub lr: f64,
+
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+
+    /// Hidden width of the MLP task head.
+    #[arg(long, default_value_t = TrainConfig::default().mlp_hidden)]
+    pub hidden: usize,
+
+    /// Class weights ∝ frequency^-power in the task loss (0 = none, 1 = balanced).
+    #[arg(long, default_value_t = TrainConfig::default().class_weight_power)]
+    pub class_weight_power: f64,
+
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +104,12 @@ pub fn run(command: &TrainCommand) -> anyhow::Result<ExitCode> {
         cache_dir: args.cache_dir.clone(),
         config: TrainConfig {
             seed: args.seed,
+            max_epochs: args.epochs,
+            patience: args.patience,
+            learning_rate: args.lr,
+            weight_decay: args.weight_decay,
+            mlp_hidden: args.hidden,
+            class_weight_power: args.class_weight_power,
             ..TrainConfig::default()
         },
     };
@@ -130,6 +160,9 @@ pub fn run(command: &TrainCommand) -> anyhow::Result<ExitCode> {
         "{:<40} {:>10.4}",
         "task accuracy", report.test_task_accuracy
     )?;
+    for (class, f1) in &report.test_class_f1 {
+        writeln!(out, "{:<40} {:>10.4}", format!("  F1 {class}"), f1)?;
+    }
     writeln!(
         out,
         "{:<40} {:>10.4}",
