@@ -118,7 +118,7 @@ fn bad_lines_get_errors_naming_them_and_the_rest_is_embedded() {
     );
     assert_eq!(rows[7]["text"], "last good line");
     assert!(
-        stderr.contains("5 of 8 lines could not be embedded"),
+        stderr.contains("5 of 8 lines could not be processed"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
