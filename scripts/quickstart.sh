@@ -10,10 +10,11 @@ bash models/fetch.sh
 
 echo "== building switchyard (release)"
 cargo build --release --locked -p switchyard
+bin="${CARGO_TARGET_DIR:-target}/release/switchyard"
 
 echo "== embedding two example prompts"
 printf '%s\n' 'How do I reset my password?' '{"text": "Write a haiku about autumn."}' \
-  | ./target/release/switchyard embed \
+  | "$bin" embed \
   | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -23,5 +24,5 @@ for line in sys.stdin:
 '
 echo "== classifying two prompts by task and difficulty (heads in models/classifier)"
 printf '%s\n' 'Write a limerick about a cat who plays piano' 'What is the derivative of x^3 + 2x?' \
-  | ./target/release/switchyard classify
-echo "== done: ./target/release/switchyard --help lists every command"
+  | "$bin" classify
+echo "== done: $bin --help lists every command"
