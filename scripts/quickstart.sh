@@ -19,8 +19,8 @@ printf '%s\n' 'How do I reset my password?' '{"text": "Write a haiku about autum
 import json, sys
 for line in sys.stdin:
     row = json.loads(line)
-    v = row["embedding"]
-    print(f"{row[\"text\"]!r}: {len(v)}-d embedding, first values {[round(x, 4) for x in v[:4]]}")
+    text, v = row["text"], row["embedding"]
+    print(f"{text!r}: {len(v)}-d embedding, first values {[round(x, 4) for x in v[:4]]}")
 '
 echo "== classifying two prompts by task and difficulty (heads in models/classifier)"
 printf '%s\n' 'Write a limerick about a cat who plays piano' 'What is the derivative of x^3 + 2x?' \
