@@ -23,6 +23,6 @@ for line in sys.stdin:
     print(f"{text!r}: {len(v)}-d embedding, first values {[round(x, 4) for x in v[:4]]}")
 '
 echo "== classifying two prompts by task and difficulty (heads in models/classifier)"
-printf '%s\n' 'Write a limerick about a cat who plays piano' 'What is the derivative of x^3 + 2x?' \
+printf '%s\n' 'Write a limerick about a cat who plays piano' 'Translate "good night" into French' \
   | "$bin" classify
 echo "== done: $bin --help lists every command"

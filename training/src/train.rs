@@ -28,7 +28,8 @@ pub const DIFFICULTY_CUTS: DifficultyCuts = DifficultyCuts {
 /// difficulty head does not train on them.
 pub const RELATIVE_SCORE_SOURCES: &[&str] = &["alpacaeval"];
 
-/// Most training examples per task class (seeded subsample), and per split for the rest:
+/// Most training examples per task class (seeded subsample, seeds always kept), and per
+/// split for the rest:
 /// keeps the 16k MMLU-style prompts from drowning the rest and bounds embedding time (the
 /// difficulty head trains on the same prompts, those with correctness outcomes).
 const PER_CLASS_TRAIN_CAP: usize = 1000;
@@ -116,6 +117,8 @@ fn cap_per_class<'a>(
     let mut out = Vec::new();
     for (_, mut items) in by_class {
         rng.shuffle(&mut items);
+        // Hand-labelled seeds are few and clean: keep them all, fill up with the rest.
+        items.sort_by_key(|e| e.family != "seed");
         items.truncate(cap);
         out.extend(items);
     }
