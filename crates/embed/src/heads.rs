@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 use switchyard_core::{DifficultyBucket, DifficultyCuts, EncoderInfo, TaskClass};
@@ -143,10 +143,115 @@ pub struct Classification {
 /// Loaded task and difficulty heads.
 #[derive(Debug)]
 pub struct ClassifierHeads {
-    task: TaskHead,
-    difficulty: DifficultyHead,
+    task: DenseTaskHead,
+    difficulty: Dense,
     manifest: HeadsManifest,
-    device: Device,
+}
+
+/// A dense layer as plain row-major weights, `y = W x + b` with `W` of shape (out, in).
+///
+/// Inference runs on these instead of candle ops: for one 384-d vector the heads are a few
+/// hundred thousand multiply-adds, where candle's per-op dispatch and allocation would cost
+/// more than the arithmetic.
+#[derive(Debug, Clone)]
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    inputs: usize,
+}
+
+impl Dense {
+    fn from_linear(l: &Linear) -> candle_core::Result<Self> {
+        let (outputs, inputs) = l.weight().dims2()?;
+        let w = l.weight().flatten_all()?.to_vec1::<f32>()?;
+        let b = match l.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; outputs],
+        };
+        Ok(Self { w, b, inputs })
+    }
+
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        self.w
+            .chunks_exact(self.inputs)
+            .zip(&self.b)
+            .map(|(row, b)| dot(row, x) + b)
+            .collect()
+    }
+}
+
+/// Dot product in eight independent lanes, so the compiler can vectorise it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// erf with fractional error below 1.2e-7 (Numerical Recipes' erfc Chebyshev fit).
+fn erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let poly = -x * x - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    (if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }) as f32
+}
+
+/// The exact (erf) GELU, as `Tensor::gelu_erf`.
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2))
+}
+
+#[derive(Debug, Clone)]
+enum DenseTaskHead {
+    Linear(Dense),
+    Mlp { hidden: Dense, out: Dense },
+}
+
+impl DenseTaskHead {
+    fn from_head(head: &TaskHead) -> candle_core::Result<Self> {
+        Ok(match head {
+            TaskHead::Linear(l) => Self::Linear(Dense::from_linear(l)?),
+            TaskHead::Mlp { hidden, out } => Self::Mlp {
+                hidden: Dense::from_linear(hidden)?,
+                out: Dense::from_linear(out)?,
+            },
+        })
+    }
+
+    fn logits(&self, x: &[f32]) -> Vec<f32> {
+        match self {
+            Self::Linear(l) => l.apply(x),
+            Self::Mlp { hidden, out } => {
+                let h: Vec<f32> = hidden.apply(x).into_iter().map(gelu).collect();
+                out.apply(&h)
+            }
+        }
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / total).collect()
 }
 
 impl ClassifierHeads {
@@ -202,11 +307,11 @@ impl ClassifierHeads {
         .map_err(|e| invalid(&weights_path, e.to_string()))?;
         let difficulty = DifficultyHead::new(encoder.dim, vb)
             .map_err(|e| invalid(&weights_path, e.to_string()))?;
+        let weights_invalid = |e: candle_core::Error| invalid(&weights_path, e.to_string());
         Ok(Self {
-            task,
-            difficulty,
+            task: DenseTaskHead::from_head(&task).map_err(weights_invalid)?,
+            difficulty: Dense::from_linear(&difficulty.0).map_err(weights_invalid)?,
             manifest,
-            device,
         })
     }
 
@@ -216,26 +321,19 @@ impl ClassifierHeads {
 
     /// Classifies L2-normalised embeddings (one per prompt).
     pub fn classify(&self, embeddings: &[Vec<f32>]) -> Result<Vec<Classification>, HeadsError> {
-        if embeddings.is_empty() {
-            return Ok(Vec::new());
-        }
         let dim = self.manifest.encoder.dim;
-        let flat: Vec<f32> = embeddings.iter().flat_map(|e| e.iter().copied()).collect();
-        if flat.len() != embeddings.len() * dim {
+        if let Some(bad) = embeddings.iter().find(|e| e.len() != dim) {
             return Err(HeadsError::Model(candle_core::Error::Msg(format!(
-                "embeddings must be {dim}-d"
+                "embeddings must be {dim}-d, got {}",
+                bad.len()
             ))));
         }
-        let x = Tensor::from_vec(flat, (embeddings.len(), dim), &self.device)?;
-        let probs =
-            candle_nn::ops::softmax(&self.task.forward(&x)?, D::Minus1)?.to_vec2::<f32>()?;
-        let difficulty = candle_nn::ops::sigmoid(&self.difficulty.logits(&x)?)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        Ok(probs
-            .into_iter()
-            .zip(difficulty)
-            .map(|(p, d)| {
+        Ok(embeddings
+            .iter()
+            .map(|x| {
+                let p = softmax(&self.task.logits(x));
+                let d = self.difficulty.apply(x)[0];
+                let d = 1.0 / (1.0 + (-d).exp());
                 let best = p
                     .iter()
                     .enumerate()
@@ -249,5 +347,51 @@ impl ClassifierHeads {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::D;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn plain_inference_matches_candle() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let head = TaskHead::new(TaskHeadKind::Mlp { hidden: 32 }, 16, 8, vb.clone()).unwrap();
+        let diff = DifficultyHead::new(16, vb).unwrap();
+        let x: Vec<f32> = (0..16).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let t = Tensor::from_vec(x.clone(), (1, 16), &Device::Cpu).unwrap();
+        let want = candle_nn::ops::softmax(&head.forward(&t).unwrap(), D::Minus1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let got = softmax(&DenseTaskHead::from_head(&head).unwrap().logits(&x));
+        for (a, b) in want[0].iter().zip(&got) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let want = diff
+            .logits(&t)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = Dense::from_linear(&diff.0).unwrap().apply(&x);
+        assert!((want[0] - got[0]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn erf_is_accurate() {
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (-2.0, -0.995_322_3),
+        ] {
+            assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
+        }
     }
 }
