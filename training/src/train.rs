@@ -88,6 +88,8 @@ pub enum TrainError {
     },
     #[error("not enough labelled data: {0}")]
     NotEnoughData(String),
+    #[error("the trained heads cannot be reloaded: {0}")]
+    Heads(#[from] switchyard_embed::heads::HeadsError),
 }
 
 /// Progress bars for each phase, provided by the caller (hidden in tests).
@@ -280,16 +282,13 @@ pub fn train_classifier(
         created_at: now_rfc3339(),
     };
     write_manifest(&request.out, &manifest)?;
-    let heads = switchyard_embed::heads::ClassifierHeads::load(&request.out, encoder.info())
-        .map_err(|e| TrainError::NotEnoughData(e.to_string()))?;
+    let heads = switchyard_embed::heads::ClassifierHeads::load(&request.out, encoder.info())?;
 
     let test_vectors: Vec<Vec<f32>> = task_test
         .iter()
         .map(|e| by_id[e.id.as_str()].to_vec())
         .collect();
-    let predicted = heads
-        .classify(&test_vectors)
-        .map_err(|e| TrainError::NotEnoughData(e.to_string()))?;
+    let predicted = heads.classify(&test_vectors)?;
     let confusion = Confusion::new(
         TaskClass::ALL.len(),
         task_test
@@ -302,8 +301,7 @@ pub fn train_classifier(
         .map(|e| by_id[e.id.as_str()].to_vec())
         .collect();
     let diff_pred: Vec<f64> = heads
-        .classify(&diff_vectors)
-        .map_err(|e| TrainError::NotEnoughData(e.to_string()))?
+        .classify(&diff_vectors)?
         .iter()
         .map(|c| f64::from(c.difficulty))
         .collect();
