@@ -80,7 +80,7 @@ pub enum TrainError {
     Embed(#[from] crate::data::EmbedAllError),
     #[error("training failed: {0}")]
     Candle(#[from] candle_core::Error),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -144,7 +144,7 @@ impl RoutingRecord {
 /// A record that could not be read, located by file, line and field.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io {
         path: PathBuf,
         #[source]

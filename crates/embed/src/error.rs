@@ -15,7 +15,7 @@ pub enum LoadError {
         "{path} is missing: a model directory needs config.json, tokenizer.json and model.safetensors"
     )]
     MissingFile { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]

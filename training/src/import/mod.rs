@@ -69,7 +69,7 @@ impl ImportReport {
 /// A source file that could not be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io {
         path: PathBuf,
         #[source]
