@@ -10,6 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash models/fetch.sh
 
+if [ ! -d ../shared/datasets ]; then
+  echo "NOTE: ../shared/datasets is absent: the tests that need the shared data will skip (they say so with --nocapture)"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
