@@ -8,6 +8,7 @@ pub mod device;
 pub mod embed;
 pub mod input;
 pub mod metrics;
+pub mod policy;
 pub mod record;
 pub mod task;
 

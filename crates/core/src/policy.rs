@@ -1,0 +1,354 @@
+//! The routing policy: given every candidate model's predicted quality and expected cost
+//! for one prompt, choose a model. Pure functions, no I/O, so they are easy to test and
+//! to reason about.
+//!
+//! Constraints apply first (allowed models, unavailable models, context window); then one
+//! rule decides:
+//! - `threshold`: the cheapest candidate whose predicted quality is at least τ, else the
+//!   best predicted;
+//! - `tradeoff`: the candidate maximising quality − λ·cost;
+//! - `budget`: the best predicted quality among candidates with expected cost ≤ B, else the
+//!   cheapest.
+//!
+//! The decision lists every eligible candidate in the rule's order of preference: the
+//! runners-up are the fallback order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// One model's prediction for one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub model: String,
+    /// Predicted quality in [0, 1].
+    pub quality: f64,
+    /// Expected cost of answering, USD.
+    pub cost_usd: f64,
+    /// Longest prompt + answer the model takes, in tokens, when known.
+    pub context_window: Option<u64>,
+}
+
+/// Hard limits applied before any rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Constraints {
+    /// Tokens the request needs (prompt + requested output).
+    pub required_tokens: u64,
+    /// Only these models may serve (route or tenant allow-list); `None` = any.
+    pub allowed: Option<BTreeSet<String>>,
+    /// Models that cannot serve now (open circuit breaker, disabled).
+    pub unavailable: BTreeSet<String>,
+}
+
+/// Why a candidate was not eligible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusion {
+    NotAllowed,
+    Unavailable,
+    ContextTooSmall,
+    /// Its prediction is not a number.
+    InvalidPrediction,
+}
+
+/// The rule and its parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum Policy {
+    Threshold { tau: f64 },
+    Tradeoff { lambda: f64 },
+    Budget { max_cost_usd: f64 },
+}
+
+/// Which rule made the choice, including its fallbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The cheapest candidate predicted to clear τ.
+    CheapestAboveThreshold,
+    /// No candidate cleared τ: the best predicted.
+    BestBelowThreshold,
+    /// Highest quality − λ·cost.
+    BestTradeoff,
+    /// Best quality within the budget.
+    BestWithinBudget,
+    /// Nothing fits the budget: the cheapest.
+    CheapestOverBudget,
+}
+
+/// An eligible candidate in the decision's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub model: String,
+    pub quality: f64,
+    pub cost_usd: f64,
+}
+
+/// The outcome of routing one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub chosen: String,
+    pub rule: Rule,
+    pub policy: Policy,
+    /// Every eligible candidate, chosen first, then the fallback order.
+    pub ranked: Vec<Ranked>,
+    /// Candidates left out by constraints, with the reason.
+    pub excluded: BTreeMap<String, Exclusion>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("no candidate models to route to")]
+    NoCandidates,
+    #[error("every candidate is excluded: {}", describe(.0))]
+    AllExcluded(BTreeMap<String, Exclusion>),
+}
+
+fn describe(excluded: &BTreeMap<String, Exclusion>) -> String {
+    excluded
+        .iter()
+        .map(|(m, e)| {
+            format!(
+                "{m} ({})",
+                serde_json::to_string(e)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn exclusion(c: &Candidate, constraints: &Constraints) -> Option<Exclusion> {
+    if !c.quality.is_finite() || !c.cost_usd.is_finite() {
+        return Some(Exclusion::InvalidPrediction);
+    }
+    if constraints
+        .allowed
+        .as_ref()
+        .is_some_and(|a| !a.contains(&c.model))
+    {
+        return Some(Exclusion::NotAllowed);
+    }
+    if constraints.unavailable.contains(&c.model) {
+        return Some(Exclusion::Unavailable);
+    }
+    if c.context_window
+        .is_some_and(|w| w < constraints.required_tokens)
+    {
+        return Some(Exclusion::ContextTooSmall);
+    }
+    None
+}
+
+/// Quality first (higher), then cost (lower), then name, for a total, stable order.
+fn by_quality(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.quality
+        .total_cmp(&a.quality)
+        .then(a.cost_usd.total_cmp(&b.cost_usd))
+        .then(a.model.cmp(&b.model))
+}
+
+/// Cost first (lower), then quality (higher), then name.
+fn by_cost(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    a.cost_usd
+        .total_cmp(&b.cost_usd)
+        .then(b.quality.total_cmp(&a.quality))
+        .then(a.model.cmp(&b.model))
+}
+
+/// Routes one prompt.
+pub fn decide(
+    candidates: &[Candidate],
+    constraints: &Constraints,
+    policy: Policy,
+) -> Result<Decision, PolicyError> {
+    if candidates.is_empty() {
+        return Err(PolicyError::NoCandidates);
+    }
+    let mut excluded = BTreeMap::new();
+    let mut eligible: Vec<&Candidate> = Vec::new();
+    for c in candidates {
+        match exclusion(c, constraints) {
+            Some(reason) => {
+                excluded.insert(c.model.clone(), reason);
+            }
+            None => eligible.push(c),
+        }
+    }
+    if eligible.is_empty() {
+        return Err(PolicyError::AllExcluded(excluded));
+    }
+    let (order, rule) = match policy {
+        Policy::Threshold { tau } => {
+            let (mut above, mut below): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.quality >= tau);
+            above.sort_by(|a, b| by_cost(a, b));
+            below.sort_by(|a, b| by_quality(a, b));
+            let rule = if above.is_empty() {
+                Rule::BestBelowThreshold
+            } else {
+                Rule::CheapestAboveThreshold
+            };
+            (above.into_iter().chain(below).collect::<Vec<_>>(), rule)
+        }
+        Policy::Tradeoff { lambda } => {
+            let mut all = eligible.clone();
+            all.sort_by(|a, b| {
+                let (ua, ub) = (
+                    a.quality - lambda * a.cost_usd,
+                    b.quality - lambda * b.cost_usd,
+                );
+                ub.total_cmp(&ua).then(by_cost(a, b))
+            });
+            (all, Rule::BestTradeoff)
+        }
+        Policy::Budget { max_cost_usd } => {
+            let (mut fits, mut over): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.cost_usd <= max_cost_usd);
+            fits.sort_by(|a, b| by_quality(a, b));
+            over.sort_by(|a, b| by_cost(a, b));
+            let rule = if fits.is_empty() {
+                Rule::CheapestOverBudget
+            } else {
+                Rule::BestWithinBudget
+            };
+            (fits.into_iter().chain(over).collect::<Vec<_>>(), rule)
+        }
+    };
+    let ranked: Vec<Ranked> = order
+        .iter()
+        .map(|c| Ranked {
+            model: c.model.clone(),
+            quality: c.quality,
+            cost_usd: c.cost_usd,
+        })
+        .collect();
+    Ok(Decision {
+        chosen: ranked[0].model.clone(),
+        rule,
+        policy,
+        ranked,
+        excluded,
+    })
+}
+
+/// What calibration should achieve on a validation set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// At most this share (0..1) of calls to the given strongest model, as many as allowed.
+    StrongShare(f64),
+    /// Mean expected cost per call at most this (USD), with the best mean quality.
+    MeanCost(f64),
+    /// Mean quality at least this, at the lowest mean cost.
+    MeanQuality(f64),
+}
+
+/// Which rule calibration tunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tunable {
+    Threshold,
+    Tradeoff,
+}
+
+/// One validation prompt: the candidates' predictions, and optionally what each model
+/// actually scored (used for mean quality when present).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRow {
+    pub candidates: Vec<Candidate>,
+    pub observed: BTreeMap<String, f64>,
+}
+
+/// How a policy did on a validation set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Operating {
+    pub policy: Policy,
+    pub strong_share: f64,
+    pub mean_cost_usd: f64,
+    pub mean_quality: f64,
+}
+
+/// Runs `policy` over `rows` (no constraints) and summarises it.
+pub fn operating_point(rows: &[ValidationRow], policy: Policy, strongest: &str) -> Operating {
+    let (mut strong, mut cost, mut quality, mut n) = (0usize, 0.0, 0.0, 0usize);
+    for row in rows {
+        let Ok(d) = decide(&row.candidates, &Constraints::default(), policy) else {
+            continue;
+        };
+        n += 1;
+        strong += usize::from(d.chosen == strongest);
+        cost += d.ranked[0].cost_usd;
+        quality += row
+            .observed
+            .get(&d.chosen)
+            .copied()
+            .unwrap_or(d.ranked[0].quality);
+    }
+    let n_f = n.max(1) as f64;
+    Operating {
+        policy,
+        strong_share: strong as f64 / n_f,
+        mean_cost_usd: cost / n_f,
+        mean_quality: quality / n_f,
+    }
+}
+
+/// The parameter values worth trying: every distinct predicted quality for τ (plus the
+/// extremes); a log grid for λ (plus 0).
+fn sweep(rows: &[ValidationRow], tunable: Tunable) -> Vec<Policy> {
+    match tunable {
+        Tunable::Threshold => {
+            let mut taus: Vec<f64> = rows
+                .iter()
+                .flat_map(|r| r.candidates.iter().map(|c| c.quality))
+                .filter(|q| q.is_finite())
+                .chain([0.0, 1.0 + 1e-9])
+                .collect();
+            taus.sort_by(f64::total_cmp);
+            taus.dedup();
+            taus.into_iter()
+                .map(|tau| Policy::Threshold { tau })
+                .collect()
+        }
+        Tunable::Tradeoff => std::iter::once(0.0)
+            .chain((-40..=160).map(|k| 10f64.powf(f64::from(k) / 20.0)))
+            .map(|lambda| Policy::Tradeoff { lambda })
+            .collect(),
+    }
+}
+
+/// Finds the parameter of `tunable` that meets `target` on `rows`, or `None` when no
+/// value does.
+pub fn calibrate(
+    rows: &[ValidationRow],
+    tunable: Tunable,
+    strongest: &str,
+    target: Target,
+) -> Option<Operating> {
+    let points: Vec<Operating> = sweep(rows, tunable)
+        .into_iter()
+        .map(|p| operating_point(rows, p, strongest))
+        .collect();
+    let better =
+        |a: &Operating, b: &Operating, key: fn(&Operating) -> f64| key(a).total_cmp(&key(b));
+    match target {
+        Target::StrongShare(share) => points
+            .into_iter()
+            .filter(|p| p.strong_share <= share + 1e-12)
+            .max_by(|a, b| better(a, b, |p| p.strong_share).then(better(a, b, |p| p.mean_quality))),
+        Target::MeanCost(cost) => points
+            .into_iter()
+            .filter(|p| p.mean_cost_usd <= cost + 1e-15)
+            .max_by(|a, b| {
+                better(a, b, |p| p.mean_quality).then(better(b, a, |p| p.mean_cost_usd))
+            }),
+        Target::MeanQuality(quality) => points
+            .into_iter()
+            .filter(|p| p.mean_quality >= quality - 1e-12)
+            .min_by(|a, b| {
+                better(a, b, |p| p.mean_cost_usd).then(better(b, a, |p| p.mean_quality))
+            }),
+    }
+}
