@@ -9,6 +9,7 @@ pub mod embed;
 pub mod input;
 pub mod metrics;
 pub mod policy;
+pub mod pricing;
 pub mod record;
 pub mod task;
 
