@@ -2,3 +2,4 @@
 //! to JSON) and renders a readable table to any `impl Write`. The CLI is a thin wrapper.
 
 pub mod classifier;
+pub mod routing;
