@@ -2,4 +2,6 @@
 //! to JSON) and renders a readable table to any `impl Write`. The CLI is a thin wrapper.
 
 pub mod classifier;
+pub mod plot;
+pub mod route_eval;
 pub mod routing;

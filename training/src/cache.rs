@@ -1,7 +1,7 @@
 //! An on-disk cache of embeddings keyed by encoder checksum and text hash, so retraining
 //! (or evaluating) on the same prompts never re-embeds them.
 //!
-//! One append-only file per encoder: `<dir>/<weights sha256[..16]>-<dim>.emb`, a sequence
+//! One append-only file per encoder: `<dir>/<weights sha256[..16]>-<dim>-<truncation>.emb`, a sequence
 //! of records `[sha256(text) 16 bytes][dim × f32 LE]`. A torn final record (a crash
 //! mid-write) is ignored on load; nothing earlier can be damaged by an append.
 
@@ -34,7 +34,11 @@ impl EmbeddingCache {
     pub fn open(dir: &Path, encoder: &EncoderInfo) -> std::io::Result<Self> {
         fs_err::create_dir_all(dir)?;
         let sha: String = encoder.weights_sha256.chars().take(16).collect();
-        let path = dir.join(format!("{sha}-{}.emb", encoder.dim));
+        let path = dir.join(format!(
+            "{sha}-{}-{}.emb",
+            encoder.dim,
+            encoder.truncation.tag()
+        ));
         let dim = encoder.dim;
         let mut vectors = HashMap::new();
         if path.is_file() {
@@ -106,6 +110,7 @@ mod tests {
             dim: 3,
             max_tokens: 8,
             weights_sha256: "abcdef0123456789ffff".into(),
+            truncation: switchyard_core::Truncation::Head,
         }
     }
 

@@ -32,7 +32,7 @@ pub fn split_of(text: &str) -> Split {
     }
 }
 
-fn normalise(text: &str) -> String {
+pub fn normalise(text: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")

@@ -6,5 +6,6 @@ pub mod classifier;
 pub mod data;
 pub mod import;
 pub mod pyliteral;
+pub mod scorer;
 pub mod taxonomy;
 pub mod train;

@@ -133,6 +133,12 @@ fn heads_refuse_another_encoder_and_name_what_to_do() {
         err.to_string().contains("switchyard train classifier"),
         "{err}"
     );
+    let other = EncoderInfo {
+        truncation: switchyard_core::Truncation::HeadTail { head: 3 },
+        ..encoder.info().clone()
+    };
+    let err = ClassifierHeads::load(&tmp.path().join("heads"), &other).unwrap_err();
+    assert!(err.to_string().contains("truncation head3tail"), "{err}");
     let err = ClassifierHeads::load(&tmp.path().join("nothing"), encoder.info()).unwrap_err();
     assert!(matches!(err, HeadsError::Missing { .. }), "{err}");
 }

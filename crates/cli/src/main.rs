@@ -26,6 +26,7 @@ enum Command {
     #[command(subcommand)]
     Datasets(commands::datasets::DatasetsCommand),
     Classify(commands::classify::ClassifyArgs),
+    Route(commands::route::RouteArgs),
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
     #[command(subcommand)]
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(&args),
         Command::Datasets(command) => commands::datasets::run(&command),
         Command::Classify(args) => commands::classify::run(&args),
+        Command::Route(args) => commands::route::run(&args),
         Command::Train(command) => commands::train::run(&command),
         Command::Eval(command) => commands::eval::run(&command),
     };

@@ -15,6 +15,53 @@ pub struct EncoderInfo {
     pub max_tokens: usize,
     /// sha256 of the weights file, so artifacts can refuse a different encoder.
     pub weights_sha256: String,
+    /// Which tokens of an over-long input the encoder keeps. Part of the encoder's
+    /// identity: a head trained on one kind of embedding must not read the other.
+    #[serde(default)]
+    pub truncation: Truncation,
+}
+
+/// Which tokens of an input longer than the encoder's limit are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Truncation {
+    /// The first tokens, as sentence-transformers does: `/v1/embeddings` and `embed`.
+    #[default]
+    Head,
+    /// The first `head` tokens and as many of the last ones as fit. Routing prompts put
+    /// the actual question last (few-shot examples, "the text: ... now summarise it"), so
+    /// the router embeds this way (Sun et al. 2019 found head+tail best for long-text
+    /// classification with BERT).
+    HeadTail { head: usize },
+}
+
+/// How the router (classifier heads and scorer) embeds prompts: 64 head tokens and the
+/// rest from the end.
+pub const ROUTING_TRUNCATION: Truncation = Truncation::HeadTail { head: 64 };
+
+impl Truncation {
+    /// The content-token indices (special tokens excluded) kept from `len` tokens when
+    /// `room` fit: `(head_end, tail_start)` — keep `[0, head_end)` and `[tail_start, len)`.
+    pub fn keep(self, len: usize, room: usize) -> (usize, usize) {
+        if len <= room {
+            return (len, len);
+        }
+        match self {
+            Self::Head => (room, len),
+            Self::HeadTail { head } => {
+                let head = head.min(room);
+                (head, len - (room - head))
+            }
+        }
+    }
+
+    /// A short tag for file names and logs: `head` or `head64tail`.
+    pub fn tag(self) -> String {
+        match self {
+            Self::Head => "head".to_owned(),
+            Self::HeadTail { head } => format!("head{head}tail"),
+        }
+    }
 }
 
 /// Why an embedding could not be produced.
@@ -62,6 +109,24 @@ pub fn validate_inputs(texts: &[String]) -> Result<(), EmbedError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_keeps_the_right_tokens() {
+        assert_eq!(Truncation::Head.keep(10, 20), (10, 10));
+        assert_eq!(Truncation::Head.keep(300, 254), (254, 300));
+        let ht = Truncation::HeadTail { head: 64 };
+        assert_eq!(ht.keep(100, 254), (100, 100));
+        // 64 from the front, 190 from the back: 254 kept in all.
+        assert_eq!(ht.keep(1000, 254), (64, 810));
+        assert_eq!(
+            Truncation::HeadTail { head: 500 }.keep(1000, 254),
+            (254, 1000)
+        );
+        assert_eq!(ht.tag(), "head64tail");
+        let json = serde_json::to_string(&ht).unwrap();
+        assert_eq!(json, r#"{"mode":"head_tail","head":64}"#);
+        assert_eq!(serde_json::from_str::<Truncation>(&json).unwrap(), ht);
+    }
 
     #[test]
     fn validation_names_the_blank_input() {

@@ -14,9 +14,12 @@ pub mod record;
 pub mod task;
 
 pub use device::{DeviceSpec, ParseDeviceError};
-pub use embed::{EmbedError, Embedder, EmbeddingFuture, EncoderInfo, validate_inputs};
+pub use embed::{
+    EmbedError, Embedder, EmbeddingFuture, EncoderInfo, ROUTING_TRUNCATION, Truncation,
+    validate_inputs,
+};
 pub use input::{LineError, text_from_line};
 pub use record::{
-    Outcome, RECORD_VERSION, RecordError, RecordMessage, RoutingRecord, read_records,
+    DataFile, Outcome, RECORD_VERSION, RecordError, RecordMessage, RoutingRecord, read_records,
 };
 pub use task::{DifficultyBucket, DifficultyCuts, TaskClass};

@@ -94,6 +94,12 @@ pub struct Decision {
     pub ranked: Vec<Ranked>,
     /// Candidates left out by constraints, with the reason.
     pub excluded: BTreeMap<String, Exclusion>,
+    /// The prompt's predicted task, when the caller classified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::TaskClass>,
+    /// The prompt's predicted difficulty in [0, 1], when the caller classified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -230,6 +236,8 @@ pub fn decide(
         policy,
         ranked,
         excluded,
+        task: None,
+        difficulty: None,
     })
 }
 

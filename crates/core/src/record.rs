@@ -271,3 +271,12 @@ mod tests {
         );
     }
 }
+
+/// One training data file, as artifacts' manifests record it: the file name (never a
+/// machine path), its checksum and how many records it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: String,
+    pub sha256: String,
+    pub records: usize,
+}

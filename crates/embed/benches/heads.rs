@@ -21,7 +21,8 @@ fn heads(c: &mut Criterion) {
         &ModelSource::Dir(root.join("models/all-MiniLM-L6-v2")),
         DeviceSpec::Cpu,
     )
-    .expect("encoder (run bash models/fetch.sh)");
+    .expect("encoder (run bash models/fetch.sh)")
+    .with_truncation(switchyard_core::ROUTING_TRUNCATION);
     let heads = ClassifierHeads::load(&root.join("models/classifier"), encoder.info())
         .expect("committed heads");
     let prompt = "How do I reset my password on the company laptop?";

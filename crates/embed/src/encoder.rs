@@ -5,8 +5,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
-use switchyard_core::{DeviceSpec, EncoderInfo};
-use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use switchyard_core::{DeviceSpec, EncoderInfo, Truncation};
+use tokenizers::{Encoding, Tokenizer};
 
 use crate::source::{ModelFiles, ModelSource, sha256_file};
 use crate::{EncodeError, LoadError, resolve_device};
@@ -59,7 +59,7 @@ impl SentenceEncoder {
     ) -> Result<Self, LoadError> {
         let config = read_config(&files.config)?;
         let max_tokens = max_tokens(files, &config)?;
-        let tokenizer = read_tokenizer(&files.tokenizer, max_tokens)?;
+        let tokenizer = read_tokenizer(&files.tokenizer)?;
         let device = resolve_device(device)?;
         let weights_err = |reason: String| LoadError::Weights {
             path: files.weights.clone(),
@@ -72,6 +72,7 @@ impl SentenceEncoder {
             dim: config.hidden_size,
             max_tokens,
             weights_sha256: sha256_file(&files.weights)?,
+            truncation: Truncation::Head,
         };
         tracing::info!(model = %info.id, dim = info.dim, max_tokens, "encoder loaded");
         Ok(Self {
@@ -91,23 +92,35 @@ impl SentenceEncoder {
         &self.device
     }
 
+    /// The same encoder keeping other tokens of over-long inputs (see [`Truncation`]).
+    /// The choice is part of [`EncoderInfo`], so artifacts record and check it.
+    #[must_use]
+    pub fn with_truncation(mut self, truncation: Truncation) -> Self {
+        self.info.truncation = truncation;
+        self
+    }
+
     /// Embeds `texts`, returning one [`Encoded`] per input in input order.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>, EncodeError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EncodeError::Tokenize(e.to_string()))?;
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| encodings[i].len());
-        let mut out: Vec<Option<Encoded>> = vec![None; encodings.len()];
+        let inputs: Vec<Tokens> = encodings
+            .iter()
+            .map(|e| truncate(e, self.info.max_tokens, self.info.truncation))
+            .collect();
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].ids.len());
+        let mut out: Vec<Option<Encoded>> = vec![None; inputs.len()];
         for chunk in order.chunks(MAX_FORWARD_BATCH) {
-            let batch: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            let batch: Vec<&Tokens> = chunk.iter().map(|&i| &inputs[i]).collect();
             let vectors = self.forward(&batch)?;
-            for ((&i, embedding), encoding) in chunk.iter().zip(vectors).zip(batch) {
+            for ((&i, embedding), input) in chunk.iter().zip(vectors).zip(batch) {
                 out[i] = Some(Encoded {
                     embedding,
-                    tokens: encoding.len(),
-                    truncated: !encoding.get_overflowing().is_empty(),
+                    tokens: input.ids.len(),
+                    truncated: input.truncated,
                 });
             }
         }
@@ -123,19 +136,19 @@ impl SentenceEncoder {
             .collect())
     }
 
-    /// One padded forward pass over encodings of similar length.
-    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, EncodeError> {
+    /// One padded forward pass over inputs of similar length.
+    fn forward(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>, EncodeError> {
         let rows = batch.len();
-        let width = batch.iter().map(|e| e.len()).max().unwrap_or(0);
+        let width = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; rows * width];
         let mut type_ids = vec![0u32; rows * width];
         let mut mask = vec![0u32; rows * width];
-        for (row, encoding) in batch.iter().enumerate() {
+        for (row, input) in batch.iter().enumerate() {
             let start = row * width;
-            let len = encoding.len();
-            ids[start..start + len].copy_from_slice(encoding.get_ids());
-            type_ids[start..start + len].copy_from_slice(encoding.get_type_ids());
-            mask[start..start + len].copy_from_slice(encoding.get_attention_mask());
+            let len = input.ids.len();
+            ids[start..start + len].copy_from_slice(&input.ids);
+            type_ids[start..start + len].copy_from_slice(&input.type_ids);
+            mask[start..start + len].fill(1);
         }
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, (rows, width), &self.device)?;
@@ -143,6 +156,49 @@ impl SentenceEncoder {
         let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
         let pooled = mean_pool(&hidden, &mask)?;
         Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
+    }
+}
+
+/// One input's token ids after truncation.
+#[derive(Debug)]
+struct Tokens {
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    truncated: bool,
+}
+
+/// Cuts an untruncated encoding to `max_tokens`, keeping its leading and trailing special
+/// tokens ([CLS] … [SEP]) and the content tokens `truncation` chooses.
+fn truncate(encoding: &Encoding, max_tokens: usize, truncation: Truncation) -> Tokens {
+    let ids = encoding.get_ids();
+    let type_ids = encoding.get_type_ids();
+    if ids.len() <= max_tokens {
+        return Tokens {
+            ids: ids.to_vec(),
+            type_ids: type_ids.to_vec(),
+            truncated: false,
+        };
+    }
+    let special = encoding.get_special_tokens_mask();
+    let lead = special.iter().take_while(|&&s| s == 1).count();
+    let trail = special.iter().rev().take_while(|&&s| s == 1).count();
+    let content = lead..ids.len() - trail;
+    let room = max_tokens.saturating_sub(lead + trail);
+    let (head_end, tail_start) = truncation.keep(content.len(), room);
+    let keep = |v: &[u32]| -> Vec<u32> {
+        let c = &v[content.clone()];
+        v[..lead]
+            .iter()
+            .chain(&c[..head_end])
+            .chain(&c[tail_start..])
+            .chain(&v[content.end..])
+            .copied()
+            .collect()
+    };
+    Tokens {
+        ids: keep(ids),
+        type_ids: keep(type_ids),
+        truncated: true,
     }
 }
 
@@ -223,10 +279,10 @@ fn max_tokens(files: &ModelFiles, config: &BertConfig) -> Result<usize, LoadErro
         .min(config.max_position_embeddings))
 }
 
-/// Loads the tokenizer and replaces whatever padding/truncation it ships with (the
-/// MiniLM `tokenizer.json` pads everything to 128): no padding (batches are padded to
-/// their longest input) and truncation at the model's limit.
-fn read_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, LoadError> {
+/// Loads the tokenizer and removes whatever padding and truncation it ships with (the
+/// MiniLM `tokenizer.json` pads everything to 128 and cuts at 128): batches are padded to
+/// their longest input, and [`truncate`] cuts at the model's limit.
+fn read_tokenizer(path: &Path) -> Result<Tokenizer, LoadError> {
     let err = |reason: String| LoadError::Tokenizer {
         path: path.to_path_buf(),
         reason,
@@ -234,10 +290,7 @@ fn read_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, LoadError
     let mut tokenizer = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
     tokenizer.with_padding(None);
     tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
-            ..TruncationParams::default()
-        }))
+        .with_truncation(None)
         .map_err(|e| err(e.to_string()))?;
     Ok(tokenizer)
 }

@@ -76,13 +76,7 @@ impl DifficultyHead {
     }
 }
 
-/// One training data file, as recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataFile {
-    pub path: String,
-    pub sha256: String,
-    pub records: usize,
-}
+pub use switchyard_core::DataFile;
 
 /// Everything needed to trust and use a heads artifact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,7 +121,12 @@ pub enum HeadsError {
 
 fn describe(e: &EncoderInfo) -> String {
     let sha: String = e.weights_sha256.chars().take(12).collect();
-    format!("{} ({}-d, weights sha256 {sha}…)", e.id, e.dim)
+    format!(
+        "{} ({}-d, weights sha256 {sha}…, truncation {})",
+        e.id,
+        e.dim,
+        e.truncation.tag()
+    )
 }
 
 /// What the heads say about one prompt.
@@ -284,6 +283,7 @@ impl ClassifierHeads {
         }
         if manifest.encoder.dim != encoder.dim
             || manifest.encoder.weights_sha256 != encoder.weights_sha256
+            || manifest.encoder.truncation != encoder.truncation
         {
             return Err(HeadsError::EncoderMismatch {
                 dir: dir.to_path_buf(),

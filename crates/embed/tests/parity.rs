@@ -70,3 +70,48 @@ fn embeddings_are_unit_length() {
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
     }
 }
+
+/// Head+tail truncation (the router's) sees a long prompt's ending; plain truncation (the
+/// sentence-transformers default) does not. Short prompts embed the same either way.
+#[test]
+fn head_tail_truncation_keeps_the_question_at_the_end() {
+    use switchyard_core::{DeviceSpec, Truncation};
+    use switchyard_embed::{ModelSource, SentenceEncoder};
+    let prefix = "Here is an example question with its answer. ".repeat(60);
+    let a = format!("{prefix}Question: what is the capital of France?");
+    let b = format!("{prefix}Question: write a Python function that sorts a list.");
+    let short = "A short prompt that fits easily.";
+
+    let head = common::encoder();
+    let encoded = head.encode(&[&a, &b, short]).expect("encodes");
+    assert!(encoded[0].truncated && !encoded[2].truncated);
+    assert_eq!(encoded[0].tokens, 256);
+    assert_eq!(
+        encoded[0].embedding, encoded[1].embedding,
+        "the first 256 tokens are the same prefix"
+    );
+
+    let head_tail = SentenceEncoder::load(&ModelSource::Dir(common::model_dir()), DeviceSpec::Cpu)
+        .expect("the encoder loads")
+        .with_truncation(Truncation::HeadTail { head: 64 });
+    assert_eq!(
+        head_tail.info().truncation,
+        Truncation::HeadTail { head: 64 }
+    );
+    let routed = head_tail.encode(&[&a, &b, short]).expect("encodes");
+    assert_eq!(routed[0].tokens, 256);
+    let cos: f32 = routed[0]
+        .embedding
+        .iter()
+        .zip(&routed[1].embedding)
+        .map(|(x, y)| x * y)
+        .sum();
+    assert!(cos < 0.95, "different endings must differ: cosine {cos}");
+    let same: f32 = routed[2]
+        .embedding
+        .iter()
+        .zip(&encoded[2].embedding)
+        .map(|(x, y)| x * y)
+        .sum();
+    assert!(same > 0.99999, "short inputs are untouched: {same}");
+}

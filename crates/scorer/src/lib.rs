@@ -1,259 +1,487 @@
 //! Switchyard's quality scorer: for each candidate model, the predicted quality of its
-//! answer to a prompt, from features of the prompt (its embedding, task probabilities,
-//! difficulty, length). This is the only crate that knows linfa.
+//! answer to a prompt, its expected output length and cost, from features of the prompt
+//! (its embedding, task probabilities, difficulty, length). This is the only crate that
+//! knows linfa.
 //!
-//! Status: the first model family (per-model L2-regularised logistic regression on
-//! "score ≥ 0.5", shrunk toward the model's mean when it has few samples). Still to come
-//! (issue 4): a second family compared on validation, output-token prediction, artifacts
-//! with a manifest, and the committed default scorer.
+//! - [`quality`]: the per-model quality models (two linfa families) and their fitting;
+//! - [`usage`]: output tokens and observed cost per model and task;
+//! - [`Scorer`]: the trained artifact — load, save, predict, and turn predictions into
+//!   the policy's [`Candidate`]s with an expected cost.
+
+pub mod features;
+pub mod quality;
+pub mod usage;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use linfa::prelude::*;
-use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
-use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use switchyard_core::policy::Candidate;
+use switchyard_core::pricing::PriceTable;
+use switchyard_core::{DataFile, EncoderInfo, TaskClass};
 
-/// Builds the scorer's feature vector for one prompt.
-pub fn features(
-    embedding: &[f32],
-    task_probs: &[f32],
-    difficulty: f32,
-    prompt_tokens: usize,
-) -> Vec<f64> {
-    embedding
-        .iter()
-        .chain(task_probs)
-        .map(|&x| f64::from(x))
-        .chain([f64::from(difficulty), (prompt_tokens as f64).ln_1p() / 8.0])
-        .collect()
+pub use features::{EXTRA_FEATURES, features};
+pub use quality::{Family, ModelQuality, QualityConfig, QualityError, TrainingRow, fit_all};
+pub use usage::{ByTask, Usage};
+
+/// The artifact layout this build reads and writes.
+pub const SCORER_FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const WEIGHTS_FILE: &str = "weights.json";
+
+/// Everything needed to trust and use a scorer artifact (`manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorerManifest {
+    pub format_version: u32,
+    /// The encoder (and truncation) the features were computed with.
+    pub encoder: EncoderInfo,
+    /// The classifier heads' manifest checksum whose task probabilities and difficulty
+    /// are part of the features.
+    pub heads_sha256: String,
+    /// Length of the feature vector.
+    pub feature_dim: usize,
+    pub quality: QualityConfig,
+    /// Each model with the prompts it was trained on and its mean score.
+    pub models: BTreeMap<String, ModelSummary>,
+    pub training_data: Vec<DataFile>,
+    /// Validation comparison of the families and held-out metrics, as the trainer wrote them.
+    pub metrics: serde_json::Value,
+    /// UTC, RFC 3339.
+    pub created_at: String,
 }
 
-/// One training prompt: its features and what each model scored on it.
-#[derive(Debug, Clone)]
-pub struct TrainingRow {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub samples: usize,
+    pub mean_score: f64,
+    /// Answers whose output tokens the data reported.
+    pub output_token_samples: usize,
+    /// Answers whose cost the data reported.
+    pub cost_samples: usize,
+}
+
+/// One model's learned parts (`weights.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredModel {
+    pub quality: ModelQuality,
+    pub usage: Usage,
+}
+
+/// A prompt as the scorer sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptFeatures {
+    /// See [`features`].
     pub features: Vec<f64>,
-    pub scores: BTreeMap<String, f64>,
+    /// The predicted task (argmax of the heads), which keys the usage tables.
+    pub task: TaskClass,
+    pub input_tokens: usize,
 }
 
-/// Fitting settings.
-#[derive(Debug, Clone, Copy)]
-pub struct ScorerConfig {
-    /// L2 strength of the logistic regression.
-    pub alpha: f64,
-    /// Pseudo-count toward the model's mean score: prediction =
-    /// (n·model + k·mean) / (n + k), so sparse models stay near their average.
-    pub shrinkage: f64,
-    pub max_iterations: u64,
-}
-
-impl Default for ScorerConfig {
-    fn default() -> Self {
-        Self {
-            alpha: 1.0,
-            shrinkage: 20.0,
-            max_iterations: 200,
-        }
-    }
+/// One model's prediction for one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub model: String,
+    pub quality: f64,
+    /// Expected output tokens, when any model's data reported them.
+    pub output_tokens: Option<f64>,
+    /// Mean observed cost of this model's answers to prompts of this task, when known.
+    pub observed_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScorerError {
-    #[error("no training rows")]
-    Empty,
-    #[error("feature vectors must all have {expected} values, row {row} has {got}")]
-    Shape {
-        expected: usize,
-        row: usize,
-        got: usize,
+    #[error(
+        "{}: no scorer here; train one with `switchyard train scorer --data FILE... --out DIR` or use the committed one in models/scorer",
+        path.display()
+    )]
+    Missing { path: PathBuf },
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error(
+        "the scorer in {} was trained on features from encoder {trained} but the encoder in use is {using}; retrain it with `switchyard train scorer` using this encoder, or load the encoder it was trained on",
+        dir.display()
+    )]
+    EncoderMismatch {
+        dir: PathBuf,
+        trained: String,
+        using: String,
     },
-    #[error("fitting the model for {model} failed: {reason}")]
-    Fit { model: String, reason: String },
+    #[error("feature vectors must have {expected} values, got {got}")]
+    Shape { expected: usize, got: usize },
+    #[error("the scorer does not know {}: it knows {}", .unknown.join(", "), .known.join(", "))]
+    UnknownModels {
+        unknown: Vec<String>,
+        known: Vec<String>,
+    },
+    #[error(
+        "no price and no observed cost for {}: add them to the price table (USD per 1M input and output tokens)",
+        .0.join(", ")
+    )]
+    NoCost(Vec<String>),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-#[derive(Debug)]
-struct ModelQuality {
-    /// None when the model's outcomes are all one class: the mean is all we know.
-    fitted: Option<FittedLogisticRegression<f64, bool>>,
-    mean: f64,
-    samples: usize,
+/// A trained scorer: manifest plus per-model weights and usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorer {
+    pub manifest: ScorerManifest,
+    pub models: BTreeMap<String, ScoredModel>,
+    /// Output tokens over every model, for models whose data has none.
+    pooled_output_tokens: ByTask,
 }
 
-/// Predicted quality per model.
-#[derive(Debug)]
-pub struct QualityScorer {
-    dim: usize,
-    config: ScorerConfig,
-    models: BTreeMap<String, ModelQuality>,
+fn describe(e: &EncoderInfo) -> String {
+    let sha: String = e.weights_sha256.chars().take(12).collect();
+    format!(
+        "{} ({}-d, weights sha256 {sha}…, truncation {})",
+        e.id,
+        e.dim,
+        e.truncation.tag()
+    )
 }
 
-impl QualityScorer {
-    /// Fits one model per candidate seen in `rows`.
-    pub fn fit(rows: &[TrainingRow], config: ScorerConfig) -> Result<Self, ScorerError> {
-        let dim = rows.first().ok_or(ScorerError::Empty)?.features.len();
-        if let Some((row, r)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.features.len() != dim)
-        {
-            return Err(ScorerError::Shape {
-                expected: dim,
-                row,
-                got: r.features.len(),
-            });
-        }
-        let mut per_model: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
-        for (i, row) in rows.iter().enumerate() {
-            for (model, &score) in &row.scores {
-                per_model.entry(model).or_default().push((i, score));
-            }
-        }
-        let mut models = BTreeMap::new();
-        for (model, samples) in per_model {
-            let mean = samples.iter().map(|(_, s)| s).sum::<f64>() / samples.len() as f64;
-            let labels: Array1<bool> = samples.iter().map(|(_, s)| *s >= 0.5).collect();
-            let fitted = if labels.iter().all(|&l| l) || labels.iter().all(|&l| !l) {
-                None
-            } else {
-                let mut x = Array2::zeros((samples.len(), dim));
-                for (r, (i, _)) in samples.iter().enumerate() {
-                    for (c, v) in rows[*i].features.iter().enumerate() {
-                        x[[r, c]] = *v;
-                    }
+impl Scorer {
+    pub fn new(manifest: ScorerManifest, models: BTreeMap<String, ScoredModel>) -> Self {
+        let mut pooled = ByTask::default();
+        for m in models.values() {
+            for (task, mean) in &m.usage.output_tokens.by_task {
+                for _ in 0..mean.n {
+                    pooled.add(*task, mean.mean);
                 }
-                let fitted = LogisticRegression::default()
-                    .alpha(config.alpha)
-                    .max_iterations(config.max_iterations)
-                    .fit(&Dataset::new(x, labels))
-                    .map_err(|e| ScorerError::Fit {
-                        model: model.to_owned(),
-                        reason: e.to_string(),
-                    })?;
-                Some(fitted)
-            };
-            models.insert(
-                model.to_owned(),
-                ModelQuality {
-                    fitted,
-                    mean,
-                    samples: samples.len(),
-                },
-            );
+            }
         }
-        Ok(Self {
-            dim,
-            config,
+        Self {
+            manifest,
             models,
-        })
+            pooled_output_tokens: pooled,
+        }
     }
 
-    /// The models this scorer knows, with their training counts.
-    pub fn models(&self) -> BTreeMap<&str, usize> {
-        self.models
-            .iter()
-            .map(|(m, q)| (m.as_str(), q.samples))
-            .collect()
-    }
-
-    /// Predicted quality in [0, 1] of each known model's answer to the prompt.
-    pub fn predict(&self, features: &[f64]) -> Result<BTreeMap<String, f64>, ScorerError> {
-        if features.len() != self.dim {
-            return Err(ScorerError::Shape {
-                expected: self.dim,
-                row: 0,
-                got: features.len(),
+    /// Loads `dir/manifest.json` and `dir/weights.json`, refusing a scorer trained on
+    /// another encoder.
+    pub fn load(dir: &Path, encoder: &EncoderInfo) -> Result<Self, ScorerError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let weights_path = dir.join(WEIGHTS_FILE);
+        if !manifest_path.is_file() || !weights_path.is_file() {
+            return Err(ScorerError::Missing {
+                path: dir.to_path_buf(),
             });
         }
-        let x = Array2::from_shape_vec((1, self.dim), features.to_vec()).map_err(|e| {
-            ScorerError::Fit {
-                model: "(input)".into(),
-                reason: e.to_string(),
-            }
-        })?;
+        let manifest: ScorerManifest = read_json(&manifest_path)?;
+        if manifest.format_version != SCORER_FORMAT_VERSION {
+            return Err(ScorerError::Invalid {
+                path: manifest_path,
+                reason: format!(
+                    "format version {} is not supported (this build reads {SCORER_FORMAT_VERSION})",
+                    manifest.format_version
+                ),
+            });
+        }
+        if manifest.encoder.dim != encoder.dim
+            || manifest.encoder.weights_sha256 != encoder.weights_sha256
+            || manifest.encoder.truncation != encoder.truncation
+        {
+            return Err(ScorerError::EncoderMismatch {
+                dir: dir.to_path_buf(),
+                trained: describe(&manifest.encoder),
+                using: describe(encoder),
+            });
+        }
+        let models: BTreeMap<String, ScoredModel> = read_json(&weights_path)?;
+        let bad = models.iter().find(|(_, m)| {
+            m.quality
+                .linear
+                .as_ref()
+                .is_some_and(|l| l.weights.len() != manifest.feature_dim)
+        });
+        if let Some((model, _)) = bad {
+            return Err(ScorerError::Invalid {
+                path: weights_path,
+                reason: format!(
+                    "the weights of {model} do not have the manifest's {} features",
+                    manifest.feature_dim
+                ),
+            });
+        }
+        Ok(Self::new(manifest, models))
+    }
+
+    /// Writes the artifact into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), ScorerError> {
+        let write = |path: PathBuf, json: String| {
+            fs_err::create_dir_all(dir)
+                .and_then(|()| fs_err::write(&path, json + "\n"))
+                .map_err(|source| ScorerError::Write { path, source })
+        };
+        write(dir.join(MANIFEST_FILE), pretty(&self.manifest))?;
+        write(dir.join(WEIGHTS_FILE), pretty(&self.models))
+    }
+
+    /// Model ids, sorted.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.models.keys().cloned().collect()
+    }
+
+    /// Fails with the list of `wanted` models this scorer does not know.
+    pub fn check_known<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ScorerError> {
+        let unknown: Vec<String> = wanted
+            .into_iter()
+            .filter(|m| !self.models.contains_key(*m))
+            .map(str::to_owned)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(ScorerError::UnknownModels {
+                unknown,
+                known: self.model_ids(),
+            })
+        }
+    }
+
+    /// Predictions for `models` (every known model when `None`), in name order.
+    pub fn predict(
+        &self,
+        prompt: &PromptFeatures,
+        models: Option<&[String]>,
+    ) -> Result<Vec<Prediction>, ScorerError> {
+        if prompt.features.len() != self.manifest.feature_dim {
+            return Err(ScorerError::Shape {
+                expected: self.manifest.feature_dim,
+                got: prompt.features.len(),
+            });
+        }
+        if let Some(models) = models {
+            self.check_known(models.iter().map(String::as_str))?;
+        }
+        let shrinkage = self.manifest.quality.shrinkage;
         Ok(self
             .models
             .iter()
-            .map(|(model, q)| {
-                let p = match &q.fitted {
-                    None => q.mean,
-                    Some(f) => {
-                        let p_pos = f.predict_probabilities(&x)[0];
-                        if f.labels().pos.class {
-                            p_pos
-                        } else {
-                            1.0 - p_pos
-                        }
-                    }
-                };
-                let n = q.samples as f64;
-                let k = self.config.shrinkage;
-                (model.clone(), (n * p + k * q.mean) / (n + k))
+            .filter(|(id, _)| models.is_none_or(|ms| ms.contains(id)))
+            .map(|(id, m)| Prediction {
+                model: id.clone(),
+                quality: m.quality.predict(&prompt.features, shrinkage),
+                output_tokens: m
+                    .usage
+                    .output_tokens
+                    .predict(prompt.task)
+                    .or_else(|| self.pooled_output_tokens.predict(prompt.task)),
+                observed_cost_usd: m.usage.cost_usd.predict(prompt.task),
             })
             .collect())
     }
+
+    /// The policy's candidates: predicted quality and expected cost. Cost comes from the
+    /// price table (input tokens × input price + predicted output tokens × output price)
+    /// when the model has a price, else from the mean observed cost of its answers.
+    pub fn candidates(
+        &self,
+        prompt: &PromptFeatures,
+        models: Option<&[String]>,
+        prices: &PriceTable,
+    ) -> Result<Vec<Candidate>, ScorerError> {
+        let predictions = self.predict(prompt, models)?;
+        let mut missing = Vec::new();
+        let candidates = predictions
+            .into_iter()
+            .filter_map(|p| {
+                let priced = prices.0.get(&p.model).map(|price| {
+                    price.cost(prompt.input_tokens as f64, p.output_tokens.unwrap_or(0.0))
+                });
+                match priced.or(p.observed_cost_usd) {
+                    Some(cost_usd) => Some(Candidate {
+                        model: p.model,
+                        quality: p.quality,
+                        cost_usd,
+                        context_window: None,
+                    }),
+                    None => {
+                        missing.push(p.model);
+                        None
+                    }
+                }
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(candidates)
+        } else {
+            Err(ScorerError::NoCost(missing))
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ScorerError> {
+    let invalid = |reason: String| ScorerError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = fs_err::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| invalid(format!("{}: {}", e.path(), e.inner())))
+}
+
+fn pretty<T: Serialize>(value: &T) -> String {
+    // Plain data with string keys: serialisation cannot fail.
+    serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_core::Truncation;
+    use switchyard_core::pricing::Price;
 
-    /// "strong" is right when feature 0 is positive, "weak" only when it is very positive;
-    /// "rare" has three samples, "flat" is always right.
-    fn rows() -> Vec<TrainingRow> {
-        (0..400)
+    fn encoder() -> EncoderInfo {
+        EncoderInfo {
+            id: "enc".into(),
+            dim: 2,
+            max_tokens: 256,
+            weights_sha256: "ab".repeat(32),
+            truncation: Truncation::HeadTail { head: 64 },
+        }
+    }
+
+    fn scorer() -> Scorer {
+        let rows: Vec<TrainingRow> = (0..200)
             .map(|i| {
-                let x = (f64::from(i) - 200.0) / 100.0;
-                let mut scores = BTreeMap::new();
-                scores.insert("strong".to_owned(), f64::from(u8::from(x > -0.5)));
-                scores.insert("weak".to_owned(), f64::from(u8::from(x > 1.0)));
-                scores.insert("flat".to_owned(), 1.0);
-                if i % 150 == 0 {
-                    scores.insert("rare".to_owned(), f64::from(u8::from(i == 0)));
-                }
+                let x = f64::from(i) / 100.0 - 1.0;
                 TrainingRow {
-                    features: vec![x, 1.0 - x],
-                    scores,
+                    features: vec![x, -x],
+                    scores: [
+                        ("big".to_owned(), f64::from(u8::from(x > -0.8))),
+                        ("small".to_owned(), f64::from(u8::from(x > 0.3))),
+                    ]
+                    .into(),
                 }
             })
-            .collect()
+            .collect();
+        let config = QualityConfig::default();
+        let quality = fit_all(&rows, &config).unwrap();
+        let mut models = BTreeMap::new();
+        for (m, q) in quality {
+            let mut usage = Usage::default();
+            if m == "small" {
+                usage.cost_usd.add(TaskClass::Chat, 0.001);
+            } else {
+                usage.output_tokens.add(TaskClass::Chat, 300.0);
+            }
+            models.insert(m, ScoredModel { quality: q, usage });
+        }
+        let manifest = ScorerManifest {
+            format_version: SCORER_FORMAT_VERSION,
+            encoder: encoder(),
+            heads_sha256: "cd".repeat(32),
+            feature_dim: 2,
+            quality: config,
+            models: BTreeMap::new(),
+            training_data: vec![],
+            metrics: serde_json::Value::Null,
+            created_at: "2026-11-22T00:00:00Z".into(),
+        };
+        Scorer::new(manifest, models)
+    }
+
+    fn prompt(x: f64) -> PromptFeatures {
+        PromptFeatures {
+            features: vec![x, -x],
+            task: TaskClass::Chat,
+            input_tokens: 1000,
+        }
     }
 
     #[test]
-    fn learns_who_answers_what_and_shrinks_sparse_models() {
-        let scorer = QualityScorer::fit(&rows(), ScorerConfig::default()).unwrap();
-        assert_eq!(scorer.models()["rare"], 3);
-        let easy = scorer.predict(&[1.5, -0.5]).unwrap();
-        let hard = scorer.predict(&[-1.5, 2.5]).unwrap();
+    fn saves_loads_and_refuses_another_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = scorer();
+        s.save(dir.path()).unwrap();
+        let loaded = Scorer::load(dir.path(), &encoder()).unwrap();
+        assert_eq!(loaded, s);
+        let other = EncoderInfo {
+            truncation: Truncation::Head,
+            ..encoder()
+        };
+        let err = Scorer::load(dir.path(), &other).unwrap_err();
         assert!(
-            easy["strong"] > 0.8 && hard["strong"] < 0.3,
-            "{easy:?} {hard:?}"
+            matches!(err, ScorerError::EncoderMismatch { .. })
+                && err.to_string().contains("switchyard train scorer"),
+            "{err}"
         );
-        assert!(easy["weak"] > hard["weak"]);
-        assert!(easy["strong"] > easy["weak"] - 0.2);
+        let err = Scorer::load(&dir.path().join("none"), &encoder()).unwrap_err();
+        assert!(matches!(err, ScorerError::Missing { .. }), "{err}");
+        // A damaged weights file names the file and the field.
+        std::fs::write(dir.path().join(WEIGHTS_FILE), r#"{"big": {"quality": 3}}"#).unwrap();
+        let err = Scorer::load(dir.path(), &encoder())
+            .unwrap_err()
+            .to_string();
         assert!(
-            (easy["flat"] - 1.0).abs() < 1e-9,
-            "one-class models predict their mean"
+            err.contains(WEIGHTS_FILE) && err.contains("big.quality"),
+            "{err}"
         );
-        // Three samples: the prediction stays near the mean (1/3) either way.
-        assert!((easy["rare"] - 1.0 / 3.0).abs() < 0.1 && (hard["rare"] - 1.0 / 3.0).abs() < 0.1);
-        assert!(scorer.predict(&[1.0]).is_err());
     }
 
     #[test]
-    fn bad_training_data_is_an_error() {
+    fn predicts_quality_tokens_and_cost() {
+        let s = scorer();
+        let easy = s.predict(&prompt(0.9), None).unwrap();
+        let hard = s.predict(&prompt(-0.5), None).unwrap();
+        assert_eq!(easy.len(), 2);
+        let q = |ps: &[Prediction], m: &str| ps.iter().find(|p| p.model == m).unwrap().quality;
+        assert!(q(&easy, "small") > 0.7 && q(&hard, "small") < 0.3);
+        assert!(q(&hard, "big") > q(&hard, "small"));
+        // "small" has no token data: the pooled mean over models stands in.
+        assert_eq!(easy[1].output_tokens, Some(300.0));
+
+        // "big" is priced by the table, "small" by its observed cost.
+        let mut prices = PriceTable::default();
+        prices.0.insert(
+            "big".into(),
+            Price {
+                input_per_mtok: 10.0,
+                output_per_mtok: 30.0,
+            },
+        );
+        let c = s.candidates(&prompt(0.9), None, &prices).unwrap();
+        let cost = |m: &str| c.iter().find(|x| x.model == m).unwrap().cost_usd;
+        assert!((cost("big") - (1000.0 * 10.0 + 300.0 * 30.0) / 1e6).abs() < 1e-12);
+        assert!((cost("small") - 0.001).abs() < 1e-12);
+
+        // Without the price, "big" has no cost at all: a clear error naming it.
+        let err = s
+            .candidates(&prompt(0.9), None, &PriceTable::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("big") && err.contains("price"), "{err}");
+    }
+
+    #[test]
+    fn unknown_models_and_bad_shapes_are_errors() {
+        let s = scorer();
+        let err = s
+            .predict(&prompt(0.0), Some(&["big".into(), "gpt-9".into()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gpt-9") && err.contains("it knows big, small"),
+            "{err}"
+        );
+        let mut bad = prompt(0.0);
+        bad.features.push(1.0);
         assert!(matches!(
-            QualityScorer::fit(&[], ScorerConfig::default()),
-            Err(ScorerError::Empty)
+            s.predict(&bad, None),
+            Err(ScorerError::Shape {
+                expected: 2,
+                got: 3
+            })
         ));
-        let mut rows = rows();
-        rows[7].features.push(0.0);
-        let err = QualityScorer::fit(&rows, ScorerConfig::default()).unwrap_err();
-        assert!(err.to_string().contains("row 7"), "{err}");
-    }
-
-    #[test]
-    fn features_have_a_fixed_layout() {
-        let f = features(&[0.5, -0.5], &[0.25, 0.75], 0.4, 100);
-        assert_eq!(f.len(), 6);
-        assert_eq!(&f[..4], &[0.5, -0.5, 0.25, 0.75]);
     }
 }

@@ -32,7 +32,10 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
-    let encoder = args.encoder.load().context("cannot load the encoder")?;
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
     let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
     process_stdin("prompt", usize::from(args.batch), |texts| {
         let vectors = encoder.embed(texts).context("the encoder failed")?;

@@ -1,4 +1,5 @@
-//! `switchyard eval classifier`: measure the heads on labelled routing records.
+//! `switchyard eval classifier` (the heads on labelled records) and `switchyard eval
+//! routing` (the learned router against baselines on a cost–quality curve).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,10 +7,20 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use switchyard_embed::heads::ClassifierHeads;
+use switchyard_embed::sha256_file;
 use switchyard_eval::classifier::{Labelled, evaluate, render};
+use switchyard_eval::plot::plot_routing;
+use switchyard_eval::route_eval::{
+    EvalRequest, SweptPolicy, evaluate as evaluate_routing, render as render_routing,
+};
+use switchyard_scorer::Scorer;
 use switchyard_training::cache::EmbeddingCache;
 use switchyard_training::classifier::SplitMix;
 use switchyard_training::data::{Split, embed_all, load_examples};
+use switchyard_training::scorer::{
+    RoutedPrompt, ScorerRequest, default_grid, featurise, load_routed, train_scorer,
+};
+use switchyard_training::train::Phases;
 use switchyard_training::train::RELATIVE_SCORE_SOURCES;
 
 use super::model_args::EncoderArgs;
@@ -19,6 +30,113 @@ use super::progress;
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     Classifier(EvalClassifierArgs),
+    Routing(EvalRoutingArgs),
+}
+
+/// Evaluate routing: the scorer + policy against single models, random mixing, the oracle
+/// and a kNN router, on prompts with recorded outcomes.
+///
+/// For each test prompt the scorer predicts every candidate's quality and cost; the policy
+/// parameter is swept and each setting is scored with what the chosen model actually did.
+/// Reports RouterBench's AIQ (area under the non-decreasing convex hull of the cost–quality
+/// points, cost normalised over the single models' range) with a bootstrap 95% interval,
+/// the paired differences to the best single model and to kNN, and with --strong/--weak,
+/// RouteLLM's APGR and CPT(50%)/CPT(80%).
+///
+/// The scorer is the committed one in models/scorer, or --model-dir DIR, or one trained
+/// here on --train files. When the scorer was trained on the test file, only its held-out
+/// test split is used (--split auto). The kNN baseline's neighbours are the --train files'
+/// training split, else the test file's; k is chosen on the validation split.
+///
+/// Examples:
+///   switchyard eval routing --test routerbench.jsonl --plot rb.png
+///   switchyard eval routing --test routerbench.jsonl --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat
+///   switchyard eval routing --train llmrouter.jsonl --test routeprofile.jsonl --candidates a,b,c --prices p.json
+#[derive(Debug, Args)]
+pub struct EvalRoutingArgs {
+    /// Routing records with outcomes (score and cost) to evaluate on.
+    #[arg(long)]
+    pub test: PathBuf,
+
+    /// Train a scorer on these record files first (their train/validation splits), instead
+    /// of loading one. Repeatable.
+    #[arg(long, num_args = 1.., conflicts_with = "model_dir")]
+    pub train: Vec<PathBuf>,
+
+    /// A trained scorer directory (default: the committed models/scorer).
+    #[arg(long, env = "SWITCHYARD_SCORER")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Candidate models, comma-separated (default: every model in the test file, or the
+    /// --strong/--weak pair).
+    #[arg(long, value_delimiter = ',')]
+    pub candidates: Vec<String>,
+
+    /// The strong model of a pair, for RouteLLM's APGR and CPT.
+    #[arg(long, requires = "weak")]
+    pub strong: Option<String>,
+
+    /// The weak model of a pair.
+    #[arg(long, requires = "strong")]
+    pub weak: Option<String>,
+
+    /// Which policy parameter to sweep.
+    #[arg(long, value_enum, default_value = "tradeoff")]
+    pub policy: PolicyArg,
+
+    /// Which test prompts: `auto` = the held-out test split when the scorer was trained on
+    /// the test file, else all of them.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub split: RoutingSplitArg,
+
+    /// Model prices (JSON: {"model": {"input_per_mtok": N, "output_per_mtok": N}}) for
+    /// records without a cost and for expected cost; added to the built-in table.
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+
+    /// Bootstrap resamples for the confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 17)]
+    pub seed: u64,
+
+    /// Write a PNG of quality against cost with the baselines.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+
+    /// Directory with the classifier heads (features of the scorer).
+    #[arg(long, env = "SWITCHYARD_HEADS", default_value = "models/classifier")]
+    pub heads: PathBuf,
+
+    /// Embedding cache directory.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CACHE_DIR",
+        default_value = ".cache/embeddings"
+    )]
+    pub cache_dir: PathBuf,
+
+    /// Print JSON (keys aiq, apgr, cpt50, cpt80, baselines, curve, ...) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicyArg {
+    Tradeoff,
+    Threshold,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoutingSplitArg {
+    Auto,
+    Test,
+    All,
 }
 
 /// Evaluate the task and difficulty heads on routing records.
@@ -76,8 +194,144 @@ pub enum SplitArg {
 }
 
 pub fn run(command: &EvalCommand) -> anyhow::Result<ExitCode> {
-    let EvalCommand::Classifier(args) = command;
-    let encoder = args.encoder.load().context("cannot load the encoder")?;
+    match command {
+        EvalCommand::Classifier(args) => run_classifier(args),
+        EvalCommand::Routing(args) => run_routing(args),
+    }
+}
+
+struct Bars;
+
+impl Phases for Bars {
+    fn phase(&self, name: &str) -> indicatif::ProgressBar {
+        progress::bar(0, name)
+    }
+}
+
+fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
+    let prices = super::prices::load(args.prices.as_deref())?;
+    let scratch = tempfile::tempdir()?;
+    let scorer = if args.train.is_empty() {
+        let dir = args
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("models/scorer"));
+        Scorer::load(&dir, encoder.info())?
+    } else {
+        let request = ScorerRequest {
+            data: args.train.clone(),
+            exclude_sources: vec![],
+            heads_dir: args.heads.clone(),
+            out: scratch.path().join("scorer"),
+            cache_dir: args.cache_dir.clone(),
+            grid: default_grid(),
+        };
+        let (report, scorer) = train_scorer(&request, &encoder, &heads, &Bars)?;
+        tracing::info!(
+            family = %report.chosen.family,
+            validation_brier = report.candidates.iter().map(|c| c.validation_brier).fold(f64::INFINITY, f64::min),
+            "trained a scorer on --train"
+        );
+        scorer
+    };
+
+    let test_sha = sha256_file(&args.test)?;
+    let trained_on_test = scorer
+        .manifest
+        .training_data
+        .iter()
+        .any(|d| d.sha256 == test_sha);
+    let held_out_only = match args.split {
+        RoutingSplitArg::Auto => trained_on_test,
+        RoutingSplitArg::Test => true,
+        RoutingSplitArg::All => false,
+    };
+    if trained_on_test && !held_out_only {
+        tracing::warn!(
+            "the scorer was trained on this test file's train split: --split all overstates the router"
+        );
+    }
+    let (loaded, _) = load_routed(std::slice::from_ref(&args.test))?;
+    let test_models: std::collections::BTreeSet<String> = loaded
+        .iter()
+        .flat_map(|p| p.outcomes.keys().cloned())
+        .collect();
+    let test_all = featurise(
+        loaded,
+        &encoder,
+        &heads,
+        &args.cache_dir,
+        &progress::bar(0, "embedding test"),
+    )?;
+    let neighbours = if args.train.is_empty() {
+        None
+    } else {
+        let (loaded, _) = load_routed(&args.train)?;
+        Some(featurise(
+            loaded,
+            &encoder,
+            &heads,
+            &args.cache_dir,
+            &progress::bar(0, "embedding train"),
+        )?)
+    };
+    let pool = neighbours.as_ref().unwrap_or(&test_all);
+    let test: Vec<_> = test_all
+        .iter()
+        .filter(|p| !held_out_only || p.split == Split::Test)
+        .collect();
+
+    let pair = args.strong.clone().zip(args.weak.clone());
+    let candidates: Vec<String> = if !args.candidates.is_empty() {
+        args.candidates.clone()
+    } else if let Some((s, w)) = &pair {
+        vec![s.clone(), w.clone()]
+    } else {
+        test_models.into_iter().collect()
+    };
+    let request = EvalRequest {
+        test,
+        train: in_split(pool, Split::Train),
+        validation: in_split(pool, Split::Validation),
+        candidates,
+        pair,
+        prices,
+        policy: match args.policy {
+            PolicyArg::Tradeoff => SweptPolicy::Tradeoff,
+            PolicyArg::Threshold => SweptPolicy::Threshold,
+        },
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+    };
+    let report = evaluate_routing(&scorer, &request)?;
+    if let Some(path) = &args.plot {
+        plot_routing(&report, path)?;
+        tracing::info!(path = %path.display(), "wrote the plot");
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    } else {
+        render_routing(&report, held_out_only, &mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn in_split(prompts: &[RoutedPrompt], split: Split) -> Vec<&RoutedPrompt> {
+    prompts.iter().filter(|p| p.split == split).collect()
+}
+
+fn run_classifier(args: &EvalClassifierArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
     let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
     let (examples, _) = load_examples(&args.data)?;
     let mut examples: Vec<_> = examples

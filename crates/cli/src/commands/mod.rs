@@ -7,5 +7,7 @@ pub mod eval;
 mod lines;
 pub mod model_args;
 mod output;
+mod prices;
 mod progress;
+pub mod route;
 pub mod train;

@@ -1,7 +1,7 @@
 //! Encoder options shared by every subcommand that embeds text.
 
 use clap::Args;
-use switchyard_core::DeviceSpec;
+use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
 use switchyard_embed::{LoadError, ModelSource, SentenceEncoder};
 
 #[derive(Debug, Clone, Args)]
@@ -29,7 +29,14 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
+    /// The encoder as sentence-transformers runs it (`embed`, `/v1/embeddings`).
     pub fn load(&self) -> Result<SentenceEncoder, LoadError> {
         SentenceEncoder::load(&ModelSource::parse(&self.model), self.device)
+    }
+
+    /// The encoder as the router runs it: long prompts keep their head and their tail,
+    /// where the question usually is. Classifier heads and scorers are trained on these.
+    pub fn load_for_routing(&self) -> Result<SentenceEncoder, LoadError> {
+        Ok(self.load()?.with_truncation(ROUTING_TRUNCATION))
     }
 }

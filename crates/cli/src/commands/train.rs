@@ -1,4 +1,5 @@
-//! `switchyard train classifier`: fit the task and difficulty heads.
+//! `switchyard train classifier` (task and difficulty heads) and `switchyard train scorer`
+//! (per-model quality, output length and cost).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_training::classifier::TrainConfig;
+use switchyard_training::scorer::{ScorerRequest, default_grid, train_scorer};
 use switchyard_training::train::{Phases, TrainRequest, train_classifier};
 
 use super::model_args::EncoderArgs;
@@ -16,6 +19,54 @@ use super::progress;
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     Classifier(ClassifierArgs),
+    Scorer(ScorerArgs),
+}
+
+/// Train the quality scorer: per candidate model, predicted quality of its answer.
+///
+/// Reads routing-record JSONL files with outcomes (from `switchyard datasets import`),
+/// merges records of the same prompt, embeds prompts through the cache and classifies
+/// them with the heads in --heads, then fits one model per candidate with each
+/// configuration of two linfa families (logistic regression on score >= 0.5, elastic-net
+/// regression on the score), keeps the one with the lowest validation Brier score, learns
+/// each model's output tokens and observed cost per task, and writes manifest.json +
+/// weights.json to --out. Train / validation / test is the same prompt-hash split as the
+/// classifier's: `switchyard eval routing` measures on the test split.
+///
+/// Example: switchyard train scorer --data routerbench.jsonl --data llmrouter.jsonl --out models/scorer
+#[derive(Debug, Args)]
+pub struct ScorerArgs {
+    /// Routing-record JSONL files with outcomes (repeat the flag for several).
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+
+    /// Where to write the scorer (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Classifier heads whose task probabilities and difficulty are features.
+    #[arg(long, default_value = "models/classifier")]
+    pub heads: PathBuf,
+
+    /// Leave out every record of this source family (leave-source-out experiments).
+    /// Repeatable.
+    #[arg(long = "exclude-source")]
+    pub exclude_sources: Vec<String>,
+
+    /// Embedding cache directory (keyed by encoder checksum and text hash).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CACHE_DIR",
+        default_value = ".cache/embeddings"
+    )]
+    pub cache_dir: PathBuf,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
 }
 
 /// Train the task and difficulty heads on frozen encoder embeddings.
@@ -95,8 +146,94 @@ impl Phases for Bars {
 }
 
 pub fn run(command: &TrainCommand) -> anyhow::Result<ExitCode> {
-    let TrainCommand::Classifier(args) = command;
-    let encoder = args.encoder.load().context("cannot load the encoder")?;
+    match command {
+        TrainCommand::Classifier(args) => run_classifier(args),
+        TrainCommand::Scorer(args) => run_scorer(args),
+    }
+}
+
+fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
+    let request = ScorerRequest {
+        data: args.data.clone(),
+        exclude_sources: args.exclude_sources.clone(),
+        heads_dir: args.heads.clone(),
+        out: args.out.clone(),
+        cache_dir: args.cache_dir.clone(),
+        grid: default_grid(),
+    };
+    let (report, scorer) = train_scorer(&request, &encoder, &heads, &Bars)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "prompts: {}; models: {}",
+        report
+            .prompts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.models
+    )?;
+    let sources: Vec<&String> = report
+        .candidates
+        .first()
+        .map(|c| c.validation_brier_by_source.keys().collect())
+        .unwrap_or_default();
+    write!(
+        out,
+        "{:<48} {:>9}",
+        "configuration (validation Brier)", "all"
+    )?;
+    for s in &sources {
+        write!(out, " {s:>12}")?;
+    }
+    writeln!(out, " {:>8}", "fit s")?;
+    for c in &report.candidates {
+        write!(
+            out,
+            "{:<48} {:>9.4}",
+            c.config.family.to_string(),
+            c.validation_brier
+        )?;
+        for s in &sources {
+            write!(
+                out,
+                " {:>12.4}",
+                c.validation_brier_by_source.get(*s).unwrap_or(&f64::NAN)
+            )?;
+        }
+        writeln!(out, " {:>8.1}", c.fit_seconds)?;
+    }
+    writeln!(out, "chosen: {}", report.chosen.family)?;
+    writeln!(
+        out,
+        "held-out test Brier {:.4} (each model's mean: {:.4})",
+        report.test_brier, report.test_brier_model_mean
+    )?;
+    writeln!(
+        out,
+        "wrote {} ({} models)",
+        args.out.display(),
+        scorer.models.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
     let request = TrainRequest {
         data: args.data.clone(),
         exclude_sources: args.exclude_sources.clone(),

@@ -1,0 +1,432 @@
+//! `train scorer` end to end: routing records → prompts with merged outcomes → cached
+//! embeddings → classifier features → per-model quality models (two linfa families
+//! compared on validation) and usage tables → artifact (`models/scorer`).
+//!
+//! The split is the same prompt-hash split as the classifier's: the scorer fits on
+//! `train`, picks its family on `validation`, and never sees `test`, which `eval routing`
+//! uses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use switchyard_core::{DataFile, Outcome, RecordError, read_records};
+use switchyard_embed::SentenceEncoder;
+use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
+use switchyard_embed::sha256_file;
+use switchyard_scorer::{
+    Family, ModelSummary, PromptFeatures, QualityConfig, SCORER_FORMAT_VERSION, ScoredModel,
+    Scorer, ScorerManifest, TrainingRow, Usage, features, fit_all,
+};
+
+use crate::cache::{EmbeddingCache, text_key};
+use crate::data::{EmbedAllError, Split, embed_all, normalise, split_of};
+use crate::train::{Phases, now_rfc3339};
+
+/// One prompt with every outcome recorded for it, across files and sources.
+#[derive(Debug, Clone)]
+pub struct RoutedPrompt {
+    pub id: String,
+    /// Source family of the first record (`routerbench`, ...).
+    pub family: String,
+    pub text: String,
+    pub split: Split,
+    pub outcomes: BTreeMap<String, Outcome>,
+    /// The router's view: embedding, task probabilities, difficulty, length.
+    pub features: PromptFeatures,
+    pub embedding: Vec<f32>,
+}
+
+impl RoutedPrompt {
+    /// Models with a score for this prompt and their scores.
+    pub fn scores(&self) -> BTreeMap<String, f64> {
+        self.outcomes
+            .iter()
+            .filter_map(|(m, o)| o.score.map(|s| (m.clone(), s)))
+            .collect()
+    }
+}
+
+/// A prompt as read from record files, before featurising.
+#[derive(Debug, Clone)]
+pub struct LoadedPrompt {
+    pub id: String,
+    pub family: String,
+    pub text: String,
+    pub outcomes: BTreeMap<String, Outcome>,
+}
+
+/// Prompt length in tokens when the data does not say: about four characters a token.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScorerTrainError {
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error(transparent)]
+    Embed(#[from] EmbedAllError),
+    #[error(transparent)]
+    Heads(#[from] switchyard_embed::heads::HeadsError),
+    #[error(transparent)]
+    Fit(#[from] switchyard_scorer::QualityError),
+    #[error(transparent)]
+    Scorer(#[from] switchyard_scorer::ScorerError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not enough data: {0}")]
+    NotEnoughData(String),
+}
+
+/// Reads routing-record files, merges records of the same prompt (outcomes of every
+/// model, the first record's id and source), and keeps prompts with at least one score.
+pub fn load_routed(
+    files: &[PathBuf],
+) -> Result<(Vec<LoadedPrompt>, Vec<DataFile>), ScorerTrainError> {
+    let mut index: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut prompts: Vec<LoadedPrompt> = Vec::new();
+    let mut data_files = Vec::new();
+    for file in files {
+        let records = read_records(file)?;
+        data_files.push(DataFile {
+            path: file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: sha256_file(file).map_err(|e| ScorerTrainError::Io {
+                path: file.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?,
+            records: records.len(),
+        });
+        for record in records {
+            let scored: BTreeMap<String, Outcome> = record
+                .outcomes
+                .iter()
+                .filter(|(_, o)| o.score.is_some_and(f64::is_finite))
+                .map(|(m, o)| (m.clone(), o.clone()))
+                .collect();
+            if scored.is_empty() {
+                continue;
+            }
+            let text = record.text().to_owned();
+            let key = text_key(&normalise(&text));
+            match index.get(&key) {
+                Some(&i) => {
+                    for (m, o) in scored {
+                        prompts[i].outcomes.entry(m).or_insert(o);
+                    }
+                }
+                None => {
+                    index.insert(key, prompts.len());
+                    let family = record.source.split(':').next().unwrap_or("").to_owned();
+                    prompts.push(LoadedPrompt {
+                        id: record.id,
+                        family,
+                        text,
+                        outcomes: scored,
+                    });
+                }
+            }
+        }
+    }
+    Ok((prompts, data_files))
+}
+
+/// Embeds (through the cache) and classifies every prompt: the router's features.
+pub fn featurise(
+    prompts: Vec<LoadedPrompt>,
+    encoder: &SentenceEncoder,
+    heads: &ClassifierHeads,
+    cache_dir: &Path,
+    progress: &ProgressBar,
+) -> Result<Vec<RoutedPrompt>, ScorerTrainError> {
+    let mut cache =
+        EmbeddingCache::open(cache_dir, encoder.info()).map_err(|source| ScorerTrainError::Io {
+            path: cache_dir.to_path_buf(),
+            source,
+        })?;
+    let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
+    let vectors = embed_all(&texts, encoder, &mut cache, progress)?;
+    let classes = heads.classify(&vectors)?;
+    Ok(prompts
+        .into_iter()
+        .zip(vectors)
+        .zip(classes)
+        .map(|((prompt, embedding), class)| {
+            let LoadedPrompt {
+                id,
+                family,
+                text,
+                outcomes,
+            } = prompt;
+            let input_tokens = outcomes
+                .values()
+                .find_map(|o| o.input_tokens)
+                .and_then(|t| usize::try_from(t).ok())
+                .unwrap_or_else(|| estimate_tokens(&text));
+            let probs: Vec<f32> = class.task_probs.iter().map(|(_, p)| *p).collect();
+            RoutedPrompt {
+                features: PromptFeatures {
+                    features: features(&embedding, &probs, class.difficulty, input_tokens),
+                    task: class.task,
+                    input_tokens,
+                },
+                split: split_of(&text),
+                embedding,
+                id,
+                family,
+                text,
+                outcomes,
+            }
+        })
+        .collect())
+}
+
+/// What to train on and where to write.
+#[derive(Debug, Clone)]
+pub struct ScorerRequest {
+    pub data: Vec<PathBuf>,
+    /// Source families to leave out entirely (leave-source-out experiments).
+    pub exclude_sources: Vec<String>,
+    pub heads_dir: PathBuf,
+    pub out: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Configurations compared on validation; the best is kept.
+    pub grid: Vec<QualityConfig>,
+}
+
+/// The default comparison: two linfa families, each at a few regularisation strengths.
+pub fn default_grid() -> Vec<QualityConfig> {
+    let logistic = [1.0, 10.0, 100.0].map(|alpha| Family::Logistic { alpha });
+    let elastic = [0.001, 0.01].map(|penalty| Family::ElasticNet {
+        penalty,
+        l1_ratio: 0.5,
+    });
+    logistic
+        .into_iter()
+        .chain(elastic)
+        .map(|family| QualityConfig {
+            family,
+            ..QualityConfig::default()
+        })
+        .collect()
+}
+
+/// One configuration's validation result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Candidate {
+    pub config: QualityConfig,
+    pub family: String,
+    /// Mean squared error of predicted quality against the score over every
+    /// (prompt, model) pair of the validation split.
+    pub validation_brier: f64,
+    /// The same per source family.
+    pub validation_brier_by_source: BTreeMap<String, f64>,
+    pub fit_seconds: f64,
+}
+
+/// What `train scorer` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScorerReport {
+    pub prompts: BTreeMap<String, usize>,
+    pub models: usize,
+    pub candidates: Vec<Candidate>,
+    pub chosen: QualityConfig,
+    /// Brier of the chosen scorer on the held-out test split.
+    pub test_brier: f64,
+    /// Brier of predicting each model's training mean: the bar a useful scorer clears.
+    pub test_brier_model_mean: f64,
+}
+
+/// Mean squared error of `predict` over every scored (prompt, model) pair.
+pub fn brier(
+    prompts: &[&RoutedPrompt],
+    predict: impl Fn(&RoutedPrompt, &str) -> Option<f64>,
+) -> f64 {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for p in prompts {
+        for (model, score) in p.scores() {
+            if let Some(q) = predict(p, &model) {
+                sum += (q - score).powi(2);
+                n += 1;
+            }
+        }
+    }
+    sum / n.max(1) as f64
+}
+
+pub fn train_scorer(
+    request: &ScorerRequest,
+    encoder: &SentenceEncoder,
+    heads: &ClassifierHeads,
+    phases: &dyn Phases,
+) -> Result<(ScorerReport, Scorer), ScorerTrainError> {
+    let (prompts, data_files) = load_routed(&request.data)?;
+    let prompts: Vec<_> = prompts
+        .into_iter()
+        .filter(|p| !request.exclude_sources.contains(&p.family))
+        .collect();
+    let routed = featurise(
+        prompts,
+        encoder,
+        heads,
+        &request.cache_dir,
+        &phases.phase("embedding"),
+    )?;
+    let in_split =
+        |s: Split| -> Vec<&RoutedPrompt> { routed.iter().filter(|p| p.split == s).collect() };
+    let (train, val, test) = (
+        in_split(Split::Train),
+        in_split(Split::Validation),
+        in_split(Split::Test),
+    );
+    if train.len() < 50 || val.is_empty() {
+        return Err(ScorerTrainError::NotEnoughData(format!(
+            "{} training and {} validation prompts with scores; need at least 50 and 1",
+            train.len(),
+            val.len()
+        )));
+    }
+    let rows: Vec<TrainingRow> = train
+        .iter()
+        .map(|p| TrainingRow {
+            features: p.features.features.clone(),
+            scores: p.scores(),
+        })
+        .collect();
+
+    let bar = phases.phase("fitting quality models");
+    bar.set_length(request.grid.len() as u64);
+    let mut candidates = Vec::new();
+    let mut best: Option<(f64, BTreeMap<String, switchyard_scorer::ModelQuality>)> = None;
+    for config in &request.grid {
+        bar.set_message(config.family.to_string());
+        let started = std::time::Instant::now();
+        let fitted = fit_all(&rows, config)?;
+        let fit_seconds = started.elapsed().as_secs_f64();
+        let predict = |p: &RoutedPrompt, m: &str| {
+            fitted
+                .get(m)
+                .map(|q| q.predict(&p.features.features, config.shrinkage))
+        };
+        let validation_brier = brier(&val, predict);
+        let mut by_source: BTreeMap<String, Vec<&RoutedPrompt>> = BTreeMap::new();
+        for p in &val {
+            by_source.entry(p.family.clone()).or_default().push(p);
+        }
+        candidates.push(Candidate {
+            config: *config,
+            family: config.family.name().to_owned(),
+            validation_brier,
+            validation_brier_by_source: by_source
+                .iter()
+                .map(|(s, ps)| (s.clone(), brier(ps, predict)))
+                .collect(),
+            fit_seconds,
+        });
+        if best.as_ref().is_none_or(|(b, _)| validation_brier < *b) {
+            best = Some((validation_brier, fitted));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (_, quality) = best.ok_or_else(|| {
+        ScorerTrainError::NotEnoughData("no scorer configuration to try".to_owned())
+    })?;
+    let chosen = candidates
+        .iter()
+        .min_by(|a, b| a.validation_brier.total_cmp(&b.validation_brier))
+        .map(|c| c.config)
+        .unwrap_or_default();
+
+    // Usage tables from the training prompts.
+    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+    for p in &train {
+        for (m, o) in &p.outcomes {
+            let u = usage.entry(m.clone()).or_default();
+            if let Some(t) = o.output_tokens {
+                u.output_tokens.add(p.features.task, t as f64);
+            }
+            if let Some(c) = o.cost_usd {
+                u.cost_usd.add(p.features.task, c);
+            }
+        }
+    }
+    let models: BTreeMap<String, ScoredModel> = quality
+        .into_iter()
+        .map(|(m, q)| {
+            let u = usage.remove(&m).unwrap_or_default();
+            (
+                m,
+                ScoredModel {
+                    quality: q,
+                    usage: u,
+                },
+            )
+        })
+        .collect();
+    let summaries = models
+        .iter()
+        .map(|(m, s)| {
+            (
+                m.clone(),
+                ModelSummary {
+                    samples: s.quality.samples,
+                    mean_score: s.quality.mean,
+                    output_token_samples: s.usage.output_tokens.overall.n,
+                    cost_samples: s.usage.cost_usd.overall.n,
+                },
+            )
+        })
+        .collect();
+    let heads_weights = request.heads_dir.join(HEADS_WEIGHTS_FILE);
+    let manifest = ScorerManifest {
+        format_version: SCORER_FORMAT_VERSION,
+        encoder: encoder.info().clone(),
+        heads_sha256: sha256_file(&heads_weights).map_err(|e| ScorerTrainError::Io {
+            path: heads_weights.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?,
+        feature_dim: rows[0].features.len(),
+        quality: chosen,
+        models: summaries,
+        training_data: data_files,
+        metrics: serde_json::Value::Null,
+        created_at: now_rfc3339(),
+    };
+    let mut scorer = Scorer::new(manifest, models);
+
+    let shrinkage = chosen.shrinkage;
+    let test_brier = brier(&test, |p, m| {
+        scorer
+            .models
+            .get(m)
+            .map(|s| s.quality.predict(&p.features.features, shrinkage))
+    });
+    let test_brier_model_mean = brier(&test, |_, m| scorer.models.get(m).map(|s| s.quality.mean));
+    let count = |ps: &[&RoutedPrompt]| ps.len();
+    let report = ScorerReport {
+        prompts: [
+            ("train".to_owned(), count(&train)),
+            ("validation".to_owned(), count(&val)),
+            ("test".to_owned(), count(&test)),
+        ]
+        .into(),
+        models: scorer.models.len(),
+        candidates,
+        chosen,
+        test_brier,
+        test_brier_model_mean,
+    };
+    scorer.manifest.metrics = serde_json::to_value(&report).unwrap_or_default();
+    scorer.save(&request.out)?;
+    // Reload through the inference path so what was reported is what ships.
+    let reloaded = Scorer::load(&request.out, encoder.info())?;
+    Ok((report, reloaded))
+}
