@@ -6,7 +6,7 @@
 //! mid-write) is ignored on load; nothing earlier can be damaged by an append.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -80,23 +80,31 @@ impl EmbeddingCache {
 
     /// Adds embeddings and appends them to the file.
     pub fn insert_all(&mut self, items: &[(&str, Vec<f32>)]) -> std::io::Result<()> {
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        let mut out = BufWriter::new(file);
+        let mut bytes = Vec::with_capacity(items.len() * (16 + self.dim * 4));
+        let mut added = Vec::with_capacity(items.len());
         for (text, v) in items {
             if v.len() != self.dim {
                 continue;
             }
             let key = text_key(text);
-            out.write_all(&key)?;
+            bytes.extend_from_slice(&key);
             for x in v {
-                out.write_all(&x.to_le_bytes())?;
+                bytes.extend_from_slice(&x.to_le_bytes());
             }
-            self.vectors.insert(key, v.clone());
+            added.push((key, v.clone()));
         }
-        out.flush()
+        // One locked append per batch: two trainers sharing a cache directory cannot
+        // interleave partial records.
+        let mut file = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.file().lock()?;
+        let written = file.write_all(&bytes).and_then(|()| file.flush());
+        file.file().unlock()?;
+        written?;
+        self.vectors.extend(added);
+        Ok(())
     }
 }
 
@@ -122,7 +130,7 @@ mod tests {
             .insert_all(&[("a", vec![1.0, 2.0, 3.0]), ("b", vec![4.0, 5.0, 6.0])])
             .unwrap();
         // Simulate a crash in the middle of a third record.
-        let path = dir.path().join("abcdef0123456789-3.emb");
+        let path = dir.path().join("abcdef0123456789-3-head.emb");
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(&[9; 20]);
         std::fs::write(&path, bytes).unwrap();

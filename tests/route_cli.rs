@@ -1,0 +1,186 @@
+//! End to end: `switchyard route` with the committed heads and scorer, and `switchyard
+//! eval routing` training a scorer on generated records and checking it against the
+//! baselines, with the real encoder.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn switchyard(args: &[&str]) -> Output {
+    let root = root();
+    assert!(
+        root.join("models/all-MiniLM-L6-v2/model.safetensors")
+            .is_file(),
+        "encoder weights missing: run `bash models/fetch.sh`"
+    );
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(&root)
+        .env_remove("SWITCHYARD_MODEL")
+        .env_remove("SWITCHYARD_HEADS")
+        .env_remove("SWITCHYARD_SCORER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn route_explains_its_decision() {
+    let out = switchyard(&[
+        "route",
+        "Write a Python function that merges two sorted lists.",
+        "--candidates",
+        "gpt-4-1106-preview,mistralai/mixtral-8x7b-chat,gpt-3.5-turbo-1106",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ranked = d["ranked"].as_array().unwrap();
+    assert_eq!(ranked.len(), 3);
+    assert_eq!(d["chosen"], ranked[0]["model"]);
+    assert_eq!(d["task"], "code");
+    assert!((0.0..=1.0).contains(&d["difficulty"].as_f64().unwrap()));
+    for r in ranked {
+        assert!((0.0..=1.0).contains(&r["quality"].as_f64().unwrap()));
+        assert!(r["cost_usd"].as_f64().unwrap() > 0.0);
+    }
+
+    // A zero budget leaves only "cheapest over budget"; an unavailable model sits out.
+    let out = switchyard(&[
+        "route",
+        "Write a Python function that merges two sorted lists.",
+        "--candidates",
+        "gpt-4-1106-preview,mistralai/mixtral-8x7b-chat,gpt-3.5-turbo-1106",
+        "--policy",
+        "budget:0",
+        "--unavailable",
+        "mistralai/mixtral-8x7b-chat",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["rule"], "cheapest_over_budget");
+    assert_eq!(d["excluded"]["mistralai/mixtral-8x7b-chat"], "unavailable");
+
+    // The human-readable form names the choice and the rule.
+    let out = switchyard(&["route", "Tell me a joke about trains."]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("→") && text.contains("rank"), "{text}");
+}
+
+#[test]
+fn route_rejects_bad_arguments_clearly() {
+    let out = switchyard(&["route", "hi", "--policy", "cheapest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("threshold:0.7"), "{stderr}");
+
+    let out = switchyard(&["route", "hi", "--candidates", "gpt-9,gpt-4-1106-preview"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("does not know gpt-9") && stderr.contains("claude-v2"),
+        "{stderr}"
+    );
+
+    let out = switchyard(&["route", "   "]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the prompt is empty"));
+}
+
+/// Records where "cheap" answers arithmetic correctly and fails proofs; "strong" answers
+/// everything at ten times the cost.
+fn write_records(path: &Path, offset: usize, n: usize) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for i in offset..offset + n {
+        let (a, b) = (i % 97 + 3, i % 89 + 11);
+        let easy = i % 2 == 0;
+        let prompt = if easy {
+            format!("What is {a} plus {b}?")
+        } else {
+            format!(
+                "Prove that there are infinitely many primes of the form {a}k + 1, and explain each step of the argument rigorously (case {b})."
+            )
+        };
+        let outcome = |score: bool, cost: f64| {
+            serde_json::json!({"score": f64::from(u8::from(score)), "cost_usd": cost,
+                "input_tokens": null, "output_tokens": null, "latency_ms": null})
+        };
+        let record = serde_json::json!({
+            "version": 1, "id": format!("gen-{i}"), "source": "generated", "task": null,
+            "prompt": prompt,
+            "outcomes": {"cheap": outcome(easy, 0.0001), "strong": outcome(true, 0.001)},
+        });
+        writeln!(f, "{record}").unwrap();
+    }
+}
+
+#[test]
+fn eval_routing_trains_a_scorer_and_beats_the_baselines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, test) = (tmp.path().join("train.jsonl"), tmp.path().join("test.jsonl"));
+    write_records(&train, 0, 300);
+    write_records(&test, 1000, 120);
+    let plot = tmp.path().join("curve.png");
+    let cache = tmp.path().join("cache");
+    let out = switchyard(&[
+        "eval",
+        "routing",
+        "--train",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--strong",
+        "strong",
+        "--weak",
+        "cheap",
+        "--bootstrap",
+        "100",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["aiq", "apgr", "cpt50", "cpt80", "baselines", "curve"] {
+        assert!(r.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(r["test_prompts"], 120);
+    let aiq = r["aiq"]["value"].as_f64().unwrap();
+    let random = r["baselines"]["random"].as_f64().unwrap();
+    assert!(aiq > random + 0.1, "router {aiq} vs random {random}");
+    assert!(r["apgr"].as_f64().unwrap() > 0.65, "{}", r["pair"]);
+    let png = std::fs::read(&plot).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+
+    // Models the scorer never saw: a clear error naming them.
+    let out = switchyard(&[
+        "eval",
+        "routing",
+        "--train",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--candidates",
+        "cheap,gpt-9",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("does not know gpt-9"), "{stderr}");
+}
