@@ -76,7 +76,11 @@ fn route_explains_its_decision() {
     // The human-readable form names the choice and the rule.
     let out = switchyard(&["route", "Tell me a joke about trains."]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("→") && text.contains("rank"), "{text}");
 }
 
@@ -129,7 +133,10 @@ fn write_records(path: &Path, offset: usize, n: usize) {
 #[test]
 fn eval_routing_trains_a_scorer_and_beats_the_baselines() {
     let tmp = tempfile::tempdir().unwrap();
-    let (train, test) = (tmp.path().join("train.jsonl"), tmp.path().join("test.jsonl"));
+    let (train, test) = (
+        tmp.path().join("train.jsonl"),
+        tmp.path().join("test.jsonl"),
+    );
     write_records(&train, 0, 300);
     write_records(&test, 1000, 120);
     let plot = tmp.path().join("curve.png");

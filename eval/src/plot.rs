@@ -91,7 +91,7 @@ fn draw(report: &RoutingReport, path: &Path) -> Result<(), String> {
         .map_or((0.0, 0.0), |s| (s.cost, s.quality));
     chart
         .draw_series(LineSeries::new(
-            [cheapest, (b.best_single.cost, b.best_single.quality)],
+            [cheapest, (b.strongest.cost, b.strongest.quality)],
             BLACK.mix(0.5).stroke_width(1),
         ))
         .map_err(|x| e(&x))?

@@ -94,7 +94,13 @@ pub struct PairMetrics {
 #[derive(Debug, Clone, Serialize)]
 pub struct Baselines {
     pub singles: Vec<SingleModel>,
+    /// The single model with the highest AIQ (quality discounted by its normalised cost).
     pub best_single: SingleModel,
+    /// The single model with the highest quality: the top of the random-mixing line.
+    pub strongest: SingleModel,
+    /// AIQ of the convex hull of the single models (mixing them at random in any ratio,
+    /// RouterBench's "zero router").
+    pub singles_hull: f64,
     /// Random mixing along the line from the cheapest to the best single model.
     pub random: f64,
     pub oracle: SingleModel,
@@ -457,13 +463,18 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
             aiq: aiq(&[*p], lo, hi),
         })
         .collect();
-    let best_single = singles
+    let strongest = singles
         .iter()
         .max_by(|a, b| {
             a.quality
                 .total_cmp(&b.quality)
                 .then(b.cost.total_cmp(&a.cost))
         })
+        .cloned()
+        .ok_or_else(|| RouteEvalError::Data("no candidates".to_owned()))?;
+    let best_single = singles
+        .iter()
+        .max_by(|a, b| a.aiq.total_cmp(&b.aiq))
         .cloned()
         .ok_or_else(|| RouteEvalError::Data("no candidates".to_owned()))?;
     let cheapest = singles
@@ -478,13 +489,14 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 quality: cheapest.quality,
             },
             Point {
-                cost: best_single.cost,
-                quality: best_single.quality,
+                cost: strongest.cost,
+                quality: strongest.quality,
             },
         ],
         lo,
         hi,
     );
+    let singles_hull = aiq(&full.singles, lo, hi);
 
     // Pair metrics.
     let pair_index = match &req.pair {
@@ -588,6 +600,8 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
         baselines: Baselines {
             singles,
             best_single,
+            strongest,
+            singles_hull,
             random,
             oracle: SingleModel {
                 model: "oracle".to_owned(),
@@ -663,7 +677,7 @@ pub fn render(
         "oracle", b.oracle.cost, b.oracle.quality, b.oracle.aiq
     )?;
     writeln!(out)?;
-    writeln!(out, "{:<44} {}", "AIQ (95% bootstrap interval)", "")?;
+    writeln!(out, "AIQ (95% bootstrap interval)")?;
     writeln!(out, "{:<44} {}", "Switchyard router", ci(&report.aiq))?;
     writeln!(
         out,
@@ -677,7 +691,17 @@ pub fn render(
         format!("best single ({})", b.best_single.model),
         b.best_single.aiq
     )?;
-    writeln!(out, "{:<44} {:.4}", "random mixing", b.random)?;
+    writeln!(
+        out,
+        "{:<44} {:.4}",
+        format!("random mixing (cheapest ↔ {})", b.strongest.model),
+        b.random
+    )?;
+    writeln!(
+        out,
+        "{:<44} {:.4}",
+        "hull of the single models", b.singles_hull
+    )?;
     writeln!(out, "{:<44} {:.4}", "oracle", b.oracle.aiq)?;
     writeln!(
         out,
@@ -734,7 +758,11 @@ mod tests {
             ]
             .into(),
             features: PromptFeatures {
-                features: vec![x, -x],
+                features: {
+                    let mut v = vec![x, -x];
+                    v.resize(2 + switchyard_scorer::EXTRA_FEATURES, 0.0);
+                    v
+                },
                 task: TaskClass::Chat,
                 input_tokens: 10,
             },
@@ -778,14 +806,14 @@ mod tests {
                 truncation: Truncation::Head,
             },
             heads_sha256: String::new(),
-            feature_dim: 2,
+            feature_dim: 2 + switchyard_scorer::EXTRA_FEATURES,
             quality: config,
             models: BTreeMap::new(),
             training_data: vec![],
             metrics: serde_json::Value::Null,
             created_at: String::new(),
         };
-        Scorer::new(manifest, models)
+        Scorer::new(manifest, None, models)
     }
 
     #[test]
@@ -809,8 +837,9 @@ mod tests {
         assert_eq!(r.test_prompts, 200);
         let b = &r.baselines;
         // strong: quality 1 at the top of the cost range; cheap: ~0.5 at the bottom.
-        assert!((b.best_single.quality - 1.0).abs() < 1e-12);
-        assert_eq!(b.best_single.model, "strong");
+        assert!((b.strongest.quality - 1.0).abs() < 1e-12);
+        assert_eq!(b.strongest.model, "strong");
+        assert!(b.singles_hull >= b.best_single.aiq && b.singles_hull >= b.random - 1e-12);
         assert!((b.oracle.quality - 1.0).abs() < 1e-12 && b.oracle.cost < 0.007);
         assert!(
             r.aiq.value > b.random + 0.1,

@@ -15,8 +15,8 @@ use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
 use switchyard_embed::sha256_file;
 use switchyard_scorer::{
-    Family, ModelSummary, PromptFeatures, QualityConfig, SCORER_FORMAT_VERSION, ScoredModel,
-    Scorer, ScorerManifest, TrainingRow, Usage, features, fit_all,
+    Clusters, Family, ModelSummary, PromptFeatures, QualityConfig, SCORER_FORMAT_VERSION,
+    ScoredModel, Scorer, ScorerManifest, TrainingRow, Usage, features, fit_all, fit_kmeans,
 };
 
 use crate::cache::{EmbeddingCache, text_key};
@@ -201,21 +201,39 @@ pub struct ScorerRequest {
     pub grid: Vec<QualityConfig>,
 }
 
-/// The default comparison: two linfa families, each at a few regularisation strengths.
+/// Prompt clusters whose memberships the default grid adds to the features.
+pub const DEFAULT_CLUSTERS: usize = 48;
+
+/// The default comparison: two linfa families, each at a few regularisation strengths,
+/// with and without cluster-membership features.
 pub fn default_grid() -> Vec<QualityConfig> {
-    let logistic = [1.0, 10.0, 100.0].map(|alpha| Family::Logistic { alpha });
-    let elastic = [0.001, 0.01].map(|penalty| Family::ElasticNet {
+    let logistic = [30.0, 300.0].map(|alpha| Family::Logistic { alpha });
+    let elastic = [0.01, 0.03].map(|penalty| Family::ElasticNet {
         penalty,
         l1_ratio: 0.5,
     });
-    logistic
+    [0, DEFAULT_CLUSTERS]
         .into_iter()
-        .chain(elastic)
-        .map(|family| QualityConfig {
-            family,
-            ..QualityConfig::default()
+        .flat_map(|clusters| {
+            logistic
+                .into_iter()
+                .chain(elastic)
+                .map(move |family| QualityConfig {
+                    family,
+                    clusters,
+                    ..QualityConfig::default()
+                })
         })
         .collect()
+}
+
+/// Prompt features followed by cluster memberships.
+fn expand(clusters: Option<&Clusters>, p: &RoutedPrompt) -> Vec<f64> {
+    let mut x = p.features.features.clone();
+    if let Some(c) = clusters {
+        x.extend(c.memberships(&p.embedding));
+    }
+    x
 }
 
 /// One configuration's validation result.
@@ -293,27 +311,39 @@ pub fn train_scorer(
             val.len()
         )));
     }
-    let rows: Vec<TrainingRow> = train
-        .iter()
-        .map(|p| TrainingRow {
-            features: p.features.features.clone(),
-            scores: p.scores(),
-        })
-        .collect();
+    let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
+    let mut cluster_sets: BTreeMap<usize, Option<Clusters>> = BTreeMap::new();
+    for config in &request.grid {
+        cluster_sets.entry(config.clusters).or_insert_with(|| {
+            (config.clusters > 0).then(|| fit_kmeans(&embeddings, config.clusters, 17, 20))
+        });
+    }
+    let rows_for = |clusters: Option<&Clusters>| -> Vec<TrainingRow> {
+        train
+            .iter()
+            .map(|p| TrainingRow {
+                features: expand(clusters, p),
+                scores: p.scores(),
+            })
+            .collect()
+    };
 
     let bar = phases.phase("fitting quality models");
     bar.set_length(request.grid.len() as u64);
     let mut candidates = Vec::new();
-    let mut best: Option<(f64, BTreeMap<String, switchyard_scorer::ModelQuality>)> = None;
+    type Fitted = BTreeMap<String, switchyard_scorer::ModelQuality>;
+    let mut best: Option<(f64, Fitted, Option<Clusters>, usize)> = None;
     for config in &request.grid {
-        bar.set_message(config.family.to_string());
+        bar.set_message(format!("{} + {} clusters", config.family, config.clusters));
+        let clusters = cluster_sets.get(&config.clusters).cloned().flatten();
+        let rows = rows_for(clusters.as_ref());
         let started = std::time::Instant::now();
         let fitted = fit_all(&rows, config)?;
         let fit_seconds = started.elapsed().as_secs_f64();
         let predict = |p: &RoutedPrompt, m: &str| {
             fitted
                 .get(m)
-                .map(|q| q.predict(&p.features.features, config.shrinkage))
+                .map(|q| q.predict(&expand(clusters.as_ref(), p), config.shrinkage))
         };
         let validation_brier = brier(&val, predict);
         let mut by_source: BTreeMap<String, Vec<&RoutedPrompt>> = BTreeMap::new();
@@ -330,13 +360,14 @@ pub fn train_scorer(
                 .collect(),
             fit_seconds,
         });
-        if best.as_ref().is_none_or(|(b, _)| validation_brier < *b) {
-            best = Some((validation_brier, fitted));
+        if best.as_ref().is_none_or(|(b, ..)| validation_brier < *b) {
+            let dim = rows.first().map_or(0, |r| r.features.len());
+            best = Some((validation_brier, fitted, clusters, dim));
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (_, quality) = best.ok_or_else(|| {
+    let (_, quality, clusters, feature_dim) = best.ok_or_else(|| {
         ScorerTrainError::NotEnoughData("no scorer configuration to try".to_owned())
     })?;
     let chosen = candidates
@@ -393,21 +424,21 @@ pub fn train_scorer(
             path: heads_weights.clone(),
             source: std::io::Error::other(e.to_string()),
         })?,
-        feature_dim: rows[0].features.len(),
+        feature_dim,
         quality: chosen,
         models: summaries,
         training_data: data_files,
         metrics: serde_json::Value::Null,
         created_at: now_rfc3339(),
     };
-    let mut scorer = Scorer::new(manifest, models);
+    let mut scorer = Scorer::new(manifest, clusters, models);
 
     let shrinkage = chosen.shrinkage;
     let test_brier = brier(&test, |p, m| {
-        scorer
-            .models
-            .get(m)
-            .map(|s| s.quality.predict(&p.features.features, shrinkage))
+        scorer.models.get(m).map(|s| {
+            s.quality
+                .predict(&scorer.expand(&p.features.features), shrinkage)
+        })
     });
     let test_brier_model_mean = brier(&test, |_, m| scorer.models.get(m).map(|s| s.quality.mean));
     let count = |ps: &[&RoutedPrompt]| ps.len();

@@ -93,7 +93,7 @@ fn route(c: &mut Criterion) {
         metrics: serde_json::Value::Null,
         created_at: String::new(),
     };
-    let scorer = Scorer::new(manifest, models);
+    let scorer = Scorer::new(manifest, None, models);
     let prices = PriceTable::default();
     let prompt = PromptFeatures {
         features: rows[3].features.clone(),

@@ -8,6 +8,7 @@
 //! - [`Scorer`]: the trained artifact — load, save, predict, and turn predictions into
 //!   the policy's [`Candidate`]s with an expected cost.
 
+pub mod clusters;
 pub mod features;
 pub mod quality;
 pub mod usage;
@@ -20,6 +21,7 @@ use switchyard_core::policy::Candidate;
 use switchyard_core::pricing::PriceTable;
 use switchyard_core::{DataFile, EncoderInfo, TaskClass};
 
+pub use clusters::{Clusters, fit_kmeans};
 pub use features::{EXTRA_FEATURES, features};
 pub use quality::{Family, ModelQuality, QualityConfig, QualityError, TrainingRow, fit_all};
 pub use usage::{ByTask, Usage};
@@ -39,7 +41,8 @@ pub struct ScorerManifest {
     /// The classifier heads' manifest checksum whose task probabilities and difficulty
     /// are part of the features.
     pub heads_sha256: String,
-    /// Length of the feature vector.
+    /// Length of the feature vector the quality models read: the prompt's features
+    /// ([`features`]) followed by one membership per cluster.
     pub feature_dim: usize,
     pub quality: QualityConfig,
     /// Each model with the prompts it was trained on and its mean score.
@@ -61,7 +64,14 @@ pub struct ModelSummary {
     pub cost_samples: usize,
 }
 
-/// One model's learned parts (`weights.json`).
+/// Everything learned (`weights.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    pub clusters: Option<Clusters>,
+    pub models: BTreeMap<String, ScoredModel>,
+}
+
+/// One model's learned parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredModel {
     pub quality: ModelQuality,
@@ -130,6 +140,7 @@ pub enum ScorerError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorer {
     pub manifest: ScorerManifest,
+    pub clusters: Option<Clusters>,
     pub models: BTreeMap<String, ScoredModel>,
     /// Output tokens over every model, for models whose data has none.
     pooled_output_tokens: ByTask,
@@ -146,7 +157,11 @@ fn describe(e: &EncoderInfo) -> String {
 }
 
 impl Scorer {
-    pub fn new(manifest: ScorerManifest, models: BTreeMap<String, ScoredModel>) -> Self {
+    pub fn new(
+        manifest: ScorerManifest,
+        clusters: Option<Clusters>,
+        models: BTreeMap<String, ScoredModel>,
+    ) -> Self {
         let mut pooled = ByTask::default();
         for m in models.values() {
             for (task, mean) in &m.usage.output_tokens.by_task {
@@ -157,9 +172,27 @@ impl Scorer {
         }
         Self {
             manifest,
+            clusters,
             models,
             pooled_output_tokens: pooled,
         }
+    }
+
+    /// Length of the prompt features callers pass ([`features`]).
+    pub fn prompt_feature_dim(&self) -> usize {
+        self.manifest.encoder.dim + EXTRA_FEATURES
+    }
+
+    /// The quality models' input: the prompt features, then the cluster memberships of
+    /// the embedding (the first `encoder.dim` features).
+    pub fn expand(&self, features: &[f64]) -> Vec<f64> {
+        let mut out = features.to_vec();
+        if let Some(clusters) = &self.clusters {
+            let dim = self.manifest.encoder.dim.min(features.len());
+            let embedding: Vec<f32> = features[..dim].iter().map(|&x| x as f32).collect();
+            out.extend(clusters.memberships(&embedding));
+        }
+        out
     }
 
     /// Loads `dir/manifest.json` and `dir/weights.json`, refusing a scorer trained on
@@ -192,7 +225,7 @@ impl Scorer {
                 using: describe(encoder),
             });
         }
-        let models: BTreeMap<String, ScoredModel> = read_json(&weights_path)?;
+        let Weights { clusters, models } = read_json(&weights_path)?;
         let bad = models.iter().find(|(_, m)| {
             m.quality
                 .linear
@@ -208,7 +241,19 @@ impl Scorer {
                 ),
             });
         }
-        Ok(Self::new(manifest, models))
+        let expected = manifest.encoder.dim
+            + EXTRA_FEATURES
+            + clusters.as_ref().map_or(0, |c| c.centroids.len());
+        if expected != manifest.feature_dim {
+            return Err(ScorerError::Invalid {
+                path: weights_path,
+                reason: format!(
+                    "the manifest says {} features but the encoder and clusters make {expected}",
+                    manifest.feature_dim
+                ),
+            });
+        }
+        Ok(Self::new(manifest, clusters, models))
     }
 
     /// Writes the artifact into `dir` (created if needed).
@@ -219,7 +264,11 @@ impl Scorer {
                 .map_err(|source| ScorerError::Write { path, source })
         };
         write(dir.join(MANIFEST_FILE), pretty(&self.manifest))?;
-        write(dir.join(WEIGHTS_FILE), pretty(&self.models))
+        let weights = Weights {
+            clusters: self.clusters.clone(),
+            models: self.models.clone(),
+        };
+        write(dir.join(WEIGHTS_FILE), pretty(&weights))
     }
 
     /// Model ids, sorted.
@@ -253,12 +302,13 @@ impl Scorer {
         prompt: &PromptFeatures,
         models: Option<&[String]>,
     ) -> Result<Vec<Prediction>, ScorerError> {
-        if prompt.features.len() != self.manifest.feature_dim {
+        if prompt.features.len() != self.prompt_feature_dim() {
             return Err(ScorerError::Shape {
-                expected: self.manifest.feature_dim,
+                expected: self.prompt_feature_dim(),
                 got: prompt.features.len(),
             });
         }
+        let x = self.expand(&prompt.features);
         if let Some(models) = models {
             self.check_known(models.iter().map(String::as_str))?;
         }
@@ -269,7 +319,7 @@ impl Scorer {
             .filter(|(id, _)| models.is_none_or(|ms| ms.contains(id)))
             .map(|(id, m)| Prediction {
                 model: id.clone(),
-                quality: m.quality.predict(&prompt.features, shrinkage),
+                quality: m.quality.predict(&x, shrinkage),
                 output_tokens: m
                     .usage
                     .output_tokens
@@ -351,12 +401,19 @@ mod tests {
         }
     }
 
+    /// The prompt features of a 2-d "embedding": [x, -x] and zeros for the rest.
+    fn feats(x: f64) -> Vec<f64> {
+        let mut v = vec![x, -x];
+        v.resize(2 + EXTRA_FEATURES, 0.0);
+        v
+    }
+
     fn scorer() -> Scorer {
         let rows: Vec<TrainingRow> = (0..200)
             .map(|i| {
                 let x = f64::from(i) / 100.0 - 1.0;
                 TrainingRow {
-                    features: vec![x, -x],
+                    features: feats(x),
                     scores: [
                         ("big".to_owned(), f64::from(u8::from(x > -0.8))),
                         ("small".to_owned(), f64::from(u8::from(x > 0.3))),
@@ -381,19 +438,19 @@ mod tests {
             format_version: SCORER_FORMAT_VERSION,
             encoder: encoder(),
             heads_sha256: "cd".repeat(32),
-            feature_dim: 2,
+            feature_dim: 2 + EXTRA_FEATURES,
             quality: config,
             models: BTreeMap::new(),
             training_data: vec![],
             metrics: serde_json::Value::Null,
             created_at: "2026-11-22T00:00:00Z".into(),
         };
-        Scorer::new(manifest, models)
+        Scorer::new(manifest, None, models)
     }
 
     fn prompt(x: f64) -> PromptFeatures {
         PromptFeatures {
-            features: vec![x, -x],
+            features: feats(x),
             task: TaskClass::Chat,
             input_tokens: 1000,
         }
@@ -419,12 +476,16 @@ mod tests {
         let err = Scorer::load(&dir.path().join("none"), &encoder()).unwrap_err();
         assert!(matches!(err, ScorerError::Missing { .. }), "{err}");
         // A damaged weights file names the file and the field.
-        std::fs::write(dir.path().join(WEIGHTS_FILE), r#"{"big": {"quality": 3}}"#).unwrap();
+        std::fs::write(
+            dir.path().join(WEIGHTS_FILE),
+            r#"{"clusters": null, "models": {"big": {"quality": 3}}}"#,
+        )
+        .unwrap();
         let err = Scorer::load(dir.path(), &encoder())
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(WEIGHTS_FILE) && err.contains("big.quality"),
+            err.contains(WEIGHTS_FILE) && err.contains("models.big.quality"),
             "{err}"
         );
     }
@@ -479,8 +540,8 @@ mod tests {
         assert!(matches!(
             s.predict(&bad, None),
             Err(ScorerError::Shape {
-                expected: 2,
-                got: 3
+                expected: 12,
+                got: 13
             })
         ));
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ShapeBuilder};
 use serde::{Deserialize, Serialize};
 
 /// The model family and its regularisation.
@@ -52,6 +52,10 @@ impl std::fmt::Display for Family {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QualityConfig {
     pub family: Family,
+    /// Prompt clusters whose soft memberships are added to the features (0 = none); see
+    /// [`crate::clusters`].
+    #[serde(default)]
+    pub clusters: usize,
     /// Pseudo-count toward the model's mean score: prediction =
     /// (n·model + k·mean) / (n + k).
     pub shrinkage: f64,
@@ -62,6 +66,7 @@ impl Default for QualityConfig {
     fn default() -> Self {
         Self {
             family: Family::Logistic { alpha: 1.0 },
+            clusters: 0,
             shrinkage: 20.0,
             max_iterations: 200,
         }
@@ -232,7 +237,9 @@ fn fit_one(
     config: &QualityConfig,
 ) -> Result<ModelQuality, String> {
     let mean = samples.iter().map(|(_, s)| s).sum::<f64>() / samples.len() as f64;
-    let mut x = Array2::zeros((samples.len(), standard.mean.len()));
+    // Column-major: linfa's elastic net runs coordinate descent over columns, and
+    // contiguous columns make each step a straight dot product.
+    let mut x = Array2::zeros((samples.len(), standard.mean.len()).f());
     for (r, (i, _)) in samples.iter().enumerate() {
         for (c, v) in rows[*i].features.iter().enumerate() {
             x[[r, c]] = (v - standard.mean[c]) / standard.scale[c];
@@ -371,6 +378,7 @@ mod tests {
             },
             shrinkage: 0.0,
             max_iterations: 5000,
+            clusters: 0,
         };
         let models = fit_all(&rows, &config).unwrap();
         let p = models["m"].predict(&[0.5], 0.0);
