@@ -185,14 +185,17 @@ impl Scorer {
 
     /// The quality models' input: the prompt features, then the cluster memberships of
     /// the embedding (the first `encoder.dim` features).
-    pub fn expand(&self, features: &[f64]) -> Vec<f64> {
-        let mut out = features.to_vec();
-        if let Some(clusters) = &self.clusters {
-            let dim = self.manifest.encoder.dim.min(features.len());
-            let embedding: Vec<f32> = features[..dim].iter().map(|&x| x as f32).collect();
-            out.extend(clusters.memberships(&embedding));
+    pub fn expand<'a>(&self, features: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+        match &self.clusters {
+            None => std::borrow::Cow::Borrowed(features),
+            Some(clusters) => {
+                let dim = self.manifest.encoder.dim.min(features.len());
+                let embedding: Vec<f32> = features[..dim].iter().map(|&x| x as f32).collect();
+                let mut out = features.to_vec();
+                out.extend(clusters.memberships(&embedding));
+                std::borrow::Cow::Owned(out)
+            }
         }
-        out
     }
 
     /// Loads `dir/manifest.json` and `dir/weights.json`, refusing a scorer trained on

@@ -128,12 +128,7 @@ impl ModelQuality {
         let raw = match &self.linear {
             None => self.mean,
             Some(l) => {
-                let z = l.intercept
-                    + l.weights
-                        .iter()
-                        .zip(features)
-                        .map(|(&w, &x)| f64::from(w) * x)
-                        .sum::<f64>();
+                let z = l.intercept + dot(&l.weights, features);
                 match l.link {
                     Link::Sigmoid => 1.0 / (1.0 + (-z).exp()),
                     Link::Clamp => z.clamp(0.0, 1.0),
@@ -143,6 +138,28 @@ impl ModelQuality {
         let n = self.samples as f64;
         (n * raw + shrinkage * self.mean) / (n + shrinkage)
     }
+}
+
+/// `Σ w·x` with eight independent accumulators, so the compiler can vectorise it (a
+/// single running sum must be added in order).
+fn dot(weights: &[f32], x: &[f64]) -> f64 {
+    let n = weights.len().min(x.len());
+    let (w, x) = (&weights[..n], &x[..n]);
+    let mut acc = [0.0f64; 8];
+    let mut w_chunks = w.chunks_exact(8);
+    let mut x_chunks = x.chunks_exact(8);
+    for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
+        for i in 0..8 {
+            acc[i] += f64::from(wc[i]) * xc[i];
+        }
+    }
+    let tail: f64 = w_chunks
+        .remainder()
+        .iter()
+        .zip(x_chunks.remainder())
+        .map(|(&w, &x)| f64::from(w) * x)
+        .sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Fits one quality model per model seen in `rows`.

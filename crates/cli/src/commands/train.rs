@@ -199,12 +199,11 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, " {:>8}", "fit s")?;
     for c in &report.candidates {
-        write!(
-            out,
-            "{:<48} {:>9.4}",
-            c.config.family.to_string(),
-            c.validation_brier
-        )?;
+        let name = match c.config.clusters {
+            0 => c.config.family.to_string(),
+            k => format!("{} + {k} clusters", c.config.family),
+        };
+        write!(out, "{name:<48} {:>9.4}", c.validation_brier)?;
         for s in &sources {
             write!(
                 out,
@@ -214,7 +213,11 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(out, " {:>8.1}", c.fit_seconds)?;
     }
-    writeln!(out, "chosen: {}", report.chosen.family)?;
+    writeln!(
+        out,
+        "chosen: {} with {} clusters",
+        report.chosen.family, report.chosen.clusters
+    )?;
     writeln!(
         out,
         "held-out test Brier {:.4} (each model's mean: {:.4})",
