@@ -203,7 +203,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
             0 => c.config.family.to_string(),
             k => format!("{} + {k} clusters", c.config.family),
         };
-        write!(out, "{name:<48} {:>9.4}", c.validation_brier)?;
+        write!(out, "{name:<56} {:>9.4}", c.validation_brier)?;
         for s in &sources {
             write!(
                 out,
