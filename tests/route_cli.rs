@@ -122,7 +122,7 @@ fn write_records(path: &Path, offset: usize, n: usize) {
                 "input_tokens": null, "output_tokens": null, "latency_ms": null})
         };
         let record = serde_json::json!({
-            "version": 1, "id": format!("gen-{i}"), "source": "generated", "task": null,
+            "v": 1, "id": format!("gen-{i}"), "source": "generated", "task": null,
             "prompt": prompt,
             "outcomes": {"cheap": outcome(easy, 0.0001), "strong": outcome(true, 0.001)},
         });
