@@ -25,4 +25,9 @@ for line in sys.stdin:
 echo "== classifying two prompts by task and difficulty (heads in models/classifier)"
 printf '%s\n' 'Write a limerick about a cat who plays piano' 'Translate "good night" into French' \
   | "$bin" classify
+echo "== routing a prompt among three RouterBench models (scorer in models/scorer)"
+"$bin" route "Write a Python function that merges two sorted lists" \
+  --candidates gpt-4-1106-preview,mistralai/mixtral-8x7b-chat,gpt-3.5-turbo-1106
+"$bin" route "What is 7 times 8?" --policy tradeoff:100 \
+  --candidates gpt-4-1106-preview,mistralai/mixtral-8x7b-chat,gpt-3.5-turbo-1106
 echo "== done: $bin --help lists every command"
