@@ -21,6 +21,19 @@ pub struct EncoderInfo {
     pub truncation: Truncation,
 }
 
+impl EncoderInfo {
+    /// "id (dim-d, weights sha256 prefix…, truncation tag)", for messages about mismatches.
+    pub fn describe(&self) -> String {
+        let sha: String = self.weights_sha256.chars().take(12).collect();
+        format!(
+            "{} ({}-d, weights sha256 {sha}…, truncation {})",
+            self.id,
+            self.dim,
+            self.truncation.tag()
+        )
+    }
+}
+
 /// Which tokens of an input longer than the encoder's limit are kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]

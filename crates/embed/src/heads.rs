@@ -119,16 +119,6 @@ pub enum HeadsError {
     Model(#[from] candle_core::Error),
 }
 
-fn describe(e: &EncoderInfo) -> String {
-    let sha: String = e.weights_sha256.chars().take(12).collect();
-    format!(
-        "{} ({}-d, weights sha256 {sha}…, truncation {})",
-        e.id,
-        e.dim,
-        e.truncation.tag()
-    )
-}
-
 /// What the heads say about one prompt.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Classification {
@@ -287,8 +277,8 @@ impl ClassifierHeads {
         {
             return Err(HeadsError::EncoderMismatch {
                 dir: dir.to_path_buf(),
-                trained: describe(&manifest.encoder),
-                using: describe(encoder),
+                trained: manifest.encoder.describe(),
+                using: encoder.describe(),
             });
         }
         let device = Device::Cpu;

@@ -146,16 +146,6 @@ pub struct Scorer {
     pooled_output_tokens: ByTask,
 }
 
-fn describe(e: &EncoderInfo) -> String {
-    let sha: String = e.weights_sha256.chars().take(12).collect();
-    format!(
-        "{} ({}-d, weights sha256 {sha}…, truncation {})",
-        e.id,
-        e.dim,
-        e.truncation.tag()
-    )
-}
-
 impl Scorer {
     pub fn new(
         manifest: ScorerManifest,
@@ -224,8 +214,8 @@ impl Scorer {
         {
             return Err(ScorerError::EncoderMismatch {
                 dir: dir.to_path_buf(),
-                trained: describe(&manifest.encoder),
-                using: describe(encoder),
+                trained: manifest.encoder.describe(),
+                using: encoder.describe(),
             });
         }
         let Weights { clusters, models } = read_json(&weights_path)?;

@@ -20,7 +20,6 @@ use switchyard_training::data::{Split, embed_all, load_examples};
 use switchyard_training::scorer::{
     RoutedPrompt, ScorerRequest, default_grid, featurise, load_routed, train_scorer,
 };
-use switchyard_training::train::Phases;
 use switchyard_training::train::RELATIVE_SCORE_SOURCES;
 
 use super::model_args::EncoderArgs;
@@ -200,14 +199,6 @@ pub fn run(command: &EvalCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-struct Bars;
-
-impl Phases for Bars {
-    fn phase(&self, name: &str) -> indicatif::ProgressBar {
-        progress::bar(0, name)
-    }
-}
-
 fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
     let encoder = args
         .encoder
@@ -231,7 +222,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             cache_dir: args.cache_dir.clone(),
             grid: default_grid(),
         };
-        let (report, scorer) = train_scorer(&request, &encoder, &heads, &Bars)?;
+        let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
         tracing::info!(
             family = %report.chosen.family,
             validation_brier = report.candidates.iter().map(|c| c.validation_brier).fold(f64::INFINITY, f64::min),

@@ -11,3 +11,12 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     bar.set_prefix(what.to_owned());
     bar
 }
+
+/// One progress bar per training phase.
+pub struct Bars;
+
+impl switchyard_training::train::Phases for Bars {
+    fn phase(&self, name: &str) -> ProgressBar {
+        bar(0, name)
+    }
+}

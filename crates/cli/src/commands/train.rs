@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_training::classifier::TrainConfig;
 use switchyard_training::scorer::{ScorerRequest, default_grid, train_scorer};
-use switchyard_training::train::{Phases, TrainRequest, train_classifier};
+use switchyard_training::train::{TrainRequest, train_classifier};
 
 use super::model_args::EncoderArgs;
 use super::progress;
@@ -137,14 +137,6 @@ pub struct ClassifierArgs {
     pub encoder: EncoderArgs,
 }
 
-struct Bars;
-
-impl Phases for Bars {
-    fn phase(&self, name: &str) -> indicatif::ProgressBar {
-        progress::bar(0, name)
-    }
-}
-
 pub fn run(command: &TrainCommand) -> anyhow::Result<ExitCode> {
     match command {
         TrainCommand::Classifier(args) => run_classifier(args),
@@ -166,7 +158,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         cache_dir: args.cache_dir.clone(),
         grid: default_grid(),
     };
-    let (report, scorer) = train_scorer(&request, &encoder, &heads, &Bars)?;
+    let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -253,7 +245,7 @@ fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
             ..TrainConfig::default()
         },
     };
-    let (report, _) = train_classifier(&request, &encoder, &Bars)?;
+    let (report, _) = train_classifier(&request, &encoder, &progress::Bars)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
