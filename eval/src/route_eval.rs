@@ -27,6 +27,8 @@ pub enum SweptPolicy {
     Tradeoff,
     /// Cheapest with predicted quality ≥ τ, τ over the predictions' quantiles.
     Threshold,
+    /// Cheapest within m of the best predicted quality, m from 0 to 1.
+    Margin,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +200,7 @@ fn sweep(
         let rule = match policy {
             SweptPolicy::Tradeoff => Policy::Tradeoff { lambda: param },
             SweptPolicy::Threshold => Policy::Threshold { tau: param },
+            SweptPolicy::Margin => Policy::Margin { margin: param },
         };
         let mut row = Vec::with_capacity(predicted.len());
         for prompt in predicted {
@@ -222,6 +225,9 @@ fn sweep(
 fn parameter_grid(predicted: &Predicted, policy: SweptPolicy) -> Vec<f64> {
     const STEPS: usize = 120;
     match policy {
+        SweptPolicy::Margin => (0..=STEPS)
+            .map(|i| (i as f64 / STEPS as f64).powi(2))
+            .collect(),
         SweptPolicy::Threshold => {
             let mut qs: Vec<f64> = predicted.iter().flatten().map(|p| p.0).collect();
             qs.sort_by(f64::total_cmp);

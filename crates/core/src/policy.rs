@@ -8,7 +8,9 @@
 //!   best predicted;
 //! - `tradeoff`: the candidate maximising quality − λ·cost;
 //! - `budget`: the best predicted quality among candidates with expected cost ≤ B, else the
-//!   cheapest.
+//!   cheapest;
+//! - `margin`: the cheapest candidate predicted within m of the best predicted quality —
+//!   "pay for a stronger model only when it is predicted to be at least m better".
 //!
 //! The decision lists every eligible candidate in the rule's order of preference: the
 //! runners-up are the fallback order.
@@ -58,6 +60,7 @@ pub enum Policy {
     Threshold { tau: f64 },
     Tradeoff { lambda: f64 },
     Budget { max_cost_usd: f64 },
+    Margin { margin: f64 },
 }
 
 /// Which rule made the choice, including its fallbacks.
@@ -74,6 +77,8 @@ pub enum Rule {
     BestWithinBudget,
     /// Nothing fits the budget: the cheapest.
     CheapestOverBudget,
+    /// The cheapest within the margin of the best predicted quality.
+    CheapestWithinMargin,
 }
 
 /// An eligible candidate in the decision's order.
@@ -220,6 +225,20 @@ pub fn decide(
                 Rule::BestWithinBudget
             };
             (fits.into_iter().chain(over).collect::<Vec<_>>(), rule)
+        }
+        Policy::Margin { margin } => {
+            let best = eligible
+                .iter()
+                .map(|c| c.quality)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let (mut near, mut rest): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.quality >= best - margin);
+            near.sort_by(|a, b| by_cost(a, b));
+            rest.sort_by(|a, b| by_quality(a, b));
+            (
+                near.into_iter().chain(rest).collect::<Vec<_>>(),
+                Rule::CheapestWithinMargin,
+            )
         }
     };
     let ranked: Vec<Ranked> = order

@@ -178,6 +178,7 @@ fn policies() -> impl Strategy<Value = Policy> {
         (0.0f64..=1.0).prop_map(|tau| Policy::Threshold { tau }),
         (0.0f64..100.0).prop_map(|lambda| Policy::Tradeoff { lambda }),
         (0.0f64..1.0).prop_map(|max_cost_usd| Policy::Budget { max_cost_usd }),
+        (0.0f64..1.0).prop_map(|margin| Policy::Margin { margin }),
     ]
 }
 
@@ -228,6 +229,12 @@ proptest! {
                             prop_assert!(chosen.cost_usd <= max_cost_usd);
                             prop_assert!(fits.iter().all(|c| c.quality <= chosen.quality));
                         }
+                    }
+                    Policy::Margin { margin } => {
+                        let best = eligible.iter().map(|c| c.quality).fold(f64::NEG_INFINITY, f64::max);
+                        prop_assert!(chosen.quality >= best - margin);
+                        let near = eligible.iter().filter(|c| c.quality >= best - margin);
+                        prop_assert!(near.into_iter().all(|c| c.cost_usd >= chosen.cost_usd));
                     }
                 }
             }

@@ -129,6 +129,7 @@ pub struct EvalRoutingArgs {
 pub enum PolicyArg {
     Tradeoff,
     Threshold,
+    Margin,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -295,6 +296,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         policy: match args.policy {
             PolicyArg::Tradeoff => SweptPolicy::Tradeoff,
             PolicyArg::Threshold => SweptPolicy::Threshold,
+            PolicyArg::Margin => SweptPolicy::Margin,
         },
         bootstrap: args.bootstrap,
         seed: args.seed,

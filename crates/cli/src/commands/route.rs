@@ -23,7 +23,8 @@ use super::model_args::EncoderArgs;
 ///
 /// Policies: `threshold:TAU` — the cheapest model predicted at least TAU, else the best;
 /// `tradeoff:LAMBDA` — maximise quality − LAMBDA × cost (USD); `budget:USD` — the best
-/// predicted quality with expected cost at most USD.
+/// predicted quality with expected cost at most USD; `margin:M` — the cheapest model predicted
+/// within M of the best predicted quality.
 ///
 /// Example: switchyard route "Write a Python function that merges two sorted lists" --policy threshold:0.8
 #[derive(Debug, Args)]
@@ -89,9 +90,10 @@ impl FromStr for PolicyArg {
             "budget" => Policy::Budget {
                 max_cost_usd: value,
             },
+            "margin" => Policy::Margin { margin: value },
             other => {
                 return Err(format!(
-                    "unknown policy {other:?}: use threshold:TAU, tradeoff:LAMBDA or budget:USD"
+                    "unknown policy {other:?}: use threshold:TAU, tradeoff:LAMBDA, budget:USD or margin:M"
                 ));
             }
         }))
@@ -185,6 +187,7 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
         Policy::Threshold { tau } => format!("threshold τ={tau}"),
         Policy::Tradeoff { lambda } => format!("tradeoff λ={lambda}"),
         Policy::Budget { max_cost_usd } => format!("budget ${max_cost_usd}"),
+        Policy::Margin { margin } => format!("margin {margin}"),
     };
     writeln!(
         out,
