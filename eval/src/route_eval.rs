@@ -872,6 +872,23 @@ mod tests {
         let shares: Vec<f64> = r.curve.iter().filter_map(|p| p.strong_share).collect();
         assert!((shares[0] - 1.0).abs() < 1e-12 && *shares.last().unwrap() < 1e-12);
 
+        // The other sweeps trace curves of their own, all above random mixing here.
+        for policy in [SweptPolicy::Threshold, SweptPolicy::Margin] {
+            let r = evaluate(
+                &scorer,
+                &EvalRequest {
+                    policy,
+                    ..request.clone()
+                },
+            )
+            .unwrap();
+            assert!(
+                r.aiq.value > r.baselines.random,
+                "{policy:?}: {}",
+                r.aiq.value
+            );
+        }
+
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("curve.png");
         crate::plot::plot_routing(&r, &png).unwrap();
