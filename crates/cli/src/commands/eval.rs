@@ -47,10 +47,17 @@ pub enum EvalCommand {
 /// test split is used (--split auto). The kNN baseline's neighbours are the --train files'
 /// training split, else the test file's; k is chosen on the validation split.
 ///
-/// Examples:
-///   switchyard eval routing --test routerbench.jsonl --plot rb.png
-///   switchyard eval routing --test routerbench.jsonl --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat
-///   switchyard eval routing --train llmrouter.jsonl --test routeprofile.jsonl --candidates a,b,c --prices p.json
+/// Example, the committed scorer on the held-out RouterBench split, with a plot:
+///
+/// switchyard eval routing --test routerbench.jsonl --plot rb.png
+///
+/// Example, a strong/weak pair:
+///
+/// switchyard eval routing --test routerbench.jsonl --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat
+///
+/// Example, leave one source out:
+///
+/// switchyard eval routing --train llmrouter.jsonl --test routeprofile.jsonl --candidates a,b,c --prices p.json
 #[derive(Debug, Args)]
 pub struct EvalRoutingArgs {
     /// Routing records with outcomes (score and cost) to evaluate on.
