@@ -643,7 +643,7 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
 /// The report as a readable table.
 pub fn render(
     report: &RoutingReport,
-    held_out_only: bool,
+    split: Option<&str>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
     let b = &report.baselines;
@@ -652,11 +652,7 @@ pub fn render(
         out,
         "{} test prompts{} ({} skipped: a candidate had no outcome), {} candidates, policy {}",
         report.test_prompts,
-        if held_out_only {
-            " (held-out split)"
-        } else {
-            ""
-        },
+        split.map(|s| format!(" ({s} split)")).unwrap_or_default(),
         report.skipped_prompts,
         report.candidates.len(),
         serde_json::to_string(&report.policy)

@@ -91,7 +91,8 @@ pub struct EvalRoutingArgs {
     pub policy: PolicyArg,
 
     /// Which test prompts: `auto` = the held-out test split when the scorer was trained on
-    /// the test file, else all of them.
+    /// the test file, else all of them; `validation` = the validation split, for tuning a
+    /// policy or comparing scorers without touching the test split.
     #[arg(long, value_enum, default_value = "auto")]
     pub split: RoutingSplitArg,
 
@@ -143,6 +144,7 @@ pub enum PolicyArg {
 pub enum RoutingSplitArg {
     Auto,
     Test,
+    Validation,
     All,
 }
 
@@ -245,12 +247,13 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         .training_data
         .iter()
         .any(|d| d.sha256 == test_sha);
-    let held_out_only = match args.split {
-        RoutingSplitArg::Auto => trained_on_test,
-        RoutingSplitArg::Test => true,
-        RoutingSplitArg::All => false,
+    let only: Option<Split> = match args.split {
+        RoutingSplitArg::Auto => trained_on_test.then_some(Split::Test),
+        RoutingSplitArg::Test => Some(Split::Test),
+        RoutingSplitArg::Validation => Some(Split::Validation),
+        RoutingSplitArg::All => None,
     };
-    if trained_on_test && !held_out_only {
+    if trained_on_test && only.is_none() {
         tracing::warn!(
             "the scorer was trained on this test file's train split: --split all overstates the router"
         );
@@ -282,7 +285,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
     let pool = neighbours.as_ref().unwrap_or(&test_all);
     let test: Vec<_> = test_all
         .iter()
-        .filter(|p| !held_out_only || p.split == Split::Test)
+        .filter(|p| only.is_none_or(|s| p.split == s))
         .collect();
 
     let pair = args.strong.clone().zip(args.weak.clone());
@@ -318,7 +321,13 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         std::io::Write::write_all(&mut out, b"\n")?;
     } else {
-        render_routing(&report, held_out_only, &mut out)?;
+        let label = match only {
+            Some(Split::Test) => Some("held-out test"),
+            Some(Split::Validation) => Some("validation"),
+            Some(Split::Train) => Some("train"),
+            None => None,
+        };
+        render_routing(&report, label, &mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
