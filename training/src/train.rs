@@ -34,6 +34,8 @@ pub const RELATIVE_SCORE_SOURCES: &[&str] = &["alpacaeval"];
 /// difficulty head trains on the same prompts, those with correctness outcomes).
 const PER_CLASS_TRAIN_CAP: usize = 1000;
 const PER_CLASS_EVAL_CAP: usize = 200;
+/// Most prompts with outcomes the difficulty head trains (or validates) on.
+const DIFFICULTY_CAP: usize = 20_000;
 
 /// What to train on and where to write.
 #[derive(Debug, Clone)]
@@ -154,8 +156,17 @@ pub fn train_classifier(
         PER_CLASS_EVAL_CAP,
         &mut rng,
     );
-    let diff_train = with_difficulty(&task_train);
-    let diff_val = with_difficulty(&task_val);
+    // The difficulty head learns from every prompt with outcomes (up to a cap), not only
+    // the class-capped task sample: it needs the spread of outcomes, not class balance.
+    // The held-out measurement stays on the class-capped test sample.
+    let mut all_with_difficulty = |split: Split| {
+        let mut items = with_difficulty(&in_split(split).collect::<Vec<_>>());
+        rng.shuffle(&mut items);
+        items.truncate(DIFFICULTY_CAP);
+        items
+    };
+    let diff_train = all_with_difficulty(Split::Train);
+    let diff_val = all_with_difficulty(Split::Validation);
     let diff_test = with_difficulty(&task_test);
     if task_train.len() < 50 || task_val.is_empty() || diff_train.len() < 50 || diff_val.is_empty()
     {

@@ -117,6 +117,10 @@ pub enum ScorerError {
         trained: String,
         using: String,
     },
+    #[error(
+        "the scorer was trained on the task and difficulty of other classifier heads than {heads}; retrain it with `switchyard train scorer --heads {heads}`, or use the heads it was trained with"
+    )]
+    HeadsMismatch { heads: String },
     #[error("feature vectors must have {expected} values, got {got}")]
     Shape { expected: usize, got: usize },
     #[error("the scorer does not know {}: it knows {}", .unknown.join(", "), .known.join(", "))]
@@ -262,6 +266,18 @@ impl Scorer {
             models: self.models.clone(),
         };
         write(dir.join(WEIGHTS_FILE), pretty(&weights))
+    }
+
+    /// Fails unless the scorer was trained on features from the heads whose weights file
+    /// has checksum `heads_sha256` (the heads' outputs are part of the features).
+    pub fn check_heads(&self, heads_sha256: &str, heads_dir: &Path) -> Result<(), ScorerError> {
+        if self.manifest.heads_sha256 == heads_sha256 {
+            Ok(())
+        } else {
+            Err(ScorerError::HeadsMismatch {
+                heads: heads_dir.display().to_string(),
+            })
+        }
     }
 
     /// Model ids, sorted.
@@ -515,6 +531,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("big") && err.contains("price"), "{err}");
+    }
+
+    #[test]
+    fn refuses_features_from_other_heads() {
+        let s = scorer();
+        let dir = Path::new("models/classifier");
+        assert!(s.check_heads(&"cd".repeat(32), dir).is_ok());
+        let err = s
+            .check_heads(&"ef".repeat(32), dir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("switchyard train scorer --heads models/classifier"),
+            "{err}"
+        );
     }
 
     #[test]
