@@ -22,7 +22,7 @@ use switchyard_training::scorer::{
 };
 use switchyard_training::train::RELATIVE_SCORE_SOURCES;
 
-use super::model_args::EncoderArgs;
+use super::model_args::{CacheArgs, EncoderArgs};
 use super::progress;
 
 /// Evaluate Switchyard's learned components.
@@ -117,13 +117,8 @@ pub struct EvalRoutingArgs {
     #[arg(long, env = "SWITCHYARD_HEADS", default_value = "models/classifier")]
     pub heads: PathBuf,
 
-    /// Embedding cache directory.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CACHE_DIR",
-        default_value = ".cache/embeddings"
-    )]
-    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// Print JSON (keys aiq, apgr, cpt50, cpt80, baselines, curve, ...) instead of a table.
     #[arg(long)]
@@ -179,13 +174,8 @@ pub struct EvalClassifierArgs {
     #[arg(long, default_value_t = 200)]
     pub max_per_class: usize,
 
-    /// Embedding cache directory.
-    #[arg(
-        long,
-        env = "SWITCHYARD_CACHE_DIR",
-        default_value = ".cache/embeddings"
-    )]
-    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -234,7 +224,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             exclude_sources: vec![],
             heads_dir: args.heads.clone(),
             out: scratch.path().join("scorer"),
-            cache_dir: args.cache_dir.clone(),
+            cache_dir: args.cache.cache_dir.clone(),
             grid: default_grid(),
         };
         let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
@@ -272,7 +262,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         loaded,
         &encoder,
         &heads,
-        &args.cache_dir,
+        &args.cache.cache_dir,
         &progress::bar(0, "embedding test"),
     )?;
     let neighbours = if args.train.is_empty() {
@@ -283,7 +273,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             loaded,
             &encoder,
             &heads,
-            &args.cache_dir,
+            &args.cache.cache_dir,
             &progress::bar(0, "embedding train"),
         )?)
     };
@@ -372,12 +362,13 @@ fn run_classifier(args: &EvalClassifierArgs) -> anyhow::Result<ExitCode> {
         !examples.is_empty(),
         "no labelled records in the chosen split and sources"
     );
-    let mut cache = EmbeddingCache::open(&args.cache_dir, encoder.info()).with_context(|| {
-        format!(
-            "cannot open the embedding cache {}",
-            args.cache_dir.display()
-        )
-    })?;
+    let mut cache =
+        EmbeddingCache::open(&args.cache.cache_dir, encoder.info()).with_context(|| {
+            format!(
+                "cannot open the embedding cache {}",
+                args.cache.cache_dir.display()
+            )
+        })?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let vectors = embed_all(&texts, &encoder, &mut cache, &progress::bar(0, "embedding"))?;
     let predicted = heads.classify(&vectors)?;

@@ -1,5 +1,7 @@
 //! Encoder options shared by every subcommand that embeds text.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
 use switchyard_embed::{LoadError, ModelSource, SentenceEncoder};
@@ -39,4 +41,17 @@ impl EncoderArgs {
     pub fn load_for_routing(&self) -> Result<SentenceEncoder, LoadError> {
         Ok(self.load()?.with_truncation(ROUTING_TRUNCATION))
     }
+}
+
+/// The embedding cache shared by every command that trains or evaluates.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Embedding cache directory (keyed by encoder checksum, truncation and text hash), so
+    /// retraining and re-evaluating never embed a prompt twice.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CACHE_DIR",
+        default_value = ".cache/embeddings"
+    )]
+    pub cache_dir: PathBuf,
 }

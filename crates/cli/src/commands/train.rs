@@ -12,7 +12,7 @@ use switchyard_training::classifier::TrainConfig;
 use switchyard_training::scorer::{ScorerRequest, default_grid, train_scorer};
 use switchyard_training::train::{TrainRequest, train_classifier};
 
-use super::model_args::EncoderArgs;
+use super::model_args::{CacheArgs, EncoderArgs};
 use super::progress;
 
 /// Train Switchyard's learned components.
@@ -53,13 +53,8 @@ pub struct ScorerArgs {
     #[arg(long = "exclude-source")]
     pub exclude_sources: Vec<String>,
 
-    /// Embedding cache directory (keyed by encoder checksum and text hash).
-    #[arg(
-        long,
-        env = "SWITCHYARD_CACHE_DIR",
-        default_value = ".cache/embeddings"
-    )]
-    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// Print the report as JSON instead of a table.
     #[arg(long)]
@@ -93,13 +88,8 @@ pub struct ClassifierArgs {
     #[arg(long = "exclude-source")]
     pub exclude_sources: Vec<String>,
 
-    /// Embedding cache directory (keyed by encoder checksum and text hash).
-    #[arg(
-        long,
-        env = "SWITCHYARD_CACHE_DIR",
-        default_value = ".cache/embeddings"
-    )]
-    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     /// Seed for initialisation, shuffling and subsampling.
     #[arg(long, default_value_t = 17)]
@@ -155,7 +145,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         exclude_sources: args.exclude_sources.clone(),
         heads_dir: args.heads.clone(),
         out: args.out.clone(),
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: args.cache.cache_dir.clone(),
         grid: default_grid(),
     };
     let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
@@ -233,7 +223,7 @@ fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         data: args.data.clone(),
         exclude_sources: args.exclude_sources.clone(),
         out: args.out.clone(),
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: args.cache.cache_dir.clone(),
         config: TrainConfig {
             seed: args.seed,
             max_epochs: args.epochs,
