@@ -280,6 +280,18 @@ impl Scorer {
         }
     }
 
+    /// The models whose cost for a prompt of `task` can be estimated: priced in `prices`,
+    /// or with observed costs in the training data. Sorted.
+    pub fn costed_models(&self, task: TaskClass, prices: &PriceTable) -> Vec<String> {
+        self.models
+            .iter()
+            .filter(|(id, m)| {
+                prices.0.contains_key(*id) || m.usage.cost_usd.predict(task).is_some()
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Model ids, sorted.
     pub fn model_ids(&self) -> Vec<String> {
         self.models.keys().cloned().collect()
@@ -524,6 +536,12 @@ mod tests {
         let cost = |m: &str| c.iter().find(|x| x.model == m).unwrap().cost_usd;
         assert!((cost("big") - (1000.0 * 10.0 + 300.0 * 30.0) / 1e6).abs() < 1e-12);
         assert!((cost("small") - 0.001).abs() < 1e-12);
+
+        assert_eq!(s.costed_models(TaskClass::Chat, &prices), ["big", "small"]);
+        assert_eq!(
+            s.costed_models(TaskClass::Chat, &PriceTable::default()),
+            ["small"]
+        );
 
         // Without the price, "big" has no cost at all: a clear error naming it.
         let err = s

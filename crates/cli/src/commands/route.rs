@@ -150,12 +150,7 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
     let costed: Vec<String> = if explicit {
         wanted
     } else {
-        scorer
-            .predict(&prompt_features, Some(&wanted))?
-            .into_iter()
-            .filter(|p| p.observed_cost_usd.is_some() || prices.0.contains_key(&p.model))
-            .map(|p| p.model)
-            .collect()
+        scorer.costed_models(prompt_features.task, &prices)
     };
     anyhow::ensure!(
         !costed.is_empty(),
