@@ -27,6 +27,9 @@ enum Command {
     Datasets(commands::datasets::DatasetsCommand),
     Classify(commands::classify::ClassifyArgs),
     Route(commands::route::RouteArgs),
+    Serve(commands::serve::ServeArgs),
+    #[command(subcommand)]
+    Config(commands::serve::ConfigCommand),
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
     #[command(subcommand)]
@@ -41,6 +44,8 @@ fn main() -> ExitCode {
         Command::Datasets(command) => commands::datasets::run(&command),
         Command::Classify(args) => commands::classify::run(&args),
         Command::Route(args) => commands::route::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
+        Command::Config(command) => commands::serve::check(&command),
         Command::Train(command) => commands::train::run(&command),
         Command::Eval(command) => commands::eval::run(&command),
     };

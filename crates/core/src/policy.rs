@@ -63,6 +63,48 @@ pub enum Policy {
     Margin { margin: f64 },
 }
 
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    /// `threshold:0.7`, `tradeoff:500`, `budget:0.002`, `margin:0.05`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (rule, value) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected RULE:VALUE, e.g. threshold:0.7"))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: {value:?} is not a number"))?;
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{s:?}: the value must be a non-negative number"));
+        }
+        Ok(match rule.trim() {
+            "threshold" => Self::Threshold { tau: value },
+            "tradeoff" => Self::Tradeoff { lambda: value },
+            "budget" => Self::Budget {
+                max_cost_usd: value,
+            },
+            "margin" => Self::Margin { margin: value },
+            other => {
+                return Err(format!(
+                    "unknown policy {other:?}: use threshold:TAU, tradeoff:LAMBDA, budget:USD or margin:M"
+                ));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Threshold { tau } => write!(f, "threshold:{tau}"),
+            Self::Tradeoff { lambda } => write!(f, "tradeoff:{lambda}"),
+            Self::Budget { max_cost_usd } => write!(f, "budget:{max_cost_usd}"),
+            Self::Margin { margin } => write!(f, "margin:{margin}"),
+        }
+    }
+}
+
 /// Which rule made the choice, including its fallbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -102,13 +102,24 @@ impl SentenceEncoder {
 
     /// Embeds `texts`, returning one [`Encoded`] per input in input order.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>, EncodeError> {
+        self.encode_as(texts, self.info.truncation)
+    }
+
+    /// [`Self::encode`] with another truncation for this call only (the gateway serves
+    /// `/v1/embeddings` with sentence-transformers' head truncation from the router's
+    /// encoder).
+    pub fn encode_as(
+        &self,
+        texts: &[&str],
+        truncation: Truncation,
+    ) -> Result<Vec<Encoded>, EncodeError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EncodeError::Tokenize(e.to_string()))?;
         let inputs: Vec<Tokens> = encodings
             .iter()
-            .map(|e| truncate(e, self.info.max_tokens, self.info.truncation))
+            .map(|e| truncate(e, self.info.max_tokens, truncation))
             .collect();
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| inputs[i].ids.len());

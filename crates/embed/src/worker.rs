@@ -11,10 +11,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use switchyard_core::{EmbedError, Embedder, EmbeddingFuture, EncoderInfo, validate_inputs};
+use switchyard_core::{
+    EmbedError, Embedder, EmbeddingFuture, EncoderInfo, Truncation, validate_inputs,
+};
 use tokio::sync::oneshot;
 
-use crate::SentenceEncoder;
+use crate::{Encoded, SentenceEncoder};
 
 /// Batching and back-pressure settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +40,12 @@ impl Default for WorkerConfig {
     }
 }
 
-type Answer = Result<Vec<Vec<f32>>, EmbedError>;
+type Answer = Result<Vec<Encoded>, EmbedError>;
 type Reply = oneshot::Sender<Answer>;
 
 struct Job {
     texts: Vec<String>,
+    truncation: Truncation,
     reply: Reply,
 }
 
@@ -83,11 +86,19 @@ impl EmbedWorker {
 
     /// Queues `texts` and returns a receiver for the result, or fails fast when the queue
     /// is full or the input is invalid.
-    fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Answer>, EmbedError> {
+    fn submit(
+        &self,
+        texts: Vec<String>,
+        truncation: Truncation,
+    ) -> Result<oneshot::Receiver<Answer>, EmbedError> {
         validate_inputs(&texts)?;
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(EmbedError::WorkerStopped)?;
-        match tx.try_send(Job { texts, reply }) {
+        match tx.try_send(Job {
+            texts,
+            truncation,
+            reply,
+        }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(EmbedError::QueueFull {
                 capacity: self.capacity,
@@ -99,8 +110,21 @@ impl EmbedWorker {
     /// Embeds from synchronous code, blocking the calling thread. Must not be called from
     /// inside an async task (use [`Embedder::embed`] there).
     pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.submit(texts)?
+        let encoded = self
+            .submit(texts, self.info.truncation)?
             .blocking_recv()
+            .map_err(|_| EmbedError::WorkerStopped)??;
+        Ok(encoded.into_iter().map(|e| e.embedding).collect())
+    }
+
+    /// Embeds with `truncation` instead of the encoder's own, with token counts.
+    pub async fn encode_as(
+        &self,
+        texts: Vec<String>,
+        truncation: Truncation,
+    ) -> Result<Vec<Encoded>, EmbedError> {
+        self.submit(texts, truncation)?
+            .await
             .map_err(|_| EmbedError::WorkerStopped)?
     }
 }
@@ -111,8 +135,11 @@ impl Embedder for EmbedWorker {
     }
 
     fn embed(&self, texts: Vec<String>) -> EmbeddingFuture {
-        let submitted = self.submit(texts);
-        Box::pin(async move { submitted?.await.map_err(|_| EmbedError::WorkerStopped)? })
+        let submitted = self.submit(texts, self.info.truncation);
+        Box::pin(async move {
+            let encoded = submitted?.await.map_err(|_| EmbedError::WorkerStopped)??;
+            Ok(encoded.into_iter().map(|e| e.embedding).collect())
+        })
     }
 }
 
@@ -153,12 +180,27 @@ fn run(encoder: &SentenceEncoder, rx: &Receiver<Job>, config: WorkerConfig) {
 }
 
 fn run_batch(encoder: &SentenceEncoder, jobs: Vec<Job>) {
+    // Jobs asking for another truncation than the first one run as their own batch.
+    let (same, other): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| j.truncation == encoder.info().truncation);
+    for group in [same, other] {
+        let mut group = group.into_iter().peekable();
+        while let Some(truncation) = group.peek().map(|j| j.truncation) {
+            let batch: Vec<Job> =
+                std::iter::from_fn(|| group.next_if(|j| j.truncation == truncation)).collect();
+            run_group(encoder, batch, truncation);
+        }
+    }
+}
+
+fn run_group(encoder: &SentenceEncoder, jobs: Vec<Job>, truncation: Truncation) {
     let all: Vec<&str> = jobs
         .iter()
         .flat_map(|j| j.texts.iter().map(String::as_str))
         .collect();
     let started = Instant::now();
-    let result = encoder.embed(&all);
+    let result = encoder.encode_as(&all, truncation);
     tracing::trace!(
         requests = jobs.len(),
         texts = all.len(),
@@ -169,7 +211,7 @@ fn run_batch(encoder: &SentenceEncoder, jobs: Vec<Job>) {
         Ok(vectors) => {
             let mut vectors = vectors.into_iter();
             for job in jobs {
-                let mine: Vec<Vec<f32>> = vectors.by_ref().take(job.texts.len()).collect();
+                let mine: Vec<Encoded> = vectors.by_ref().take(job.texts.len()).collect();
                 // A caller that gave up (dropped its receiver) is not an error.
                 let _ = job.reply.send(Ok(mine));
             }

@@ -66,7 +66,12 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
             "user" => ("user", text_blocks(content, &at)?),
             "assistant" => {
                 let mut blocks = text_blocks(content, &at)?;
-                for call in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for call in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let f = call.get("function").unwrap_or(&Value::Null);
                     let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
                     let input: Value = serde_json::from_str(args).map_err(|e| {
@@ -83,7 +88,10 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
                     .filter_map(|b| b.get("text").and_then(Value::as_str))
                     .collect();
                 let id = m.get("tool_call_id").cloned().unwrap_or(Value::Null);
-                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})])
+                (
+                    "user",
+                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})],
+                )
             }
             other => return Err(bad_request(format!("{at}.role: unknown role {other:?}"))),
         };
@@ -98,7 +106,10 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
         }
     }
     let mut body = Map::new();
-    body.insert("model".into(), request.get("model").cloned().unwrap_or(Value::Null));
+    body.insert(
+        "model".into(),
+        request.get("model").cloned().unwrap_or(Value::Null),
+    );
     body.insert("messages".into(), Value::Array(out));
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
@@ -231,7 +242,10 @@ impl StreamTranslator {
 
     /// The OpenAI chunks for one event (none for pings and bookkeeping events).
     pub fn translate(&mut self, event: &Value) -> Result<Vec<Value>, AttemptError> {
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         Ok(match kind {
             "message_start" => {
                 let m = event.get("message").unwrap_or(&Value::Null);
@@ -368,7 +382,10 @@ pub async fn chat(
         Ok(None) => return Err(body::malformed(who, "the stream ended before any event")),
         Ok(Some(first)) => first?,
     };
-    Ok(Reply::Stream { first, rest: chunks })
+    Ok(Reply::Stream {
+        first,
+        rest: chunks,
+    })
 }
 
 #[cfg(test)]
@@ -397,7 +414,11 @@ mod tests {
         assert_eq!(a["tool_choice"], json!({"type": "any"}));
         assert_eq!(a["tools"][0]["input_schema"], json!({"type": "object"}));
         let msgs = a["messages"].as_array().unwrap();
-        assert_eq!(msgs.len(), 3, "tool result and next user turn merge: {msgs:?}");
+        assert_eq!(
+            msgs.len(),
+            3,
+            "tool result and next user turn merge: {msgs:?}"
+        );
         assert_eq!(msgs[1]["content"][0]["input"], json!({"city": "Oslo"}));
         assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
         assert_eq!(msgs[2]["content"][1]["text"], "and tomorrow?");
@@ -420,7 +441,13 @@ mod tests {
         let (body, usage) = from_messages_response(&resp).unwrap();
         assert_eq!(body["choices"][0]["message"]["content"], "Hi");
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
-        assert_eq!(usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 2
+            })
+        );
 
         let mut t = StreamTranslator::default();
         let events = [
@@ -429,11 +456,17 @@ mod tests {
             json!({"type": "ping"}),
             json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}}),
         ];
-        let chunks: Vec<Value> = events.iter().flat_map(|e| t.translate(e).unwrap()).collect();
+        let chunks: Vec<Value> = events
+            .iter()
+            .flat_map(|e| t.translate(e).unwrap())
+            .collect();
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hi");
         assert_eq!(chunks[2]["choices"][0]["finish_reason"], "length");
         assert_eq!(chunks[3]["usage"]["completion_tokens"], 2);
-        assert!(t.translate(&json!({"type": "error", "error": {"message": "overloaded"}})).is_err());
+        assert!(
+            t.translate(&json!({"type": "error", "error": {"message": "overloaded"}}))
+                .is_err()
+        );
     }
 }

@@ -63,7 +63,9 @@ impl Breaker {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // The state is a few counters: a panic elsewhere cannot leave it inconsistent.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn state(&self) -> BreakerState {
@@ -116,9 +118,7 @@ impl Breaker {
         let failures = inner.recent.iter().filter(|ok| !**ok).count();
         let rate_tripped = inner.recent.len() >= window
             && failures as f64 >= self.config.error_rate * window as f64;
-        if was_probe
-            || inner.consecutive >= self.config.consecutive_failures.max(1)
-            || rate_tripped
+        if was_probe || inner.consecutive >= self.config.consecutive_failures.max(1) || rate_tripped
         {
             inner.opened_at = Some(Instant::now());
         }

@@ -173,7 +173,10 @@ impl AttemptError {
 
     /// Whether the failure says something about the target's health (breaker input).
     pub fn counts_against_target(&self) -> bool {
-        !matches!(self.class, ErrorClass::ClientError | ErrorClass::BreakerOpen)
+        !matches!(
+            self.class,
+            ErrorClass::ClientError | ErrorClass::BreakerOpen
+        )
     }
 }
 
@@ -243,12 +246,33 @@ impl Provider {
     }
 
     /// Sends an OpenAI Chat Completions request (`model` set to the upstream's id).
+    ///
+    /// Error messages are scrubbed of the API key: some upstreams echo it back.
     pub async fn chat(&self, request: &Value, stream: bool) -> Result<Reply, AttemptError> {
-        match self.spec.kind {
+        let result = match self.spec.kind {
             ProviderKind::Openai => openai::chat(&self.client, &self.spec, request, stream).await,
             ProviderKind::Anthropic => {
                 anthropic::chat(&self.client, &self.spec, request, stream).await
             }
+        };
+        let key = self.spec.api_key.clone();
+        let scrub = move |mut e: AttemptError| {
+            if let Some(k) = &key
+                && !k.expose().is_empty()
+            {
+                e.message = e.message.replace(k.expose(), "<redacted>");
+            }
+            e
+        };
+        match result {
+            Ok(Reply::Stream { first, rest }) => Ok(Reply::Stream {
+                first,
+                rest: Box::pin(futures_util::StreamExt::map(rest, move |r| {
+                    r.map_err(&scrub)
+                })),
+            }),
+            Ok(full) => Ok(full),
+            Err(e) => Err(scrub(e)),
         }
     }
 }
@@ -390,6 +414,9 @@ mod body {
     }
 
     pub fn malformed(who: &str, what: impl std::fmt::Display) -> AttemptError {
-        AttemptError::new(ErrorClass::Malformed, format!("{who}: malformed response: {what}"))
+        AttemptError::new(
+            ErrorClass::Malformed,
+            format!("{who}: malformed response: {what}"),
+        )
     }
 }

@@ -38,8 +38,7 @@ pub async fn chat(
     }
     if !stream {
         let bytes = body::read_all(response, spec.timeouts.idle, None, who).await?;
-        let body: Value =
-            serde_json::from_slice(&bytes).map_err(|e| body::malformed(who, e))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| body::malformed(who, e))?;
         if let Some(message) = body.pointer("/error/message").and_then(Value::as_str) {
             return Err(AttemptError::new(
                 ErrorClass::ServerError,
@@ -74,7 +73,10 @@ pub async fn chat(
         Ok(None) => return Err(body::malformed(who, "the stream ended before any chunk")),
         Ok(Some(first)) => first?,
     };
-    Ok(Reply::Stream { first, rest: events })
+    Ok(Reply::Stream {
+        first,
+        rest: events,
+    })
 }
 
 fn parse_chunk(who: &str, data: String) -> Result<Value, AttemptError> {

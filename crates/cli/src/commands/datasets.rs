@@ -31,8 +31,19 @@ pub struct ImportArgs {
     pub from: SourceArg,
 
     /// The source's folder (as in ../shared/datasets/routing/<source>) or, for routerbench and
-    /// open7b, one of its data files.
-    pub path: PathBuf,
+    /// open7b, one of its data files. For `traffic`: one or more traffic logs
+    /// (logs/traffic*.jsonl), oldest first.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// For `--from traffic`: feedback files (logs/feedback.jsonl) joined to the logs by
+    /// request id; the score becomes the outcome's score.
+    #[arg(long, value_name = "FILE")]
+    pub feedback: Vec<PathBuf>,
+
+    /// For `--from traffic`: keep only requests that got feedback (training needs scores).
+    #[arg(long)]
+    pub require_feedback: bool,
 
     /// Write here instead of stdout (written to a temporary file, then renamed).
     #[arg(long, short)]
@@ -46,17 +57,20 @@ pub enum SourceArg {
     Llmrouter,
     Alpacaeval,
     Open7b,
+    /// The gateway's traffic log, joined with feedback.
+    Traffic,
 }
 
-impl From<SourceArg> for Source {
-    fn from(s: SourceArg) -> Self {
-        match s {
+impl SourceArg {
+    fn benchmark(self) -> Option<Source> {
+        Some(match self {
             SourceArg::Routerbench => Source::RouterBench,
             SourceArg::Routeprofile => Source::RouteProfile,
             SourceArg::Llmrouter => Source::LlmRouter,
             SourceArg::Alpacaeval => Source::AlpacaEval,
             SourceArg::Open7b => Source::Open7b,
-        }
+            SourceArg::Traffic => return None,
+        })
     }
 }
 
@@ -67,9 +81,22 @@ pub fn run(command: &DatasetsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn import_cmd(args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    let source = Source::from(args.from);
+    let Some(source) = args.from.benchmark() else {
+        return import_traffic(args);
+    };
+    let [path] = args.paths.as_slice() else {
+        anyhow::bail!(
+            "--from {}: give one folder or data file (got {} paths)",
+            source.name(),
+            args.paths.len()
+        );
+    };
+    anyhow::ensure!(
+        args.feedback.is_empty() && !args.require_feedback,
+        "--feedback and --require-feedback apply only to --from traffic"
+    );
     let bar = progress::bar(0, &format!("importing {}", source.name()));
-    let report = import::import(source, &args.path, &bar)?;
+    let report = import::import(source, path, &bar)?;
     let mut out = AtomicOutput::new(args.out.as_deref())?;
     for record in &report.records {
         serde_json::to_writer(&mut out, record)?;
@@ -106,6 +133,47 @@ fn import_cmd(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     }
     for (reason, n) in &report.skipped {
         writeln!(summary, "  skipped {n}: {reason}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Traffic logs joined with feedback → routing records.
+fn import_traffic(args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    let (records, stats) = switchyard_gateway::traffic::to_records(
+        &args.paths,
+        &args.feedback,
+        args.require_feedback,
+    )?;
+    let mut out = AtomicOutput::new(args.out.as_deref())?;
+    for record in &records {
+        serde_json::to_writer(&mut out, record)?;
+        out.write_all(b"\n")?;
+    }
+    out.commit().context("cannot write the records")?;
+    let mut summary = std::io::stderr().lock();
+    writeln!(
+        summary,
+        "traffic: {} requests read, {} records written ({} with feedback)",
+        stats.requests, stats.records, stats.with_feedback
+    )?;
+    for (n, why) in [
+        (stats.skipped_failed, "the request failed"),
+        (
+            stats.skipped_no_prompt,
+            "the prompt was not logged (log_prompts = false)",
+        ),
+        (
+            stats.skipped_no_feedback,
+            "no feedback (--require-feedback)",
+        ),
+        (
+            stats.feedback_unmatched,
+            "feedback for requests not in these logs (ignored)",
+        ),
+    ] {
+        if n > 0 {
+            writeln!(summary, "  skipped {n}: {why}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

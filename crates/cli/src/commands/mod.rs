@@ -10,4 +10,5 @@ mod output;
 mod prices;
 mod progress;
 pub mod route;
+pub mod serve;
 pub mod train;

@@ -75,29 +75,7 @@ impl FromStr for PolicyArg {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (rule, value) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected RULE:VALUE, e.g. threshold:0.7"))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?}: {value:?} is not a number"))?;
-        if !value.is_finite() || value < 0.0 {
-            return Err(format!("{s:?}: the value must be a non-negative number"));
-        }
-        Ok(Self(match rule.trim() {
-            "threshold" => Policy::Threshold { tau: value },
-            "tradeoff" => Policy::Tradeoff { lambda: value },
-            "budget" => Policy::Budget {
-                max_cost_usd: value,
-            },
-            "margin" => Policy::Margin { margin: value },
-            other => {
-                return Err(format!(
-                    "unknown policy {other:?}: use threshold:TAU, tradeoff:LAMBDA, budget:USD or margin:M"
-                ));
-            }
-        }))
+        s.parse().map(Self)
     }
 }
 

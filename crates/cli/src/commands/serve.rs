@@ -1,0 +1,110 @@
+//! `switchyard serve` and `switchyard config check`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use switchyard_gateway::state::{RouterStack, Runtime};
+use switchyard_gateway::{ConfigSource, build_state, load_config, serve};
+
+/// Run the OpenAI-compatible gateway.
+///
+/// Clients point their OpenAI SDK's base URL at http://HOST:PORT/v1 and send
+/// `model: "auto"` (or a route name, or a concrete model to pin it). Endpoints:
+/// POST /v1/chat/completions (stream and non-stream), GET /v1/models, POST /v1/embeddings,
+/// POST /v1/route (the decision without calling a model), POST /v1/feedback, GET /health,
+/// GET /ready, GET /metrics (Prometheus).
+///
+/// Without --config, providers come from the environment: OPENAI_API_KEY (with
+/// OPENAI_BASE_URL when set) adds gpt-4o-mini and gpt-4o; ANTHROPIC_API_KEY adds a small
+/// and a large Claude model; `auto` routes over all of them with the learned router.
+/// The annotated example config is switchyard.example.toml. SIGHUP reloads the config
+/// file without dropping requests; SIGINT/SIGTERM stop after in-flight requests finish.
+///
+/// Example: switchyard serve --config switchyard.toml --listen 127.0.0.1:8080
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see switchyard.example.toml).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on (overrides server.listen; port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Work with gateway configuration files.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    Check(CheckArgs),
+}
+
+/// Validate a config file: syntax, key paths, references between sections, and the API-key
+/// variables it names. Exit status 0 when it would start.
+///
+/// Example: switchyard config check switchyard.toml
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    pub file: PathBuf,
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let source = match &args.config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Environment,
+    };
+    let mut config = load_config(&source)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen.to_string();
+    }
+    let listen: SocketAddr = config
+        .server
+        .listen
+        .parse()
+        .context("server.listen is not HOST:PORT")?;
+    if config.models.is_empty() {
+        tracing::warn!(
+            "no models configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, or pass --config FILE (see switchyard.example.toml); chat requests will fail until then"
+        );
+    }
+    let state = build_state(&source, config).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(state, listen, |bound| {
+        // The one line scripts and tests wait for.
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "switchyard listening on http://{bound}");
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check(args) = command;
+    let config = load_config(&ConfigSource::File(args.file.clone()))?;
+    let (providers, models, routes, tenants) = (
+        config.providers.len(),
+        config.models.len(),
+        config.effective_routes().len(),
+        config.tenants.len(),
+    );
+    // Everything start-up checks: the router's artifacts, prices, scorer stand-ins, keys.
+    let router = if config.router.enabled {
+        Some(RouterStack::load(&config.router).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Runtime::build(config, router.as_ref(), &env)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}: ok — {providers} providers, {models} models, {routes} routes, {tenants} tenants",
+        args.file.display(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

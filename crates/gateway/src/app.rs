@@ -1,0 +1,431 @@
+//! The axum application: routes, the smaller endpoints, start-up and SIGHUP reloads.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchyard_core::{Embedder, Truncation};
+
+use crate::chat::chat_completions;
+use crate::config::{Config, ConfigError};
+use crate::error::ApiError;
+use crate::plan::{ChatView, embed_error, plan};
+use crate::state::{AppState, RouterStack, Runtime};
+use crate::tenants::{DEFAULT_TENANT, authenticate};
+use crate::traffic::{FeedbackRecord, Rotation, TrafficLog, now_rfc3339};
+
+type Shared = State<Arc<AppState>>;
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// No file: providers from API-key variables ([`Config::from_env`]).
+    Environment,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads and validates the configuration (without loading models).
+pub fn load_config(source: &ConfigSource) -> Result<Config, ConfigError> {
+    match source {
+        ConfigSource::File(path) => Config::load(path),
+        ConfigSource::Environment => {
+            let config = Config::from_env(env);
+            config.validate()?;
+            Ok(config)
+        }
+    }
+}
+
+/// Builds the whole state: router, runtime, traffic log.
+pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState>, String> {
+    let router = if config.router.enabled {
+        let started = Instant::now();
+        let r = RouterStack::load(&config.router)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "router loaded (encoder, heads, scorer)"
+        );
+        Some(r)
+    } else {
+        None
+    };
+    let log = if config.log.enabled {
+        Some(
+            TrafficLog::start(
+                &config.log.dir,
+                Rotation {
+                    max_bytes: config.log.max_bytes,
+                    max_age: std::time::Duration::from_secs(config.log.max_age_s),
+                },
+            )
+            .map_err(|e| format!("log.dir: cannot use {}: {e}", config.log.dir.display()))?,
+        )
+    } else {
+        None
+    };
+    let runtime = Runtime::build(config, router.as_ref(), &env).map_err(|e| e.to_string())?;
+    Ok(Arc::new(AppState {
+        router,
+        runtime: RwLock::new(Arc::new(runtime)),
+        breakers: Mutex::default(),
+        ledger: Default::default(),
+        metrics: Default::default(),
+        log,
+        recent: Mutex::default(),
+        config_path: match source {
+            ConfigSource::File(p) => Some(p.clone()),
+            ConfigSource::Environment => None,
+        },
+    }))
+}
+
+/// Re-reads the config file and swaps the runtime; requests in flight finish on the old one.
+pub fn reload(state: &AppState) -> Result<(), String> {
+    let Some(path) = &state.config_path else {
+        return Err("no config file to reload (started without --config)".into());
+    };
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let old = state.runtime();
+    if config.router.encoder != old.config.router.encoder
+        || config.router.heads != old.config.router.heads
+        || config.router.scorer != old.config.router.scorer
+        || config.router.enabled != old.config.router.enabled
+    {
+        tracing::warn!("[router] changes take effect only on restart");
+    }
+    let runtime = Runtime::build(config, state.router.as_ref(), &env).map_err(|e| e.to_string())?;
+    state.swap_runtime(runtime);
+    Ok(())
+}
+
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/route", post(route))
+        .route("/v1/models", get(models))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/feedback", post(feedback))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        // Bodies are read by `read_body` with the configured limit and an OpenAI-style 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("no endpoint {} {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.runtime().config.server.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than {limit} bytes (server.max_body_bytes)"),
+        )
+    })
+}
+
+async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
+    match read_body(&state, body).await {
+        Ok(bytes) => chat_completions(state, headers, bytes).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))
+}
+
+/// `POST /v1/route`: the decision for a chat request, without calling any provider.
+async fn route(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    let tenant = authenticate(&runtime.config.tenants, &headers)?;
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let view = ChatView::parse(&value)?;
+    let p = plan(&state, &runtime, tenant, &view).await?;
+    Ok(Json(json!({
+        "route": p.route,
+        "model": p.order.first(),
+        "order": p.order,
+        "decision": p.decision,
+        "latency_ms": p.latency,
+    })))
+}
+
+async fn models(State(state): Shared) -> Json<Value> {
+    let runtime = state.runtime();
+    let mut data: Vec<Value> = runtime
+        .routes
+        .values()
+        .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "switchyard",
+                        "switchyard": {"kind": "route", "models": r.models, "policy": r.policy.to_string()}}))
+        .collect();
+    data.extend(runtime.models.values().map(|m| {
+        json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
+               "switchyard": {"kind": "model", "upstream_model": m.upstream_model,
+                              "input_per_mtok": m.price.input_per_mtok, "output_per_mtok": m.price.output_per_mtok,
+                              "quality_like": m.quality_like}})
+    }));
+    Json(json!({"object": "list", "data": data}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    input: EmbeddingInput,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+}
+
+/// Most inputs in one `/v1/embeddings` request (OpenAI's own limit).
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+async fn embeddings(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    authenticate(&runtime.config.tenants, &headers)?;
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let request: EmbeddingRequest = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!(
+            "{path}: {}",
+            if e.inner().to_string().contains("untagged") {
+                "input must be a string or an array of strings".to_owned()
+            } else {
+                e.inner().to_string()
+            }
+        ))
+        .param(path)
+    })?;
+    if request
+        .encoding_format
+        .as_deref()
+        .is_some_and(|f| f != "float")
+    {
+        return Err(
+            ApiError::invalid("encoding_format: only \"float\" is supported")
+                .param("encoding_format"),
+        );
+    }
+    let Some(router) = state.router.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the encoder is not loaded ([router] enabled = false)",
+        ));
+    };
+    let id = router.worker.info().id.clone();
+    if let Some(m) = &request.model
+        && !(m == &id || id.ends_with(&format!("/{m}")) || m == "switchyard-encoder")
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("this gateway embeds with {id:?} only (model {m:?} is not served)"),
+        )
+        .param("model")
+        .code("model_not_found"));
+    }
+    let texts = match request.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+    };
+    if texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid(format!(
+            "input: at most {MAX_EMBEDDING_INPUTS} inputs per request"
+        ))
+        .param("input"));
+    }
+    // sentence-transformers' truncation (the head), so vectors match the reference model.
+    let encoded = router
+        .worker
+        .encode_as(texts, Truncation::Head)
+        .await
+        .map_err(embed_error)?;
+    let tokens: usize = encoded.iter().map(|e| e.tokens).sum();
+    let data: Vec<Value> = encoded
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e.embedding}))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data, "model": id,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Feedback {
+    request_id: String,
+    score: f64,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+async fn feedback(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    let tenant = authenticate(&runtime.config.tenants, &headers)?;
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let f: Feedback = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!("{path}: {}", e.inner())).param(path)
+    })?;
+    if !(0.0..=1.0).contains(&f.score) {
+        return Err(ApiError::invalid("score: must be between 0 and 1").param("score"));
+    }
+    if f.comment.as_ref().is_some_and(|c| c.len() > 4096) {
+        return Err(ApiError::invalid("comment: at most 4096 bytes").param("comment"));
+    }
+    if !state.knows(&f.request_id) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!(
+                "no recent request {:?} (ids come from the x-switchyard-request-id header)",
+                f.request_id
+            ),
+        )
+        .param("request_id"));
+    }
+    let Some(log) = &state.log else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the traffic log is off ([log] enabled = false), so feedback cannot be stored",
+        ));
+    };
+    log.feedback(&FeedbackRecord {
+        request_id: f.request_id.clone(),
+        score: f.score,
+        comment: f.comment,
+        tenant: tenant.map_or(DEFAULT_TENANT, |t| t.0).to_owned(),
+        time: now_rfc3339(),
+    });
+    Ok(Json(
+        json!({"status": "recorded", "request_id": f.request_id}),
+    ))
+}
+
+async fn ready(State(state): Shared) -> Response {
+    let runtime = state.runtime();
+    let router = state.router.as_ref().map(|r| {
+        json!({
+            "encoder": r.worker.info().describe(),
+            "heads": "loaded",
+            "scorer_models": r.scorer.model_ids().len(),
+        })
+    });
+    let body = json!({
+        "status": "ready",
+        "router": router,
+        "models": runtime.models.keys().collect::<Vec<_>>(),
+        "routes": runtime.routes.keys().collect::<Vec<_>>(),
+        "cache": "off",
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    let runtime = state.runtime();
+    for model in runtime.models.keys() {
+        let open = state.breaker(model, runtime.breaker).state()
+            == switchyard_providers::BreakerState::Open;
+        state.metrics.set(
+            "switchyard_breaker_open",
+            vec![("model", model.clone())],
+            f64::from(u8::from(open)),
+        );
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serves until SIGINT/SIGTERM; SIGHUP reloads the config file. `on_bound` gets the bound
+/// address (useful with port 0).
+pub async fn serve(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    on_bound(listener.local_addr()?);
+    let reloader = state.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match reload(&reloader) {
+                    Ok(()) => tracing::info!("configuration reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload failed; keeping the running configuration")
+                    }
+                }
+            }
+        }
+    });
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,731 @@
+//! The gateway's TOML configuration: types with defaults for everything, validation whose
+//! errors name the key path, and the configuration used when there is no file at all.
+//!
+//! The annotated example is `switchyard.example.toml` at the repository root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchyard_core::policy::Policy;
+use switchyard_providers::ProviderKind;
+
+/// One configuration problem, located by its key path (`models.gpt-4o.provider`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub router: RouterConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub breaker: BreakerSection,
+    /// Upstreams by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Models clients may name (or routes may choose), by the id clients use.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Named routes: a set of models and how to choose among them. `auto` is the default
+    /// route; without one, `auto` routes over every model with the default policy.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// API keys → tenants. With none, the gateway needs no key and everything is tenant
+    /// `default`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Larger request bodies get 413.
+    #[serde(default = "ServerConfig::default_max_body")]
+    pub max_body_bytes: usize,
+    /// Overall deadline for one request, retries and fallbacks included.
+    #[serde(default = "ServerConfig::default_deadline")]
+    pub deadline_ms: u64,
+}
+
+impl ServerConfig {
+    fn default_max_body() -> usize {
+        4 * 1024 * 1024
+    }
+    fn default_deadline() -> u64 {
+        300_000
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_body_bytes: Self::default_max_body(),
+            deadline_ms: Self::default_deadline(),
+        }
+    }
+}
+
+/// The learned router: encoder, classifier heads and scorer (read at start only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Load the encoder and the router. Without it only `policy = "order"` routes and
+    /// pinned models work, and `/v1/embeddings` is off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "RouterConfig::default_encoder")]
+    pub encoder: String,
+    #[serde(default = "RouterConfig::default_heads")]
+    pub heads: PathBuf,
+    #[serde(default = "RouterConfig::default_scorer")]
+    pub scorer: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[serde(default = "RouterConfig::default_device")]
+    pub device: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RouterConfig {
+    fn default_encoder() -> String {
+        "models/all-MiniLM-L6-v2".into()
+    }
+    fn default_heads() -> PathBuf {
+        "models/classifier".into()
+    }
+    fn default_scorer() -> PathBuf {
+        "models/scorer".into()
+    }
+    fn default_device() -> String {
+        "auto".into()
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            encoder: Self::default_encoder(),
+            heads: Self::default_heads(),
+            scorer: Self::default_scorer(),
+            device: Self::default_device(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Holds `traffic.jsonl` (rotated to `traffic-<time>.jsonl`) and `feedback.jsonl`.
+    #[serde(default = "LogConfig::default_dir")]
+    pub dir: PathBuf,
+    /// With `false`, records hold only the prompt's sha256.
+    #[serde(default = "yes")]
+    pub log_prompts: bool,
+    /// Rotate when the file reaches this size ...
+    #[serde(default = "LogConfig::default_max_bytes")]
+    pub max_bytes: u64,
+    /// ... or this age.
+    #[serde(default = "LogConfig::default_max_age")]
+    pub max_age_s: u64,
+}
+
+impl LogConfig {
+    fn default_dir() -> PathBuf {
+        "logs".into()
+    }
+    fn default_max_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+    fn default_max_age() -> u64 {
+        86_400
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: Self::default_dir(),
+            log_prompts: true,
+            max_bytes: Self::default_max_bytes(),
+            max_age_s: Self::default_max_age(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries of one target (after its first attempt) before falling back.
+    #[serde(default = "RetryConfig::default_retries")]
+    pub max_retries: u32,
+    #[serde(default = "RetryConfig::default_base")]
+    pub base_ms: u64,
+    #[serde(default = "RetryConfig::default_max")]
+    pub max_ms: u64,
+}
+
+impl RetryConfig {
+    fn default_retries() -> u32 {
+        2
+    }
+    fn default_base() -> u64 {
+        100
+    }
+    fn default_max() -> u64 {
+        5_000
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: Self::default_retries(),
+            base_ms: Self::default_base(),
+            max_ms: Self::default_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    #[serde(default = "BreakerSection::default_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "BreakerSection::default_window")]
+    pub window: u32,
+    #[serde(default = "BreakerSection::default_rate")]
+    pub error_rate: f64,
+    #[serde(default = "BreakerSection::default_open")]
+    pub open_ms: u64,
+}
+
+impl BreakerSection {
+    fn default_failures() -> u32 {
+        5
+    }
+    fn default_window() -> u32 {
+        20
+    }
+    fn default_rate() -> f64 {
+        0.5
+    }
+    fn default_open() -> u64 {
+        30_000
+    }
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: Self::default_failures(),
+            window: Self::default_window(),
+            error_rate: Self::default_rate(),
+            open_ms: Self::default_open(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Default: OpenAI's or Anthropic's public API.
+    pub base_url: Option<String>,
+    /// The environment variable that holds the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    #[serde(default = "ProviderConfig::default_connect")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "ProviderConfig::default_first_byte")]
+    pub first_byte_timeout_ms: u64,
+    #[serde(default = "ProviderConfig::default_idle")]
+    pub idle_timeout_ms: u64,
+}
+
+impl ProviderConfig {
+    fn default_connect() -> u64 {
+        5_000
+    }
+    fn default_first_byte() -> u64 {
+        60_000
+    }
+    fn default_idle() -> u64 {
+        30_000
+    }
+
+    pub fn new(kind: ProviderKind, base_url: Option<String>, api_key_env: Option<String>) -> Self {
+        Self {
+            kind,
+            base_url,
+            api_key_env,
+            connect_timeout_ms: Self::default_connect(),
+            first_byte_timeout_ms: Self::default_first_byte(),
+            idle_timeout_ms: Self::default_idle(),
+        }
+    }
+
+    pub fn resolved_base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| match self.kind {
+            ProviderKind::Openai => "https://api.openai.com/v1".into(),
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1".into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: String,
+    /// The id the upstream knows (default: this model's id).
+    pub upstream_model: Option<String>,
+    /// USD per 1M input tokens (default: the built-in price table, else 0).
+    pub input_per_mtok: Option<f64>,
+    /// USD per 1M output tokens.
+    pub output_per_mtok: Option<f64>,
+    /// A model the scorer knows whose predicted quality stands in for this one's
+    /// (default: this model's id, when the scorer knows it).
+    pub quality_like: Option<String>,
+    /// A fixed quality prior in [0, 1] for models the scorer cannot predict.
+    pub quality: Option<f64>,
+    /// Expected output tokens when the scorer has no estimate (default 256).
+    pub output_tokens: Option<f64>,
+    /// Prompt + completion tokens the model accepts.
+    pub context_window: Option<u64>,
+}
+
+/// How a route chooses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RoutePolicy {
+    /// The learned router: scorer predictions and this policy.
+    Learned(Policy),
+    /// The configured order, first healthy model first (no encoder needed).
+    Order,
+}
+
+impl std::str::FromStr for RoutePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "order" {
+            Ok(Self::Order)
+        } else {
+            s.parse()
+                .map(Self::Learned)
+                .map_err(|e| format!("{e}, or order"))
+        }
+    }
+}
+
+impl std::fmt::Display for RoutePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Learned(p) => p.fmt(f),
+            Self::Order => f.write_str("order"),
+        }
+    }
+}
+
+pub const DEFAULT_POLICY: &str = "threshold:0.7";
+
+fn default_policy() -> String {
+    DEFAULT_POLICY.into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The models this route may choose (and fall back to).
+    pub models: Vec<String>,
+    /// `threshold:TAU`, `tradeoff:LAMBDA`, `budget:USD`, `margin:M`, or `order`.
+    #[serde(default = "default_policy")]
+    pub policy: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// sha256 (hex) of the tenant's API key: `printf %s "$KEY" | sha256sum`.
+    pub key_sha256: String,
+    /// Models the tenant may pin or be routed to (default: all).
+    pub models: Option<Vec<String>>,
+    /// Routes the tenant may use (default: all).
+    pub routes: Option<Vec<String>>,
+    /// Tokens (prompt + completion) per UTC day.
+    pub daily_tokens: Option<u64>,
+    /// USD per UTC day.
+    pub daily_usd: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+}
+
+impl Config {
+    /// Reads and validates a TOML file. Errors name the file and the key path.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::parse(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.path), e.message))
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::new("(syntax)", e.to_string().trim().to_owned()))?;
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(
+                if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                e.into_inner().message().trim().to_owned(),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Everything a config must satisfy that the types cannot say.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                "server.listen",
+                format!(
+                    "{:?} is not HOST:PORT (e.g. 127.0.0.1:8080)",
+                    self.server.listen
+                ),
+            ));
+        }
+        for (name, p) in &self.providers {
+            let url = p.resolved_base_url();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    format!("providers.{name}.base_url"),
+                    format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+            for (key, ms) in [
+                ("connect_timeout_ms", p.connect_timeout_ms),
+                ("first_byte_timeout_ms", p.first_byte_timeout_ms),
+                ("idle_timeout_ms", p.idle_timeout_ms),
+            ] {
+                if ms == 0 {
+                    return Err(ConfigError::new(
+                        format!("providers.{name}.{key}"),
+                        "must be > 0",
+                    ));
+                }
+            }
+        }
+        for (id, m) in &self.models {
+            if !self.providers.contains_key(&m.provider) {
+                return Err(ConfigError::new(
+                    format!("models.{id}.provider"),
+                    format!(
+                        "no provider {:?}; configured: {}",
+                        m.provider,
+                        names(self.providers.keys())
+                    ),
+                ));
+            }
+            for (key, v) in [
+                ("input_per_mtok", m.input_per_mtok),
+                ("output_per_mtok", m.output_per_mtok),
+                ("output_tokens", m.output_tokens),
+            ] {
+                if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                    return Err(ConfigError::new(
+                        format!("models.{id}.{key}"),
+                        "must be a finite number ≥ 0",
+                    ));
+                }
+            }
+            if m.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+                return Err(ConfigError::new(
+                    format!("models.{id}.quality"),
+                    "must be in [0, 1]",
+                ));
+            }
+        }
+        for (name, r) in &self.routes {
+            if self.models.contains_key(name) {
+                return Err(ConfigError::new(
+                    format!("routes.{name}"),
+                    "a route may not share its name with a model",
+                ));
+            }
+            if r.models.is_empty() {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.models"),
+                    "must list at least one model",
+                ));
+            }
+            for (i, m) in r.models.iter().enumerate() {
+                if !self.models.contains_key(m) {
+                    return Err(ConfigError::new(
+                        format!("routes.{name}.models[{i}]"),
+                        format!("no model {m:?}; configured: {}", names(self.models.keys())),
+                    ));
+                }
+            }
+            r.policy
+                .parse::<RoutePolicy>()
+                .map_err(|e| ConfigError::new(format!("routes.{name}.policy"), e))?;
+        }
+        for (name, t) in &self.tenants {
+            let hex =
+                t.key_sha256.len() == 64 && t.key_sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !hex {
+                return Err(ConfigError::new(
+                    format!("tenants.{name}.key_sha256"),
+                    "must be 64 hex digits: the sha256 of the key (`printf %s \"$KEY\" | sha256sum`), never the key itself",
+                ));
+            }
+            for (i, m) in t.models.iter().flatten().enumerate() {
+                if !self.models.contains_key(m) {
+                    return Err(ConfigError::new(
+                        format!("tenants.{name}.models[{i}]"),
+                        format!("no model {m:?}"),
+                    ));
+                }
+            }
+            for (i, r) in t.routes.iter().flatten().enumerate() {
+                if !self.routes.contains_key(r) && r != "auto" {
+                    return Err(ConfigError::new(
+                        format!("tenants.{name}.routes[{i}]"),
+                        format!("no route {r:?}"),
+                    ));
+                }
+            }
+            if t.daily_usd.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(ConfigError::new(
+                    format!("tenants.{name}.daily_usd"),
+                    "must be ≥ 0",
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, t) in &self.tenants {
+            if let Some(other) = seen.insert(t.key_sha256.to_ascii_lowercase(), name) {
+                return Err(ConfigError::new(
+                    format!("tenants.{name}.key_sha256"),
+                    format!("the same key as tenant {other:?}"),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.breaker.error_rate) {
+            return Err(ConfigError::new("breaker.error_rate", "must be in [0, 1]"));
+        }
+        Ok(())
+    }
+
+    /// The configuration with no file: one provider per API-key variable that is set
+    /// (`OPENAI_API_KEY` with `OPENAI_BASE_URL` when set; `ANTHROPIC_API_KEY`), a small and
+    /// a large model for each, priced from the built-in table, and `auto` over all of them.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+        let mut config = Self::default();
+        let mut add = |provider: &str,
+                       kind,
+                       base: Option<String>,
+                       key_env: &str,
+                       models: [(&str, &str); 2]| {
+            config.providers.insert(
+                provider.into(),
+                ProviderConfig::new(kind, base, Some(key_env.into())),
+            );
+            for (id, like) in models {
+                config.models.insert(
+                    id.into(),
+                    ModelConfig {
+                        provider: provider.into(),
+                        upstream_model: None,
+                        input_per_mtok: None,
+                        output_per_mtok: None,
+                        quality_like: Some(like.into()),
+                        quality: None,
+                        output_tokens: None,
+                        context_window: None,
+                    },
+                );
+            }
+        };
+        if env("OPENAI_API_KEY").is_some() {
+            add(
+                "openai",
+                ProviderKind::Openai,
+                env("OPENAI_BASE_URL"),
+                "OPENAI_API_KEY",
+                // Stand-ins from the scorer's training data: the closest models it knows.
+                [
+                    ("gpt-4o-mini", "gpt-3.5-turbo-1106"),
+                    ("gpt-4o", "gpt-4-1106-preview"),
+                ],
+            );
+        }
+        if env("ANTHROPIC_API_KEY").is_some() {
+            add(
+                "anthropic",
+                ProviderKind::Anthropic,
+                env("ANTHROPIC_BASE_URL"),
+                "ANTHROPIC_API_KEY",
+                [
+                    ("claude-3-5-haiku-latest", "claude-instant-1.2"),
+                    ("claude-3-5-sonnet-latest", "claude-2.1"),
+                ],
+            );
+        }
+        config
+    }
+
+    /// The routes in force: the configured ones, plus `auto` over every model when no
+    /// route is called `auto`.
+    pub fn effective_routes(&self) -> BTreeMap<String, RouteConfig> {
+        let mut routes = self.routes.clone();
+        if !routes.contains_key("auto") && !self.models.contains_key("auto") {
+            routes.insert(
+                "auto".into(),
+                RouteConfig {
+                    models: self.models.keys().cloned().collect(),
+                    // Without the learned router, the configured order.
+                    policy: if self.router.enabled {
+                        default_policy()
+                    } else {
+                        "order".into()
+                    },
+                },
+            );
+        }
+        routes
+    }
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "(none)".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:9999/v1"
+
+[models.small]
+provider = "local"
+quality = 0.6
+
+[models.big]
+provider = "local"
+quality = 0.9
+
+[routes.auto]
+models = ["small", "big"]
+policy = "order"
+"#;
+
+    #[test]
+    fn a_good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(
+            c.routes["auto"].policy.parse::<RoutePolicy>(),
+            Ok(RoutePolicy::Order)
+        );
+        assert!(c.log.log_prompts);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let cases = [
+            (
+                GOOD.replace("provider = \"local\"\nquality = 0.6", "provider = \"nope\""),
+                "models.small.provider",
+            ),
+            (
+                GOOD.replace("policy = \"order\"", "policy = \"fastest:1\""),
+                "routes.auto.policy",
+            ),
+            (
+                GOOD.replace("\"small\", \"big\"", "\"small\", \"huge\""),
+                "routes.auto.models[1]",
+            ),
+            (
+                GOOD.replace("quality = 0.9", "quality = 1.5"),
+                "models.big.quality",
+            ),
+            (GOOD.replace("quality = 0.9", "qualty = 0.9"), "models.big"),
+            (
+                GOOD.replace("kind = \"openai\"", "kind = \"gopher\""),
+                "providers.local.kind",
+            ),
+            (
+                format!("{GOOD}\n[tenants.a]\nkey_sha256 = \"sk-plain\"\n"),
+                "tenants.a.key_sha256",
+            ),
+            (
+                "[server]\nlisten = \"localhost\"\n".to_owned(),
+                "server.listen",
+            ),
+        ];
+        for (text, path) in cases {
+            let e = Config::parse(&text).unwrap_err();
+            assert!(e.path.starts_with(path), "{path}: got {e}");
+        }
+        let e = Config::parse("[server\nlisten=1").unwrap_err();
+        assert!(e.to_string().contains("line"), "{e}");
+    }
+
+    #[test]
+    fn no_file_means_providers_from_the_environment() {
+        let none = Config::from_env(|_| None);
+        assert!(none.models.is_empty());
+        let c = Config::from_env(|k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_owned()));
+        assert_eq!(
+            c.models.keys().collect::<Vec<_>>(),
+            ["gpt-4o", "gpt-4o-mini"]
+        );
+        c.validate().unwrap();
+        let routes = c.effective_routes();
+        assert_eq!(routes["auto"].models.len(), 2);
+    }
+}

@@ -1,0 +1,332 @@
+//! What the gateway holds: the learned router (loaded once), the runtime built from the
+//! config (rebuilt on SIGHUP), and the state that outlives reloads (breakers, budgets,
+//! metrics, the traffic log).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use switchyard_core::pricing::{Price, PriceTable};
+use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
+use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
+use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig, sha256_file};
+use switchyard_providers::{
+    ApiKey, Breaker, BreakerConfig, Provider, ProviderSpec, RetryPolicy, Timeouts,
+};
+use switchyard_scorer::Scorer;
+
+use crate::config::{Config, ConfigError, RoutePolicy};
+use crate::metrics::Metrics;
+use crate::tenants::Ledger;
+use crate::traffic::TrafficLog;
+
+/// Encoder, heads and scorer: what `auto` routing needs.
+#[derive(Debug)]
+pub struct RouterStack {
+    pub worker: EmbedWorker,
+    pub heads: ClassifierHeads,
+    pub scorer: Scorer,
+}
+
+impl RouterStack {
+    /// Loads the three and checks they belong together.
+    pub fn load(config: &crate::config::RouterConfig) -> Result<Self, String> {
+        let device: DeviceSpec = config
+            .device
+            .parse()
+            .map_err(|e| format!("router.device: {e}"))?;
+        let encoder = SentenceEncoder::load(&ModelSource::parse(&config.encoder), device)
+            .map_err(|e| format!("router.encoder: {e}"))?
+            .with_truncation(ROUTING_TRUNCATION);
+        let heads = ClassifierHeads::load(&config.heads, encoder.info())
+            .map_err(|e| format!("router.heads: {e}"))?;
+        let scorer = Scorer::load(&config.scorer, encoder.info())
+            .map_err(|e| format!("router.scorer: {e}"))?;
+        let heads_sha = sha256_file(&config.heads.join(HEADS_WEIGHTS_FILE))
+            .map_err(|e| format!("router.heads: {e}"))?;
+        scorer
+            .check_heads(&heads_sha, &config.heads)
+            .map_err(|e| format!("router.scorer: {e}"))?;
+        let worker = EmbedWorker::spawn(encoder, WorkerConfig::default())
+            .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
+        Ok(Self {
+            worker,
+            heads,
+            scorer,
+        })
+    }
+}
+
+/// A model as the gateway serves it.
+#[derive(Debug, Clone)]
+pub struct ModelRuntime {
+    pub id: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub price: Price,
+    /// The scorer's model whose prediction stands in for this one.
+    pub quality_like: Option<String>,
+    pub quality_prior: Option<f64>,
+    pub output_tokens: f64,
+    pub context_window: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteRuntime {
+    pub name: String,
+    pub models: Vec<String>,
+    pub policy: RoutePolicy,
+}
+
+/// Everything derived from one config file; swapped whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    pub providers: BTreeMap<String, Provider>,
+    pub models: BTreeMap<String, ModelRuntime>,
+    pub routes: BTreeMap<String, RouteRuntime>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerConfig,
+    pub deadline: Duration,
+}
+
+impl Runtime {
+    /// Builds providers, prices and routes, checking what needs the environment or the
+    /// router: API-key variables, scorer stand-ins.
+    pub fn build(
+        config: Config,
+        router: Option<&RouterStack>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut providers = BTreeMap::new();
+        for (name, p) in &config.providers {
+            let api_key = match &p.api_key_env {
+                None => None,
+                Some(var) => Some(ApiKey::new(env(var).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("providers.{name}.api_key_env"),
+                        format!("the environment variable {var} is not set; export it, or remove api_key_env for an upstream without keys"),
+                    )
+                })?)),
+            };
+            let spec = ProviderSpec {
+                name: name.clone(),
+                kind: p.kind,
+                base_url: p.resolved_base_url(),
+                api_key,
+                timeouts: Timeouts {
+                    connect: Duration::from_millis(p.connect_timeout_ms),
+                    first_byte: Duration::from_millis(p.first_byte_timeout_ms),
+                    idle: Duration::from_millis(p.idle_timeout_ms),
+                },
+            };
+            let provider = Provider::new(spec)
+                .map_err(|e| ConfigError::new(format!("providers.{name}"), e.message))?;
+            providers.insert(name.clone(), provider);
+        }
+        let builtin = PriceTable::builtin();
+        let routes_cfg = config.effective_routes();
+        let learned: HashSet<&str> = routes_cfg
+            .values()
+            .filter(|r| matches!(r.policy.parse(), Ok(RoutePolicy::Learned(_))))
+            .flat_map(|r| r.models.iter().map(String::as_str))
+            .collect();
+        let mut models = BTreeMap::new();
+        for (id, m) in &config.models {
+            let upstream = m.upstream_model.clone().unwrap_or_else(|| id.clone());
+            let price = match (m.input_per_mtok, m.output_per_mtok) {
+                (Some(i), Some(o)) => Price {
+                    input_per_mtok: i,
+                    output_per_mtok: o,
+                },
+                (None, None) => builtin
+                    .0
+                    .get(&upstream)
+                    .or_else(|| builtin.0.get(id))
+                    .copied()
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            format!("models.{id}"),
+                            "no built-in price: set input_per_mtok and output_per_mtok (USD per 1M tokens; 0 for a free model)",
+                        )
+                    })?,
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("models.{id}"),
+                        "set both input_per_mtok and output_per_mtok, or neither",
+                    ));
+                }
+            };
+            let known = |name: &str| router.is_some_and(|r| r.scorer.check_known([name]).is_ok());
+            let quality_like = match &m.quality_like {
+                Some(like) if router.is_some() && !known(like) => {
+                    return Err(ConfigError::new(
+                        format!("models.{id}.quality_like"),
+                        format!(
+                            "the scorer does not know {like:?}; `switchyard route --help` explains, and models/scorer/manifest.json lists the models it knows"
+                        ),
+                    ));
+                }
+                Some(like) => Some(like.clone()),
+                None if known(id) => Some(id.clone()),
+                None => None,
+            };
+            if learned.contains(id.as_str())
+                && router.is_some()
+                && quality_like.is_none()
+                && m.quality.is_none()
+            {
+                return Err(ConfigError::new(
+                    format!("models.{id}"),
+                    "a learned route includes this model but the scorer does not know it: set quality_like (a model the scorer knows) or quality (a fixed prior in [0, 1])",
+                ));
+            }
+            models.insert(
+                id.clone(),
+                ModelRuntime {
+                    id: id.clone(),
+                    provider: m.provider.clone(),
+                    upstream_model: upstream,
+                    price,
+                    quality_like,
+                    quality_prior: m.quality,
+                    output_tokens: m.output_tokens.unwrap_or(256.0),
+                    context_window: m.context_window,
+                },
+            );
+        }
+        let mut routes = BTreeMap::new();
+        for (name, r) in routes_cfg {
+            let policy: RoutePolicy = r
+                .policy
+                .parse()
+                .map_err(|e: String| ConfigError::new(format!("routes.{name}.policy"), e))?;
+            if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty()
+            {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.policy"),
+                    format!(
+                        "{policy} needs the learned router, which is not loaded ([router] enabled = false, or it failed to load); use policy = \"order\""
+                    ),
+                ));
+            }
+            routes.insert(
+                name.clone(),
+                RouteRuntime {
+                    name,
+                    models: r.models,
+                    policy,
+                },
+            );
+        }
+        let retry = RetryPolicy {
+            max_retries: config.retry.max_retries,
+            base: Duration::from_millis(config.retry.base_ms),
+            max: Duration::from_millis(config.retry.max_ms),
+        };
+        let breaker = BreakerConfig {
+            consecutive_failures: config.breaker.consecutive_failures,
+            window: config.breaker.window,
+            error_rate: config.breaker.error_rate,
+            open_for: Duration::from_millis(config.breaker.open_ms),
+        };
+        let deadline = Duration::from_millis(config.server.deadline_ms);
+        Ok(Self {
+            config,
+            providers,
+            models,
+            routes,
+            retry,
+            breaker,
+            deadline,
+        })
+    }
+}
+
+/// The recent request ids, so feedback for an unknown id is refused.
+#[derive(Debug, Default)]
+pub struct RecentIds {
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl RecentIds {
+    const CAPACITY: usize = 200_000;
+
+    pub fn insert(&mut self, id: String) {
+        if self.order.len() >= Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.clone());
+        self.order.push_back(id);
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+/// Shared by every request.
+#[derive(Debug)]
+pub struct AppState {
+    pub router: Option<RouterStack>,
+    pub runtime: RwLock<Arc<Runtime>>,
+    pub breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
+    pub ledger: Ledger,
+    pub metrics: Metrics,
+    pub log: Option<TrafficLog>,
+    pub recent: Mutex<RecentIds>,
+    pub config_path: Option<PathBuf>,
+}
+
+impl AppState {
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn swap_runtime(&self, runtime: Runtime) {
+        let mut breakers = self
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // New breaker settings apply to fresh breakers; models that left are forgotten.
+        if runtime.breaker != self.runtime().breaker {
+            breakers.clear();
+        }
+        breakers.retain(|model, _| runtime.models.contains_key(model));
+        drop(breakers);
+        *self
+            .runtime
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(runtime);
+    }
+
+    pub fn breaker(&self, model: &str, config: BreakerConfig) -> Arc<Breaker> {
+        self.breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(model.to_owned())
+            .or_insert_with(|| Arc::new(Breaker::new(config)))
+            .clone()
+    }
+
+    pub fn remember(&self, id: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned());
+    }
+
+    pub fn knows(&self, id: &str) -> bool {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+}

@@ -1,0 +1,449 @@
+//! The traffic log: one JSON line per request in `<dir>/traffic.jsonl`, rotated by size and
+//! age to `traffic-<UTC time>.jsonl`; feedback in `<dir>/feedback.jsonl`. A background thread
+//! does the writing so requests never wait on the disk. [`to_records`] turns logs joined with
+//! feedback into routing records, so retraining on traffic is the benchmark code path.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::policy::Decision;
+use switchyard_core::{Outcome, RoutingRecord};
+use switchyard_providers::{ErrorClass, Usage};
+
+pub const TRAFFIC_FILE: &str = "traffic.jsonl";
+pub const FEEDBACK_FILE: &str = "feedback.jsonl";
+pub const TRAFFIC_VERSION: u32 = 1;
+
+/// One upstream attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub model: String,
+    /// HTTP status from the upstream, when it answered.
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    /// `None` when the attempt succeeded.
+    pub error_class: Option<ErrorClass>,
+    pub error: Option<String>,
+}
+
+/// Milliseconds spent in each stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub embed_ms: f64,
+    pub classify_ms: f64,
+    pub score_ms: f64,
+    pub cache_ms: f64,
+    pub upstream_ms: f64,
+    pub total_ms: f64,
+}
+
+/// One request, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficRecord {
+    pub v: u32,
+    pub request_id: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub tenant: String,
+    /// The route, or `None` for a pinned model.
+    pub route: Option<String>,
+    /// What the client asked for (`auto`, a route, a model).
+    pub requested: String,
+    /// The last user message (what the router embeds), unless `log_prompts = false`.
+    pub prompt: Option<String>,
+    pub prompt_sha256: String,
+    pub stream: bool,
+    pub decision: Option<Decision>,
+    pub attempts: Vec<Attempt>,
+    /// The model that answered.
+    pub model: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+    /// hit, semantic-hit, miss or bypass.
+    pub cache: String,
+    /// The HTTP status the client got.
+    pub status: u16,
+    /// Set when the client got an error (or a stream broke after it started).
+    pub error: Option<String>,
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRecord {
+    pub request_id: String,
+    pub score: f64,
+    pub comment: Option<String>,
+    pub tenant: String,
+    pub time: String,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+enum Line {
+    Traffic(String),
+    Feedback(String),
+}
+
+/// Rotation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+/// Handle to the writer thread. Dropping every handle stops it after the queued lines.
+#[derive(Debug, Clone)]
+pub struct TrafficLog {
+    tx: mpsc::Sender<LineMsg>,
+}
+
+struct LineMsg(Line);
+
+impl std::fmt::Debug for LineMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineMsg")
+    }
+}
+
+impl TrafficLog {
+    /// Creates `dir` and starts the writer thread.
+    pub fn start(dir: &Path, rotation: Rotation) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = mpsc::channel::<LineMsg>();
+        let dir = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("switchyard-log".into())
+            .spawn(move || write_loop(&dir, rotation, &rx))?;
+        Ok(Self { tx })
+    }
+
+    pub fn traffic(&self, record: &TrafficRecord) {
+        self.send(Line::Traffic(json_line(record)));
+    }
+
+    pub fn feedback(&self, record: &FeedbackRecord) {
+        self.send(Line::Feedback(json_line(record)));
+    }
+
+    fn send(&self, line: Line) {
+        if self.tx.send(LineMsg(line)).is_err() {
+            tracing::error!("the traffic-log writer has stopped; a record was lost");
+        }
+    }
+}
+
+fn json_line<T: Serialize>(value: &T) -> String {
+    // Plain data with string keys: serialisation cannot fail.
+    let mut s = serde_json::to_string(value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+struct Current {
+    file: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+    opened: Instant,
+}
+
+fn open_current(dir: &Path) -> std::io::Result<Current> {
+    let path = dir.join(TRAFFIC_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let bytes = file.metadata()?.len();
+    Ok(Current {
+        file: std::io::BufWriter::new(file),
+        bytes,
+        opened: Instant::now(),
+    })
+}
+
+fn rotate(dir: &Path, current: &mut Option<Current>) -> std::io::Result<()> {
+    if let Some(mut c) = current.take() {
+        c.file.flush()?;
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    std::fs::rename(
+        dir.join(TRAFFIC_FILE),
+        dir.join(format!("traffic-{stamp}.jsonl")),
+    )?;
+    Ok(())
+}
+
+fn write_loop(dir: &Path, rotation: Rotation, rx: &mpsc::Receiver<LineMsg>) {
+    let mut current: Option<Current> = None;
+    let mut feedback: Option<std::fs::File> = None;
+    while let Ok(LineMsg(line)) = rx.recv() {
+        let mut pending = Some(line);
+        // Write everything queued, then flush once.
+        while let Some(line) = pending.take() {
+            let result = match line {
+                Line::Traffic(text) => write_traffic(dir, rotation, &mut current, &text),
+                Line::Feedback(text) => write_feedback(dir, &mut feedback, &text),
+            };
+            if let Err(e) = result {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot write the traffic log");
+            }
+            pending = rx.try_recv().ok().map(|LineMsg(l)| l);
+        }
+        if let Some(c) = current.as_mut()
+            && let Err(e) = c.file.flush()
+        {
+            tracing::error!(error = %e, "cannot flush the traffic log");
+        }
+    }
+}
+
+fn write_traffic(
+    dir: &Path,
+    rotation: Rotation,
+    current: &mut Option<Current>,
+    text: &str,
+) -> std::io::Result<()> {
+    if let Some(c) = current.as_ref()
+        && c.bytes > 0
+        && (c.bytes + text.len() as u64 > rotation.max_bytes
+            || c.opened.elapsed() >= rotation.max_age)
+    {
+        rotate(dir, current)?;
+    }
+    if current.is_none() {
+        *current = Some(open_current(dir)?);
+    }
+    if let Some(c) = current.as_mut() {
+        c.file.write_all(text.as_bytes())?;
+        c.bytes += text.len() as u64;
+    }
+    Ok(())
+}
+
+fn write_feedback(dir: &Path, file: &mut Option<std::fs::File>, text: &str) -> std::io::Result<()> {
+    if file.is_none() {
+        *file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(FEEDBACK_FILE))?,
+        );
+    }
+    if let Some(f) = file.as_mut() {
+        f.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A bad line in a log or feedback file, located.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct ImportError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ImportError> {
+    let err = |line, message: String| ImportError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(0, format!("cannot open: {e}")))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| err(i + 1, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let de = &mut serde_json::Deserializer::from_str(&line);
+        out.push(
+            serde_path_to_error::deserialize(de)
+                .map_err(|e| err(i + 1, format!("{}: {}", e.path(), e.inner())))?,
+        );
+    }
+    Ok(out)
+}
+
+/// What [`to_records`] kept and skipped.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportStats {
+    pub requests: usize,
+    pub records: usize,
+    pub with_feedback: usize,
+    pub skipped_failed: usize,
+    pub skipped_no_prompt: usize,
+    pub skipped_no_feedback: usize,
+    pub feedback_unmatched: usize,
+}
+
+/// Traffic logs (joined with feedback, the last score per request winning) → routing
+/// records: one per served request whose prompt was logged, with the serving model's
+/// outcome (score from feedback, cost, tokens, latency). With `require_feedback`, requests
+/// without feedback are skipped (training needs scores).
+pub fn to_records(
+    logs: &[PathBuf],
+    feedback: &[PathBuf],
+    require_feedback: bool,
+) -> Result<(Vec<RoutingRecord>, ImportStats), ImportError> {
+    let mut scores: BTreeMap<String, f64> = BTreeMap::new();
+    for path in feedback {
+        for f in read_jsonl::<FeedbackRecord>(path)? {
+            scores.insert(f.request_id, f.score);
+        }
+    }
+    let mut stats = ImportStats::default();
+    let mut records = Vec::new();
+    let mut matched = std::collections::BTreeSet::new();
+    for path in logs {
+        for t in read_jsonl::<TrafficRecord>(path)? {
+            stats.requests += 1;
+            let (Some(model), true) = (t.model.clone(), t.error.is_none()) else {
+                stats.skipped_failed += 1;
+                continue;
+            };
+            let Some(prompt) = t.prompt.clone() else {
+                stats.skipped_no_prompt += 1;
+                continue;
+            };
+            let score = scores.get(&t.request_id).copied();
+            if score.is_some() {
+                matched.insert(t.request_id.clone());
+                stats.with_feedback += 1;
+            } else if require_feedback {
+                stats.skipped_no_feedback += 1;
+                continue;
+            }
+            let outcome = Outcome {
+                score,
+                cost_usd: t.cost_usd,
+                input_tokens: t.usage.map(|u| u.prompt_tokens),
+                output_tokens: t.usage.map(|u| u.completion_tokens),
+                latency_ms: Some(t.latency.upstream_ms),
+            };
+            records.push(RoutingRecord {
+                v: switchyard_core::RECORD_VERSION,
+                id: format!("traffic/{}", t.request_id),
+                source: format!("traffic:{}", t.tenant),
+                task: t.decision.as_ref().and_then(|d| d.task),
+                prompt: Some(prompt),
+                messages: None,
+                outcomes: [(model, outcome)].into_iter().collect(),
+            });
+        }
+    }
+    stats.records = records.len();
+    stats.feedback_unmatched = scores.keys().filter(|k| !matched.contains(*k)).count();
+    Ok((records, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, prompt: Option<&str>, model: Option<&str>) -> TrafficRecord {
+        TrafficRecord {
+            v: TRAFFIC_VERSION,
+            request_id: id.into(),
+            time: now_rfc3339(),
+            tenant: "default".into(),
+            route: Some("auto".into()),
+            requested: "auto".into(),
+            prompt: prompt.map(str::to_owned),
+            prompt_sha256: "00".into(),
+            stream: false,
+            decision: None,
+            attempts: Vec::new(),
+            model: model.map(str::to_owned),
+            usage: Some(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+            }),
+            cost_usd: Some(0.001),
+            cache: "bypass".into(),
+            status: if model.is_some() { 200 } else { 502 },
+            error: model.is_none().then(|| "all failed".to_owned()),
+            latency: Latency::default(),
+        }
+    }
+
+    fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                if lines.len() >= n {
+                    return lines;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} never reached {n} lines", path.display());
+    }
+
+    #[test]
+    fn rotates_by_size_and_imports_with_feedback() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = TrafficLog::start(
+            dir.path(),
+            Rotation {
+                max_bytes: 900,
+                max_age: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        log.traffic(&record("a", Some("what is 2+2?"), Some("small")));
+        log.traffic(&record("b", None, Some("small")));
+        log.traffic(&record("c", Some("hello"), None));
+        log.traffic(&record("d", Some("write a poem"), Some("big")));
+        log.feedback(&FeedbackRecord {
+            request_id: "a".into(),
+            score: 1.0,
+            comment: None,
+            tenant: "default".into(),
+            time: now_rfc3339(),
+        });
+        log.feedback(&FeedbackRecord {
+            request_id: "zzz".into(),
+            score: 0.0,
+            comment: None,
+            tenant: "default".into(),
+            time: now_rfc3339(),
+        });
+        wait_for_lines(&dir.path().join(FEEDBACK_FILE), 2);
+        drop(log);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("traffic")
+            })
+            .collect();
+        logs.sort();
+        assert!(logs.len() >= 2, "rotated by size: {logs:?}");
+        let fb = [dir.path().join(FEEDBACK_FILE)];
+        let (records, stats) = to_records(&logs, &fb, false).unwrap();
+        assert_eq!(stats.requests, 4);
+        assert_eq!(stats.skipped_no_prompt, 1);
+        assert_eq!(stats.skipped_failed, 1);
+        assert_eq!(stats.feedback_unmatched, 1);
+        assert_eq!(records.len(), 2);
+        let a = records.iter().find(|r| r.id == "traffic/a").unwrap();
+        assert_eq!(a.outcomes["small"].score, Some(1.0));
+        let (records, _) = to_records(&logs, &fb, true).unwrap();
+        assert_eq!(records.len(), 1);
+
+        std::fs::write(dir.path().join("bad.jsonl"), "{\"v\":1}\n").unwrap();
+        let e = to_records(&[dir.path().join("bad.jsonl")], &[], false).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.to_string().contains("bad.jsonl:1"), "{e}");
+    }
+}
