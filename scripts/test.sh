@@ -10,6 +10,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash models/fetch.sh
 
+# The official openai Python client, for the gateway's end-to-end test (tests/gateway_e2e.rs
+# finds it in .cache/pyenv; without it that part of the test says SKIPPED).
+if ! .cache/pyenv/bin/python -c 'import openai' 2>/dev/null; then
+  echo "== installing the openai Python client into .cache/pyenv"
+  python3 -m venv .cache/pyenv
+  .cache/pyenv/bin/pip install --quiet --disable-pip-version-check 'openai==3.54.0'
+fi
+
 if [ ! -d ../shared/datasets ]; then
   echo "NOTE: ../shared/datasets is absent: the tests that need the shared data will skip (they say so with --nocapture)"
 fi

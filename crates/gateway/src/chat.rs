@@ -326,7 +326,7 @@ async fn pump(
                     .get("choices")
                     .and_then(Value::as_array)
                     .is_some_and(Vec::is_empty);
-                if !(usage_only && !wants_usage) {
+                if !usage_only || wants_usage {
                     if let Some(obj) = chunk.as_object_mut() {
                         obj.insert("model".into(), Value::String(model.clone()));
                         if !wants_usage {

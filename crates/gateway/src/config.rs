@@ -729,3 +729,14 @@ policy = "order"
         assert_eq!(routes["auto"].models.len(), 2);
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_annotated_example_is_valid() {
+        let text = include_str!("../../../switchyard.example.toml");
+        let config = super::Config::parse(text).unwrap();
+        assert_eq!(config.routes["auto"].models.len(), 4);
+        assert_eq!(config.tenants["team-a"].rpm, Some(600));
+    }
+}
