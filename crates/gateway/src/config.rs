@@ -588,9 +588,10 @@ impl Config {
                 ProviderKind::Openai,
                 env("OPENAI_BASE_URL"),
                 "OPENAI_API_KEY",
-                // Stand-ins from the scorer's training data: the closest models it knows.
+                // Stand-ins from the scorer's training data (RouterBench's tiers: a strong
+                // mid-size model and GPT-4) until it is retrained on this traffic.
                 [
-                    ("gpt-4o-mini", "gpt-3.5-turbo-1106"),
+                    ("gpt-4o-mini", "mistralai/mixtral-8x7b-chat"),
                     ("gpt-4o", "gpt-4-1106-preview"),
                 ],
             );
@@ -602,8 +603,8 @@ impl Config {
                 env("ANTHROPIC_BASE_URL"),
                 "ANTHROPIC_API_KEY",
                 [
-                    ("claude-3-5-haiku-latest", "claude-instant-1.2"),
-                    ("claude-3-5-sonnet-latest", "claude-2.1"),
+                    ("claude-3-5-haiku-latest", "claude-instant-v1"),
+                    ("claude-3-5-sonnet-latest", "gpt-4-1106-preview"),
                 ],
             );
         }
