@@ -42,7 +42,15 @@ pub fn load_config(source: &ConfigSource) -> Result<Config, ConfigError> {
     match source {
         ConfigSource::File(path) => Config::load(path),
         ConfigSource::Environment => {
-            let config = Config::from_env(env);
+            let local = std::path::Path::new(crate::config::DEFAULT_LOCAL_GGUF);
+            let local = local.is_file().then(|| local.to_path_buf());
+            if local.is_none() {
+                tracing::info!(
+                    "no local model at {} (bash models/fetch.sh local-llm adds the offline tier)",
+                    crate::config::DEFAULT_LOCAL_GGUF
+                );
+            }
+            let config = Config::from_env(env, local);
             config.validate()?;
             Ok(config)
         }

@@ -272,6 +272,14 @@ pub struct ProviderConfig {
     pub first_byte_timeout_ms: u64,
     #[serde(default = "ProviderConfig::default_idle")]
     pub idle_timeout_ms: u64,
+    /// kind = "local": the GGUF file.
+    pub model: Option<PathBuf>,
+    /// kind = "local": a tokenizer.json (default: built from the GGUF's vocabulary).
+    pub tokenizer: Option<PathBuf>,
+    /// kind = "local": worker threads, each with its own copy of the weights (default 1).
+    pub workers: Option<usize>,
+    /// kind = "local": requests that may wait for a worker before 429 (default 16).
+    pub queue: Option<usize>,
 }
 
 impl ProviderConfig {
@@ -293,6 +301,10 @@ impl ProviderConfig {
             connect_timeout_ms: Self::default_connect(),
             first_byte_timeout_ms: Self::default_first_byte(),
             idle_timeout_ms: Self::default_idle(),
+            model: None,
+            tokenizer: None,
+            workers: None,
+            queue: None,
         }
     }
 
@@ -300,6 +312,7 @@ impl ProviderConfig {
         self.base_url.clone().unwrap_or_else(|| match self.kind {
             ProviderKind::Openai => "https://api.openai.com/v1".into(),
             ProviderKind::Anthropic => "https://api.anthropic.com/v1".into(),
+            ProviderKind::Local => String::new(),
         })
     }
 }
@@ -357,6 +370,11 @@ impl std::fmt::Display for RoutePolicy {
 }
 
 pub const DEFAULT_POLICY: &str = "threshold:0.7";
+
+/// The local model's id in the configuration without a file.
+pub const LOCAL_MODEL_ID: &str = "smollm2-135m-instruct";
+/// Where `bash models/fetch.sh local-llm` puts it.
+pub const DEFAULT_LOCAL_GGUF: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn default_policy() -> String {
     DEFAULT_POLICY.into()
@@ -430,6 +448,21 @@ impl Config {
             ));
         }
         for (name, p) in &self.providers {
+            if p.kind == ProviderKind::Local {
+                if p.model.is_none() {
+                    return Err(ConfigError::new(
+                        format!("providers.{name}.model"),
+                        "kind = \"local\" needs model = \"path/to/model.gguf\"",
+                    ));
+                }
+                if p.workers == Some(0) {
+                    return Err(ConfigError::new(
+                        format!("providers.{name}.workers"),
+                        "must be ≥ 1",
+                    ));
+                }
+                continue;
+            }
             let url = p.resolved_base_url();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::new(
@@ -555,8 +588,30 @@ impl Config {
     /// The configuration with no file: one provider per API-key variable that is set
     /// (`OPENAI_API_KEY` with `OPENAI_BASE_URL` when set; `ANTHROPIC_API_KEY`), a small and
     /// a large model for each, priced from the built-in table, and `auto` over all of them.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+    ///
+    /// With `local_model` (a GGUF file), also the local tier: provider `local` and model
+    /// `smollm2-135m-instruct`, free, with a fixed quality prior of 0.3, so `auto` answers
+    /// with no API key at all.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>, local_model: Option<PathBuf>) -> Self {
         let mut config = Self::default();
+        if let Some(path) = local_model {
+            let mut provider = ProviderConfig::new(ProviderKind::Local, None, None);
+            provider.model = Some(path);
+            config.providers.insert("local".into(), provider);
+            config.models.insert(
+                LOCAL_MODEL_ID.into(),
+                ModelConfig {
+                    provider: "local".into(),
+                    upstream_model: None,
+                    input_per_mtok: Some(0.0),
+                    output_per_mtok: Some(0.0),
+                    quality_like: None,
+                    quality: Some(0.3),
+                    output_tokens: None,
+                    context_window: Some(8192),
+                },
+            );
+        }
         let mut add = |provider: &str,
                        kind,
                        base: Option<String>,
@@ -718,9 +773,15 @@ policy = "order"
 
     #[test]
     fn no_file_means_providers_from_the_environment() {
-        let none = Config::from_env(|_| None);
+        let none = Config::from_env(|_| None, None);
         assert!(none.models.is_empty());
-        let c = Config::from_env(|k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_owned()));
+        let offline = Config::from_env(|_| None, Some("m.gguf".into()));
+        offline.validate().unwrap();
+        assert_eq!(offline.effective_routes()["auto"].models, [LOCAL_MODEL_ID]);
+        let c = Config::from_env(
+            |k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_owned()),
+            None,
+        );
         assert_eq!(
             c.models.keys().collect::<Vec<_>>(),
             ["gpt-4o", "gpt-4o-mini"]

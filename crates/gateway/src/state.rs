@@ -11,8 +11,9 @@ use switchyard_core::pricing::{Price, PriceTable};
 use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
 use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
 use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig, sha256_file};
+use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{
-    ApiKey, Breaker, BreakerConfig, Provider, ProviderSpec, RetryPolicy, Timeouts,
+    ApiKey, Breaker, BreakerConfig, Provider, ProviderKind, ProviderSpec, RetryPolicy, Timeouts,
 };
 use switchyard_scorer::Scorer;
 
@@ -101,6 +102,20 @@ impl Runtime {
     ) -> Result<Self, ConfigError> {
         let mut providers = BTreeMap::new();
         for (name, p) in &config.providers {
+            if p.kind == ProviderKind::Local {
+                let spec = LocalSpec {
+                    gguf: p.model.clone().unwrap_or_default(),
+                    tokenizer: p.tokenizer.clone(),
+                    workers: p.workers.unwrap_or(1),
+                    queue: p.queue.unwrap_or(16),
+                };
+                let engine = LocalEngine::load(name, &spec)
+                    .map_err(|e| ConfigError::new(format!("providers.{name}.model"), e))?;
+                let provider = Provider::local(name, Arc::new(engine))
+                    .map_err(|e| ConfigError::new(format!("providers.{name}"), e.message))?;
+                providers.insert(name.clone(), provider);
+                continue;
+            }
             let api_key = match &p.api_key_env {
                 None => None,
                 Some(var) => Some(ApiKey::new(env(var).ok_or_else(|| {

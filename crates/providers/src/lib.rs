@@ -14,6 +14,7 @@
 
 pub mod anthropic;
 mod breaker;
+pub mod local;
 mod openai;
 mod retry;
 mod sse;
@@ -36,6 +37,8 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages at `{base_url}/messages`.
     Anthropic,
+    /// A GGUF model run in-process ([`local`]).
+    Local,
 }
 
 /// An upstream API key. Its `Debug` never shows the value, so it cannot leak into logs.
@@ -223,6 +226,7 @@ impl std::fmt::Debug for Reply {
 pub struct Provider {
     spec: ProviderSpec,
     client: reqwest::Client,
+    local: Option<std::sync::Arc<local::LocalEngine>>,
 }
 
 impl Provider {
@@ -238,7 +242,27 @@ impl Provider {
                     format!("{}: cannot build an HTTP client: {e}", spec.name),
                 )
             })?;
-        Ok(Self { spec, client })
+        Ok(Self {
+            spec,
+            client,
+            local: None,
+        })
+    }
+
+    /// A provider of kind [`ProviderKind::Local`] around a loaded engine.
+    pub fn local(
+        name: &str,
+        engine: std::sync::Arc<local::LocalEngine>,
+    ) -> Result<Self, AttemptError> {
+        let mut provider = Self::new(ProviderSpec {
+            name: name.to_owned(),
+            kind: ProviderKind::Local,
+            base_url: String::new(),
+            api_key: None,
+            timeouts: Timeouts::default(),
+        })?;
+        provider.local = Some(engine);
+        Ok(provider)
     }
 
     pub fn spec(&self) -> &ProviderSpec {
@@ -254,6 +278,13 @@ impl Provider {
             ProviderKind::Anthropic => {
                 anthropic::chat(&self.client, &self.spec, request, stream).await
             }
+            ProviderKind::Local => match &self.local {
+                Some(engine) => engine.chat(request, stream).await,
+                None => Err(AttemptError::new(
+                    ErrorClass::ServerError,
+                    format!("{}: the local model is not loaded", self.spec.name),
+                )),
+            },
         };
         let key = self.spec.api_key.clone();
         let scrub = move |mut e: AttemptError| {

@@ -1,0 +1,208 @@
+//! The local GGUF provider with the real SmolLM2-135M-Instruct weights (fetched by
+//! `bash models/fetch.sh local-llm`; the tests say SKIPPED without them).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    reason = "tests fail loudly and say what they skip"
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use switchyard_providers::local::{LocalEngine, LocalSpec};
+use switchyard_providers::{ErrorClass, Provider, Reply};
+
+fn gguf() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is missing (bash models/fetch.sh local-llm)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn engine(workers: usize, queue: usize) -> Option<Arc<LocalEngine>> {
+    let spec = LocalSpec {
+        gguf: gguf()?,
+        tokenizer: None,
+        workers,
+        queue,
+    };
+    Some(Arc::new(LocalEngine::load("smollm2", &spec).unwrap()))
+}
+
+fn provider(workers: usize, queue: usize) -> Option<Provider> {
+    Some(Provider::local("local", engine(workers, queue)?).unwrap())
+}
+
+fn request(extra: Value) -> Value {
+    let mut r = json!({"model": "smollm2", "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Name three colours of the rainbow."}]});
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+async fn full(p: &Provider, r: &Value) -> (String, Value) {
+    match p.chat(r, false).await.unwrap() {
+        Reply::Full { body, .. } => (
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            body,
+        ),
+        Reply::Stream { .. } => panic!("asked for a whole answer"),
+    }
+}
+
+async fn streamed(p: &Provider, r: &Value) -> (String, Vec<Value>) {
+    let Reply::Stream { first, mut rest } = p.chat(r, true).await.unwrap() else {
+        panic!("asked for a stream")
+    };
+    let mut chunks = vec![first];
+    while let Some(c) = rest.next().await {
+        chunks.push(c.unwrap());
+    }
+    let text = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    (text, chunks)
+}
+
+#[tokio::test]
+async fn seeded_generation_is_reproducible_and_streams_match() {
+    let Some(p) = provider(1, 8) else { return };
+    let r = request(json!({"temperature": 0.8, "seed": 42, "max_tokens": 40}));
+    let (a, body) = full(&p, &r).await;
+    let (b, _) = full(&p, &r).await;
+    eprintln!("local model said: {a:?}");
+    assert!(!a.trim().is_empty());
+    assert_eq!(a, b, "same seed, same output");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() <= 40);
+    let (s, chunks) = streamed(&p, &r).await;
+    assert_eq!(s, a, "stream chunks concatenate to the non-stream output");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["usage"], body["usage"]);
+    let other = full(
+        &p,
+        &request(json!({"temperature": 0.8, "seed": 7, "max_tokens": 40})),
+    )
+    .await
+    .0;
+    eprintln!("with another seed: {other:?}");
+}
+
+#[tokio::test]
+async fn max_tokens_and_stop_sequences_are_honoured() {
+    let Some(p) = provider(1, 8) else { return };
+    let (_, body) = full(&p, &request(json!({"temperature": 0, "max_tokens": 5}))).await;
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    // Greedy output, then the same request stopped at a piece of it.
+    let (greedy, _) = full(&p, &request(json!({"temperature": 0, "max_tokens": 30}))).await;
+    let cut = greedy
+        .char_indices()
+        .nth(greedy.chars().count() / 2)
+        .unwrap()
+        .0;
+    let stop: String = greedy[cut..].chars().take(3).collect();
+    let (stopped, body) = full(
+        &p,
+        &request(json!({"temperature": 0, "max_tokens": 30, "stop": [stop.clone()]})),
+    )
+    .await;
+    let expected = &greedy[..greedy.find(stop.as_str()).unwrap()];
+    assert_eq!(stopped, expected, "stop {stop:?}");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let (streamed_stop, _) = streamed(
+        &p,
+        &request(json!({"temperature": 0, "max_tokens": 30, "stop": stop})),
+    )
+    .await;
+    assert_eq!(streamed_stop, expected);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400s_naming_the_field() {
+    let Some(p) = provider(1, 8) else { return };
+    for (extra, field) in [
+        (json!({"temperature": 3}), "temperature"),
+        (json!({"top_p": 0}), "top_p"),
+        (json!({"max_tokens": 0}), "max_tokens"),
+        (json!({"max_tokens": 100000}), "max_tokens"),
+        (json!({"n": 2}), "n"),
+        (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
+        (json!({"seed": "x"}), "seed"),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
+            "tools",
+        ),
+    ] {
+        let e = p.chat(&request(extra.clone()), false).await.unwrap_err();
+        assert_eq!(
+            (e.class, e.status),
+            (ErrorClass::ClientError, Some(400)),
+            "{extra}"
+        );
+        assert!(e.message.contains(field), "{extra}: {}", e.message);
+        assert!(!e.falls_back());
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_stream_frees_the_worker_and_a_full_queue_is_429() {
+    let Some(engine) = engine(1, 1) else { return };
+    let p = Provider::local("local", engine.clone()).unwrap();
+    let long = request(json!({"temperature": 0, "max_tokens": 4000,
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}));
+    let Reply::Stream { rest, .. } = p.chat(&long, true).await.unwrap() else {
+        panic!()
+    };
+    // One job running, one waiting fills the queue of 1; the next is refused.
+    let waiting = tokio::spawn({
+        let (p, r) = (
+            p.clone(),
+            request(json!({"temperature": 0, "max_tokens": 3})),
+        );
+        async move { p.chat(&r, false).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = p
+        .chat(&request(json!({"max_tokens": 3})), false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.class, ErrorClass::RateLimited);
+    // Dropping the stream (a client disconnecting) stops the 4,000-token generation: the
+    // waiting request gets the worker, and far fewer than 4,000 tokens were generated.
+    let started = Instant::now();
+    drop(rest);
+    let answered = waiting.await.unwrap().unwrap();
+    assert!(matches!(answered, Reply::Full { .. }));
+    let generated = engine.tokens_generated();
+    eprintln!(
+        "the waiting request finished {:?} after the drop; {generated} tokens generated in all",
+        started.elapsed()
+    );
+    assert!(
+        generated < 1000,
+        "the dropped generation went on: {generated} tokens"
+    );
+}
