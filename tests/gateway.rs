@@ -6,7 +6,8 @@
     clippy::expect_used,
     clippy::unwrap_used,
     clippy::panic,
-    reason = "test helpers fail loudly"
+    clippy::print_stderr,
+    reason = "test helpers fail loudly and say what they skip"
 )]
 
 mod support;
@@ -698,5 +699,48 @@ async fn reload_swaps_the_config_and_keeps_serving() {
             .await
             .status,
         200
+    );
+}
+
+#[tokio::test]
+async fn the_local_model_answers_auto_with_no_provider_at_all() {
+    let gguf = root().join(switchyard_gateway::config::DEFAULT_LOCAL_GGUF);
+    if !gguf.is_file() {
+        eprintln!(
+            "SKIPPED: {} is missing (bash models/fetch.sh local-llm)",
+            gguf.display()
+        );
+        return;
+    }
+    let g = gateway(&format!(
+        "{{router}}\n[providers.local]\nkind = \"local\"\nmodel = {gguf:?}\n\
+         [models.tiny]\nprovider = \"local\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\nquality = 0.3\n"
+    ))
+    .await;
+    let mut req = chat("auto", false);
+    req["seed"] = json!(11);
+    req["max_tokens"] = json!(24);
+    let a = g.post("/v1/chat/completions", &req).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(header(&a, "x-switchyard-model"), "tiny");
+    assert_eq!(header(&a, "x-switchyard-cost-usd"), "0.00000000");
+    let text = a.body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!text.trim().is_empty());
+    req["stream"] = json!(true);
+    let s = g.post("/v1/chat/completions", &req).await;
+    assert_eq!(s.text, text, "same seed: the stream says the same");
+    assert!(s.done);
+    req["stream"] = json!(false);
+    req["n"] = json!(2);
+    let bad = g.post("/v1/chat/completions", &req).await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("n = 1")
     );
 }

@@ -110,6 +110,44 @@ fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File), String>
     Ok((content, file))
 }
 
+/// Loads the weights for candle's CPU kernels. candle 0.11 has SIMD dot products for Q4_0,
+/// Q8_0 and the k-quants but runs Q4_1, Q5_0 and Q5_1 through scalar code (about 7× slower
+/// than llama.cpp on SmolLM2 Q4_1), so tensors in those formats are converted to Q8_0 at load:
+/// every weight of a 32-value block is then stored to within 1/254 of the block's range
+/// (Q4_1 itself keeps 1/15). Costs a second at load and the Q8_0 file size in memory.
+pub fn load_weights(path: &Path) -> Result<ModelWeights, String> {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let (content, mut file) = read_gguf(path)?;
+    let slow = |d: GgmlDType| matches!(d, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+    let err = |e: candle_core::Error| load_error(path, format!("cannot load the weights: {e}"));
+    if !content.tensor_infos.values().any(|i| slow(i.ggml_dtype)) {
+        return ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(err);
+    }
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(content.tensor_infos.len());
+    for (name, info) in &content.tensor_infos {
+        let t = content.tensor(&mut file, name, &Device::Cpu).map_err(err)?;
+        let t = if slow(info.ggml_dtype) {
+            QTensor::quantize(&t.dequantize(&Device::Cpu).map_err(err)?, GgmlDType::Q8_0)
+                .map_err(err)?
+        } else {
+            t
+        };
+        tensors.push((name.clone(), t));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &refs).map_err(err)?;
+    drop(tensors);
+    buffer.set_position(0);
+    let content = gguf_file::Content::read(&mut buffer).map_err(err)?;
+    ModelWeights::from_gguf(content, &mut buffer, &Device::Cpu).map_err(err)
+}
+
 impl LocalEngine {
     /// Loads the tokenizer and one copy of the weights per worker, and starts the workers.
     pub fn load(name: &str, spec: &LocalSpec) -> Result<Self, String> {
@@ -182,9 +220,7 @@ impl LocalEngine {
         let rx = Arc::new(std::sync::Mutex::new(rx));
         let generated = Arc::new(AtomicU64::new(0));
         for i in 0..spec.workers.max(1) {
-            let (content, mut file) = read_gguf(&spec.gguf)?;
-            let model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-                .map_err(|e| load_error(&spec.gguf, format!("cannot load the weights: {e}")))?;
+            let model = load_weights(&spec.gguf)?;
             let (rx, tokenizer, eos, counter) = (
                 rx.clone(),
                 tokenizer.clone(),

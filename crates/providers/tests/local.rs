@@ -5,6 +5,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stderr,
+    clippy::panic,
     reason = "tests fail loudly and say what they skip"
 )]
 
