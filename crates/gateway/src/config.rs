@@ -798,7 +798,7 @@ mod example {
     fn the_annotated_example_is_valid() {
         let text = include_str!("../../../switchyard.example.toml");
         let config = super::Config::parse(text).unwrap();
-        assert_eq!(config.routes["auto"].models.len(), 4);
+        assert_eq!(config.routes["auto"].models.len(), 5);
         assert_eq!(config.tenants["team-a"].rpm, Some(600));
     }
 }
