@@ -16,5 +16,5 @@ mod worker;
 pub use device::resolve_device;
 pub use encoder::{Encoded, SentenceEncoder};
 pub use error::{EncodeError, LoadError};
-pub use source::{ModelFiles, ModelSource, sha256_file};
+pub use source::{ModelFiles, ModelSource, hub_file, sha256_file};
 pub use worker::{EmbedWorker, WorkerConfig};

@@ -156,12 +156,50 @@ mod hub {
         tracing::info!(model = id, weights = %files.weights.display(), "resolved model from the hub cache");
         Ok(files)
     }
+
+    pub(super) fn file(id: &str, file: &str) -> Result<std::path::PathBuf, LoadError> {
+        let err = |reason: String| LoadError::Hub {
+            model_id: id.to_owned(),
+            file: file.to_owned(),
+            reason,
+        };
+        let (owner, name) = id
+            .split_once('/')
+            .ok_or_else(|| err("a hub id has the form owner/name".into()))?;
+        let client = hf_hub::HFClientSync::new().map_err(|e| err(e.to_string()))?;
+        let repo = client.model(owner, name);
+        let cached = repo
+            .download_file()
+            .filename(file)
+            .local_files_only(true)
+            .send();
+        match cached {
+            Ok(path) => Ok(path),
+            Err(_) => repo
+                .download_file()
+                .filename(file)
+                .send()
+                .map_err(|e| err(e.to_string())),
+        }
+    }
+}
+
+/// One file of a hub repository (`owner/name`), from the hub cache or the network: e.g. a
+/// GGUF for the local model. Must be called from a blocking context.
+pub fn hub_file(repo_id: &str, file: &str) -> Result<PathBuf, LoadError> {
+    hub::file(repo_id, file)
 }
 
 #[cfg(not(feature = "hub"))]
 mod hub {
     use super::ModelFiles;
     use crate::LoadError;
+
+    pub(super) fn file(id: &str, _file: &str) -> Result<std::path::PathBuf, LoadError> {
+        Err(LoadError::HubNotCompiled {
+            model_id: id.to_owned(),
+        })
+    }
 
     pub(super) fn resolve(id: &str) -> Result<ModelFiles, LoadError> {
         Err(LoadError::HubNotCompiled {

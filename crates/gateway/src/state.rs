@@ -59,6 +59,19 @@ impl RouterStack {
     }
 }
 
+/// A GGUF path, or `hf:owner/name/file.gguf` resolved through the Hugging Face hub cache.
+pub fn resolve_gguf(model: &std::path::Path) -> Result<PathBuf, String> {
+    let text = model.to_string_lossy();
+    let Some(id) = text.strip_prefix("hf:") else {
+        return Ok(model.to_path_buf());
+    };
+    let mut parts = id.splitn(3, '/');
+    let (Some(owner), Some(name), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{text:?}: a hub model is hf:owner/name/file.gguf"));
+    };
+    switchyard_embed::hub_file(&format!("{owner}/{name}"), file).map_err(|e| e.to_string())
+}
+
 /// A model as the gateway serves it.
 #[derive(Debug, Clone)]
 pub struct ModelRuntime {
@@ -103,8 +116,10 @@ impl Runtime {
         let mut providers = BTreeMap::new();
         for (name, p) in &config.providers {
             if p.kind == ProviderKind::Local {
+                let gguf = resolve_gguf(p.model.as_deref().unwrap_or(std::path::Path::new("")))
+                    .map_err(|e| ConfigError::new(format!("providers.{name}.model"), e))?;
                 let spec = LocalSpec {
-                    gguf: p.model.clone().unwrap_or_default(),
+                    gguf,
                     tokenizer: p.tokenizer.clone(),
                     workers: p.workers.unwrap_or(1),
                     queue: p.queue.unwrap_or(16),
@@ -343,5 +358,18 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_paths_and_hub_ids() {
+        let p = std::path::Path::new("models/x.gguf");
+        assert_eq!(resolve_gguf(p), Ok(p.to_path_buf()));
+        let e = resolve_gguf(std::path::Path::new("hf:only-owner")).unwrap_err();
+        assert!(e.contains("hf:owner/name/file.gguf"), "{e}");
     }
 }
