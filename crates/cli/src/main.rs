@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+/// mimalloc instead of glibc malloc: the gateway allocates many small objects per request
+/// from several threads, where glibc's arenas cost about a fifth of its CPU (perf profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchyard: a self-hosted LLM router with an OpenAI-compatible gateway.
 ///
 /// Switchyard embeds each prompt with a local sentence encoder, predicts which model will
