@@ -20,7 +20,9 @@ use switchyard_gateway::{ConfigSource, build_state, load_config, serve};
 ///
 /// Without --config, providers come from the environment: OPENAI_API_KEY (with
 /// OPENAI_BASE_URL when set) adds gpt-4o-mini and gpt-4o; ANTHROPIC_API_KEY adds a small
-/// and a large Claude model; `auto` routes over all of them with the learned router.
+/// and a large Claude model; the local model (SmolLM2-135M, fetched by `bash models/fetch.sh`)
+/// is added as a free tier, so with no key at all `auto` still answers, offline; `auto`
+/// routes over all of them with the learned router.
 /// The annotated example config is switchyard.example.toml. SIGHUP reloads the config
 /// file without dropping requests; SIGINT/SIGTERM stop after in-flight requests finish.
 ///
@@ -67,7 +69,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .context("server.listen is not HOST:PORT")?;
     if config.models.is_empty() {
         tracing::warn!(
-            "no models configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, or pass --config FILE (see switchyard.example.toml); chat requests will fail until then"
+            "no models configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, fetch the local model with `bash models/fetch.sh local-llm`, or pass --config FILE (see switchyard.example.toml); chat requests will fail until then"
         );
     }
     let state = build_state(&source, config).map_err(anyhow::Error::msg)?;
