@@ -56,6 +56,14 @@ quality_like = "gpt-4-1106-preview"
 [routes.auto]
 models = ["small", "large"]
 policy = "threshold:0.7"
+[providers.local]
+kind = "local"
+model = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+[models.smollm2]
+provider = "local"
+input_per_mtok = 0.0
+output_per_mtok = 0.0
+quality = 0.3
 TOML
 "$bin" config check "$demo/switchyard.toml"
 "$bin" serve --config "$demo/switchyard.toml" --listen 127.0.0.1:0 2> "$demo/serve.log" & gateway_pid=$!
@@ -68,6 +76,10 @@ for prompt in "What is 7 times 8?" "Translate good morning into French."; do
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print("   answer:", r["choices"][0]["message"]["content"])'
   grep -i '^x-switchyard' "$demo/headers" | sed 's/^/   /'
 done
+echo "-- POST $url/v1/chat/completions  model=smollm2 (the local model, in-process, no network)"
+curl -sS "$url/v1/chat/completions" -H 'content-type: application/json' \
+  -d '{"model": "smollm2", "temperature": 0, "max_tokens": 40, "messages": [{"role": "user", "content": "Name three rivers in Europe."}]}' \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("   answer:", r["choices"][0]["message"]["content"].replace("\n", " "), "| usage:", r["usage"])'
 echo "-- the traffic log ($demo/logs/traffic.jsonl) has one record per request:"
 sleep 0.2
 tail -n1 "$demo/logs/traffic.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  ", {k: r[k] for k in ("request_id","route","model","cost_usd","latency")})'
