@@ -119,44 +119,17 @@ mod hub {
     /// Resolves each file from the hub cache first (works offline once cached), then the
     /// network. Must be called from a blocking context, not from inside an async task.
     pub(super) fn resolve(id: &str) -> Result<ModelFiles, LoadError> {
-        let err = |file: &str, reason: String| LoadError::Hub {
-            model_id: id.to_owned(),
-            file: file.to_owned(),
-            reason,
-        };
-        let Some((owner, name)) = id.split_once('/') else {
-            return Err(err(
-                "config.json",
-                "a hub id has the form owner/name".into(),
-            ));
-        };
-        let client = hf_hub::HFClientSync::new().map_err(|e| err("config.json", e.to_string()))?;
-        let repo = client.model(owner, name);
-        let fetch = |file: &str| {
-            let cached = repo
-                .download_file()
-                .filename(file)
-                .local_files_only(true)
-                .send();
-            match cached {
-                Ok(path) => Ok(path),
-                Err(_) => repo
-                    .download_file()
-                    .filename(file)
-                    .send()
-                    .map_err(|e| err(file, e.to_string())),
-            }
-        };
         let files = ModelFiles {
-            config: fetch("config.json")?,
-            tokenizer: fetch("tokenizer.json")?,
-            weights: fetch("model.safetensors")?,
-            sentence_config: fetch("sentence_bert_config.json").ok(),
+            config: file(id, "config.json")?,
+            tokenizer: file(id, "tokenizer.json")?,
+            weights: file(id, "model.safetensors")?,
+            sentence_config: file(id, "sentence_bert_config.json").ok(),
         };
         tracing::info!(model = id, weights = %files.weights.display(), "resolved model from the hub cache");
         Ok(files)
     }
 
+    /// One file: from the hub cache when there (works offline), else the network.
     pub(super) fn file(id: &str, file: &str) -> Result<std::path::PathBuf, LoadError> {
         let err = |reason: String| LoadError::Hub {
             model_id: id.to_owned(),

@@ -17,7 +17,7 @@ use switchyard_core::{Embedder, Truncation};
 
 use crate::chat::chat_completions;
 use crate::config::{Config, ConfigError};
-use crate::error::ApiError;
+use crate::error::{ApiError, parse_body};
 use crate::plan::{ChatView, embed_error, plan};
 use crate::state::{AppState, RouterStack, Runtime};
 use crate::tenants::{DEFAULT_TENANT, authenticate};
@@ -230,18 +230,7 @@ async fn embeddings(
     let runtime = state.runtime();
     authenticate(&runtime.config.tenants, &headers)?;
     let value = parse_json(&read_body(&state, body).await?)?;
-    let request: EmbeddingRequest = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid(format!(
-            "{path}: {}",
-            if e.inner().to_string().contains("untagged") {
-                "input must be a string or an array of strings".to_owned()
-            } else {
-                e.inner().to_string()
-            }
-        ))
-        .param(path)
-    })?;
+    let request: EmbeddingRequest = parse_body(&value, "must be a string or an array of strings")?;
     if request
         .encoding_format
         .as_deref()
@@ -314,10 +303,7 @@ async fn feedback(
     let runtime = state.runtime();
     let tenant = authenticate(&runtime.config.tenants, &headers)?;
     let value = parse_json(&read_body(&state, body).await?)?;
-    let f: Feedback = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid(format!("{path}: {}", e.inner())).param(path)
-    })?;
+    let f: Feedback = parse_body(&value, "invalid value")?;
     if !(0.0..=1.0).contains(&f.score) {
         return Err(ApiError::invalid("score: must be between 0 and 1").param("score"));
     }

@@ -163,7 +163,7 @@ impl Context {
         log.traffic(&record);
     }
 
-    fn fail(mut self, error: ApiError) -> Response {
+    fn fail(self, error: ApiError) -> Response {
         let mut response = error.clone().into_response();
         self.explain(response.headers_mut(), None, None);
         let status = error.status.as_u16();
@@ -174,7 +174,6 @@ impl Context {
                 1.0,
             );
         }
-        self.upstream_ms = self.upstream_ms.max(0.0);
         self.finish(status, None, None, None, Some(error.message));
         response
     }
@@ -370,7 +369,7 @@ pub async fn forward(
     state: &AppState,
     runtime: &Runtime,
     order: &[String],
-    body: Value,
+    mut request: Value,
     stream: bool,
     deadline: Instant,
     attempts: &mut Vec<Attempt>,
@@ -385,7 +384,7 @@ pub async fn forward(
             continue;
         };
         let breaker = state.breaker(model, runtime.breaker);
-        let mut request = body.clone();
+        // The one request body, re-pointed at each model in turn (cloned only per send).
         if let Some(obj) = request.as_object_mut() {
             obj.insert("model".into(), Value::String(m.upstream_model.clone()));
         }
@@ -417,7 +416,9 @@ pub async fn forward(
             all_breakers_open = false;
             let started = Instant::now();
             let result =
-                match tokio::time::timeout(deadline - now, provider.chat(&request, stream)).await {
+                match tokio::time::timeout(deadline - now, provider.chat(request.clone(), stream))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(AttemptError::new(
                         ErrorClass::Timeout,

@@ -54,6 +54,25 @@ impl ApiError {
     }
 }
 
+/// A JSON body as `T`, or a 400 naming the field at fault. `untagged` replaces serde's
+/// unhelpful message for a value that matches none of an untagged enum's forms.
+pub fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &serde_json::Value,
+    untagged: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = if inner.contains("untagged enum") {
+            untagged.to_owned()
+        } else {
+            inner
+        };
+        let param = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid(format!("{param}: {message}")).param(param)
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();

@@ -95,17 +95,8 @@ impl ChatView {
         if !body.is_object() {
             return Err(ApiError::invalid("the request body must be a JSON object"));
         }
-        let view: Self = serde_path_to_error::deserialize(body).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let message = if inner.contains("untagged enum ContentView") {
-                "must be a string or an array of content parts".to_owned()
-            } else {
-                inner
-            };
-            let param = if path == "." { "body".to_owned() } else { path };
-            ApiError::invalid(format!("{param}: {message}")).param(param)
-        })?;
+        let view: Self =
+            crate::error::parse_body(body, "must be a string or an array of content parts")?;
         if view.messages.is_empty() {
             return Err(
                 ApiError::invalid("messages: must contain at least one message").param("messages"),

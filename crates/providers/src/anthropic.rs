@@ -350,7 +350,7 @@ pub async fn chat(
     }
     let who_owned = who.to_owned();
     let mut translator = StreamTranslator::default();
-    let mut chunks = Box::pin(
+    let chunks: crate::ChunkStream = Box::pin(
         sse::data_stream(response.bytes_stream(), spec.timeouts.idle, who.to_owned())
             .take_while(|data| {
                 let stop = matches!(data, Ok(d) if d.contains("\"message_stop\""));
@@ -372,20 +372,7 @@ pub async fn chat(
                 })
             }),
     );
-    let first = match tokio::time::timeout(spec.timeouts.first_byte, chunks.next()).await {
-        Err(_) => {
-            return Err(AttemptError::new(
-                ErrorClass::Timeout,
-                format!("{who}: no stream event within the first-byte timeout"),
-            ));
-        }
-        Ok(None) => return Err(body::malformed(who, "the stream ended before any event")),
-        Ok(Some(first)) => first?,
-    };
-    Ok(Reply::Stream {
-        first,
-        rest: chunks,
-    })
+    body::first_chunk(chunks, spec.timeouts.first_byte, who).await
 }
 
 #[cfg(test)]

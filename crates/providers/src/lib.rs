@@ -272,14 +272,14 @@ impl Provider {
     /// Sends an OpenAI Chat Completions request (`model` set to the upstream's id).
     ///
     /// Error messages are scrubbed of the API key: some upstreams echo it back.
-    pub async fn chat(&self, request: &Value, stream: bool) -> Result<Reply, AttemptError> {
+    pub async fn chat(&self, request: Value, stream: bool) -> Result<Reply, AttemptError> {
         let result = match self.spec.kind {
             ProviderKind::Openai => openai::chat(&self.client, &self.spec, request, stream).await,
             ProviderKind::Anthropic => {
-                anthropic::chat(&self.client, &self.spec, request, stream).await
+                anthropic::chat(&self.client, &self.spec, &request, stream).await
             }
             ProviderKind::Local => match &self.local {
-                Some(engine) => engine.chat(request, stream).await,
+                Some(engine) => engine.chat(&request, stream).await,
                 None => Err(AttemptError::new(
                     ErrorClass::ServerError,
                     format!("{}: the local model is not loaded", self.spec.name),
@@ -442,6 +442,26 @@ mod body {
             source = s.source();
         }
         text
+    }
+
+    /// Waits (within the first-byte timeout) for a stream's first chunk: until it arrives
+    /// nothing has reached the client, so a failure here can still fall back.
+    pub async fn first_chunk(
+        mut chunks: crate::ChunkStream,
+        first_byte: Duration,
+        who: &str,
+    ) -> Result<crate::Reply, AttemptError> {
+        match tokio::time::timeout(first_byte, chunks.next()).await {
+            Err(_) => Err(AttemptError::new(
+                ErrorClass::Timeout,
+                format!("{who}: no stream chunk within the first-byte timeout"),
+            )),
+            Ok(None) => Err(malformed(who, "the stream ended before any chunk")),
+            Ok(Some(first)) => Ok(crate::Reply::Stream {
+                first: first?,
+                rest: chunks,
+            }),
+        }
     }
 
     pub fn malformed(who: &str, what: impl std::fmt::Display) -> AttemptError {

@@ -9,12 +9,11 @@ use crate::{AttemptError, ErrorClass, ProviderSpec, Reply, Usage, body, sse};
 pub async fn chat(
     client: &reqwest::Client,
     spec: &ProviderSpec,
-    request: &Value,
+    mut body: Value,
     stream: bool,
 ) -> Result<Reply, AttemptError> {
     let who = spec.name.as_str();
     let url = format!("{}/chat/completions", spec.base_url.trim_end_matches('/'));
-    let mut body = request.clone();
     if let Some(obj) = body.as_object_mut() {
         obj.insert("stream".into(), Value::Bool(stream));
         if stream {
@@ -53,7 +52,7 @@ pub async fn chat(
     }
 
     let who_owned = who.to_owned();
-    let mut events = Box::pin(
+    let events: crate::ChunkStream = Box::pin(
         sse::data_stream(response.bytes_stream(), spec.timeouts.idle, who.to_owned())
             .take_while(|data| {
                 let done = matches!(data, Ok(d) if d.trim() == "[DONE]");
@@ -61,22 +60,7 @@ pub async fn chat(
             })
             .map(move |data| parse_chunk(&who_owned, data?)),
     );
-    // The first chunk must arrive within the first-byte timeout too: until it does,
-    // nothing has reached the client and another target can still be tried.
-    let first = match tokio::time::timeout(spec.timeouts.first_byte, events.next()).await {
-        Err(_) => {
-            return Err(AttemptError::new(
-                ErrorClass::Timeout,
-                format!("{who}: no stream chunk within the first-byte timeout"),
-            ));
-        }
-        Ok(None) => return Err(body::malformed(who, "the stream ended before any chunk")),
-        Ok(Some(first)) => first?,
-    };
-    Ok(Reply::Stream {
-        first,
-        rest: events,
-    })
+    body::first_chunk(events, spec.timeouts.first_byte, who).await
 }
 
 fn parse_chunk(who: &str, data: String) -> Result<Value, AttemptError> {

@@ -57,7 +57,7 @@ fn request(extra: Value) -> Value {
 }
 
 async fn full(p: &Provider, r: &Value) -> (String, Value) {
-    match p.chat(r, false).await.unwrap() {
+    match p.chat(r.clone(), false).await.unwrap() {
         Reply::Full { body, .. } => (
             body["choices"][0]["message"]["content"]
                 .as_str()
@@ -70,7 +70,7 @@ async fn full(p: &Provider, r: &Value) -> (String, Value) {
 }
 
 async fn streamed(p: &Provider, r: &Value) -> (String, Vec<Value>) {
-    let Reply::Stream { first, mut rest } = p.chat(r, true).await.unwrap() else {
+    let Reply::Stream { first, mut rest } = p.chat(r.clone(), true).await.unwrap() else {
         panic!("asked for a stream")
     };
     let mut chunks = vec![first];
@@ -157,7 +157,7 @@ async fn bad_parameters_are_400s_naming_the_field() {
             "tools",
         ),
     ] {
-        let e = p.chat(&request(extra.clone()), false).await.unwrap_err();
+        let e = p.chat(request(extra.clone()), false).await.unwrap_err();
         assert_eq!(
             (e.class, e.status),
             (ErrorClass::ClientError, Some(400)),
@@ -174,7 +174,7 @@ async fn a_dropped_stream_frees_the_worker_and_a_full_queue_is_429() {
     let p = Provider::local("local", engine.clone()).unwrap();
     let long = request(json!({"temperature": 0, "max_tokens": 4000,
         "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}));
-    let Reply::Stream { rest, .. } = p.chat(&long, true).await.unwrap() else {
+    let Reply::Stream { rest, .. } = p.chat(long, true).await.unwrap() else {
         panic!()
     };
     // One job running, one waiting fills the queue of 1; the next is refused.
@@ -183,11 +183,11 @@ async fn a_dropped_stream_frees_the_worker_and_a_full_queue_is_429() {
             p.clone(),
             request(json!({"temperature": 0, "max_tokens": 3})),
         );
-        async move { p.chat(&r, false).await }
+        async move { p.chat(r, false).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = p
-        .chat(&request(json!({"max_tokens": 3})), false)
+        .chat(request(json!({"max_tokens": 3})), false)
         .await
         .unwrap_err();
     assert_eq!(refused.class, ErrorClass::RateLimited);
