@@ -105,6 +105,16 @@ impl Gateway {
         read(response).await
     }
 
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     fn log_lines(&self) -> Vec<Value> {
         let path = self.dir.path().join("logs/traffic.jsonl");
         std::fs::read_to_string(path)
@@ -291,13 +301,7 @@ async fn auto_routes_with_the_learned_router_and_explains_itself() {
             .contains("input 1")
     );
 
-    let models = g
-        .client
-        .get(format!("{}/v1/models", g.url))
-        .send()
-        .await
-        .unwrap();
-    let models: Value = models.json().await.unwrap();
+    let models: Value = serde_json::from_str(&g.get("/v1/models").await.1).unwrap();
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
@@ -305,22 +309,8 @@ async fn auto_routes_with_the_learned_router_and_explains_itself() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["auto", "best", "big", "small"]);
-    let ready = g
-        .client
-        .get(format!("{}/ready", g.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
-    let metrics = g
-        .client
-        .get(format!("{}/metrics", g.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(g.get("/ready").await.0, 200);
+    let metrics = g.get("/metrics").await.1;
     assert!(
         metrics
             .contains("switchyard_requests_total{route=\"auto\",model=\"small\",status=\"200\"} 2"),
@@ -471,15 +461,7 @@ async fn circuit_breaker_opens_skips_the_target_and_recovers() {
     let solo = g.post("/v1/chat/completions", &chat("solo", false)).await;
     assert_eq!(solo.status, 503);
     assert!(solo.headers.get("retry-after").is_some());
-    let metrics = g
-        .client
-        .get(format!("{}/metrics", g.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.get("/metrics").await.1;
     assert!(
         metrics.contains("switchyard_breaker_open{model=\"bad\"} 1"),
         "{metrics}"
@@ -576,13 +558,7 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         assert!(a.body["error"]["type"].is_string());
     }
     assert_eq!(up.hits(), 0, "no bad request reached the upstream");
-    let unknown = g
-        .client
-        .get(format!("{}/v2/nothing", g.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(g.get("/v2/nothing").await.0, 404);
     let ok = g.post("/v1/chat/completions", &chat("auto", false)).await;
     assert_eq!(ok.status, 200);
     let fb = g
