@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 use switchyard_core::{DataFile, Outcome, RecordError, read_records};
 use switchyard_embed::SentenceEncoder;
-use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::sha256_file;
 use switchyard_scorer::{
     Clusters, Family, ModelSummary, PromptFeatures, QualityConfig, SCORER_FORMAT_VERSION,
@@ -416,14 +416,11 @@ pub fn train_scorer(
             )
         })
         .collect();
-    let heads_weights = request.heads_dir.join(HEADS_WEIGHTS_FILE);
     let manifest = ScorerManifest {
         format_version: SCORER_FORMAT_VERSION,
         encoder: encoder.info().clone(),
-        heads_sha256: sha256_file(&heads_weights).map_err(|e| ScorerTrainError::Io {
-            path: heads_weights.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?,
+        // The heads whose outputs were features here, not whatever the directory holds now.
+        heads_sha256: heads.weights_sha256().to_owned(),
         feature_dim,
         quality: chosen,
         models: summaries,

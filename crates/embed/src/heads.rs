@@ -135,6 +135,8 @@ pub struct ClassifierHeads {
     task: DenseTaskHead,
     difficulty: Dense,
     manifest: HeadsManifest,
+    /// sha256 of the weights file: scorers record it, since the heads' outputs are features.
+    weights_sha256: String,
 }
 
 /// A dense layer as plain row-major weights, `y = W x + b` with `W` of shape (out, in).
@@ -302,11 +304,18 @@ impl ClassifierHeads {
             task: DenseTaskHead::from_head(&task).map_err(weights_invalid)?,
             difficulty: Dense::from_linear(&difficulty.0).map_err(weights_invalid)?,
             manifest,
+            weights_sha256: crate::sha256_file(&weights_path)
+                .map_err(|e| invalid(&weights_path, e.to_string()))?,
         })
     }
 
     pub fn manifest(&self) -> &HeadsManifest {
         &self.manifest
+    }
+
+    /// sha256 (hex) of the weights file these heads were loaded from.
+    pub fn weights_sha256(&self) -> &str {
+        &self.weights_sha256
     }
 
     /// Classifies L2-normalised embeddings (one per prompt).

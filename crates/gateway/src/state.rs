@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use switchyard_core::pricing::{Price, PriceTable};
 use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
-use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
-use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig, sha256_file};
+use switchyard_embed::heads::ClassifierHeads;
+use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig};
 use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{
     ApiKey, Breaker, BreakerConfig, Provider, ProviderKind, ProviderSpec, RetryPolicy, Timeouts,
@@ -44,10 +44,8 @@ impl RouterStack {
             .map_err(|e| format!("router.heads: {e}"))?;
         let scorer = Scorer::load(&config.scorer, encoder.info())
             .map_err(|e| format!("router.scorer: {e}"))?;
-        let heads_sha = sha256_file(&config.heads.join(HEADS_WEIGHTS_FILE))
-            .map_err(|e| format!("router.heads: {e}"))?;
         scorer
-            .check_heads(&heads_sha, &config.heads)
+            .check_heads(heads.weights_sha256(), &config.heads)
             .map_err(|e| format!("router.scorer: {e}"))?;
         let worker = EmbedWorker::spawn(encoder, WorkerConfig::default())
             .map_err(|e| format!("cannot start the encoder thread: {e}"))?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::sha256_file;
 use switchyard_eval::classifier::{Labelled, evaluate, render};
 use switchyard_eval::plot::plot_routing;
@@ -213,10 +213,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("models/scorer"));
         let scorer = Scorer::load(&dir, encoder.info())?;
-        scorer.check_heads(
-            &sha256_file(&args.heads.join(HEADS_WEIGHTS_FILE))?,
-            &args.heads,
-        )?;
+        scorer.check_heads(heads.weights_sha256(), &args.heads)?;
         scorer
     } else {
         let request = ScorerRequest {

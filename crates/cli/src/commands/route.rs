@@ -8,8 +8,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use clap::Args;
 use switchyard_core::policy::{Constraints, Policy, decide};
-use switchyard_embed::heads::{ClassifierHeads, HEADS_WEIGHTS_FILE};
-use switchyard_embed::sha256_file;
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_scorer::{PromptFeatures, Scorer, features};
 use switchyard_training::scorer::estimate_tokens;
 
@@ -99,10 +98,7 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
         .context("cannot load the encoder")?;
     let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
     let scorer = Scorer::load(&args.scorer, encoder.info())?;
-    scorer.check_heads(
-        &sha256_file(&args.heads.join(HEADS_WEIGHTS_FILE))?,
-        &args.heads,
-    )?;
+    scorer.check_heads(heads.weights_sha256(), &args.heads)?;
     let prices = super::prices::load(args.prices.as_deref())?;
 
     let embedding = encoder
