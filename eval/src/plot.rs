@@ -150,3 +150,141 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn short(model: &str) -> String {
     model.rsplit('/').next().unwrap_or(model).to_owned()
 }
+
+/// Draws the cache evaluation's precision–recall curves (one per method) to a PNG.
+pub fn plot_cache(report: &crate::cache_eval::CacheReport, path: &Path) -> Result<(), PlotError> {
+    draw_cache(report, path).map_err(|reason| PlotError {
+        path: path.display().to_string(),
+        reason,
+    })
+}
+
+fn draw_cache(report: &crate::cache_eval::CacheReport, path: &Path) -> Result<(), String> {
+    use switchyard_cache::Method;
+    register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| "the embedded font does not load".to_owned())?;
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let r = &report.recommended;
+    let title = format!(
+        "Cache hits on {} pairs: recall vs precision (recommended {} @ {:.2}: P {:.3}, R {:.3})",
+        report.pairs,
+        r.method.name(),
+        r.threshold,
+        r.precision,
+        r.recall
+    );
+    let y0 = report
+        .rows
+        .iter()
+        .filter(|r| r.hits > 0)
+        .map(|r| r.precision)
+        .fold(1.0f64, f64::min)
+        .min(report.target_precision)
+        - 0.02;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0f64..1.0f64, y0.max(0.0)..1.005f64)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("recall: share of true duplicates served from the cache")
+        .y_desc("precision: share of hits that were right")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    let colours = [RED, GREEN, BLUE];
+    for (m, colour) in Method::ALL.into_iter().zip(colours) {
+        let mut pts: Vec<(f64, f64)> = report
+            .rows
+            .iter()
+            .filter(|r| r.method == m && r.hits > 0)
+            .map(|r| (r.recall, r.precision))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let label = match m {
+            Method::Cosine => "cosine only",
+            Method::Guard => "cosine + lexical guard",
+            Method::Verifier => "guard + learned verifier",
+        };
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .draw_series(LineSeries::new(
+            [
+                (0.0, report.target_precision),
+                (1.0, report.target_precision),
+            ],
+            BLACK.mix(0.4),
+        ))
+        .map_err(|x| e(&x))?
+        .label(format!("target precision {:.2}", report.target_precision))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    chart
+        .draw_series(std::iter::once(Circle::new(
+            (r.recall, r.precision),
+            6,
+            BLACK.filled(),
+        )))
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))
+}
+
+/// Draws a replay's cumulative hit rate against the number of queries to a PNG.
+pub fn plot_hit_rate(points: &[(f64, f64)], path: &Path) -> Result<(), PlotError> {
+    let draw = || -> Result<(), String> {
+        register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| "the embedded font does not load".to_owned())?;
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let n = points.last().map_or(1.0, |p| p.0).max(1.0);
+        let top = points.iter().map(|p| p.1).fold(0.05f64, f64::max) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Cumulative cache hit rate over the replayed queries",
+                ("sans-serif", 20),
+            )
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..n, 0.0..top.min(1.0))
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("queries replayed")
+            .y_desc("hit rate so far")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))
+    };
+    draw().map_err(|reason| PlotError {
+        path: path.display().to_string(),
+        reason,
+    })
+}

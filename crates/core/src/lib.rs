@@ -4,6 +4,7 @@
 //! everything above it can depend on it cheaply, and so that the routing logic it will
 //! hold stays pure and easy to test.
 
+pub mod cache;
 pub mod device;
 pub mod embed;
 pub mod input;
@@ -13,6 +14,9 @@ pub mod pricing;
 pub mod record;
 pub mod task;
 
+pub use cache::{
+    CacheCandidate, CacheEntry, CacheError, CacheFuture, CacheScope, Invalidate, SemanticCache,
+};
 pub use device::{DeviceSpec, ParseDeviceError};
 pub use embed::{
     EmbedError, Embedder, EmbeddingFuture, EncoderInfo, ROUTING_TRUNCATION, Truncation,

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_core::{Embedder, Truncation};
 
+use crate::cache::{CacheState, Prepared};
 use crate::chat::chat_completions;
 use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, parse_body};
@@ -84,6 +85,28 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
     } else {
         None
     };
+    let (cache, cache_plan) = match crate::cache::prepare(
+        &config.cache,
+        router.as_ref().map(|r| r.worker.info()),
+        &env,
+    )? {
+        Prepared::Off(why) => {
+            tracing::info!(why = %why, "semantic cache off");
+            (CacheState::Off(why), None)
+        }
+        Prepared::Plan(plan) => {
+            let state = plan.open()?;
+            if let CacheState::Ready(c) = &state {
+                tracing::info!(
+                    backend = c.backend().backend(),
+                    method = c.settings().method.name(),
+                    threshold = c.settings().threshold,
+                    "semantic cache ready"
+                );
+            }
+            (state, Some(plan))
+        }
+    };
     let runtime = Runtime::build(config, router.as_ref(), &env).map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState {
         router,
@@ -97,6 +120,8 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
             ConfigSource::File(p) => Some(p.clone()),
             ConfigSource::Environment => None,
         },
+        cache: Arc::new(RwLock::new(cache)),
+        cache_plan,
     }))
 }
 
@@ -126,6 +151,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/feedback", post(feedback))
+        .route("/v1/cache/invalidate", post(invalidate_cache))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -176,7 +202,7 @@ async fn route(
     let tenant = authenticate(&runtime.config.tenants, &headers)?;
     let value = parse_json(&read_body(&state, body).await?)?;
     let view = ChatView::parse(&value)?;
-    let p = plan(&state, &runtime, tenant, &view).await?;
+    let p = plan(&state, &runtime, tenant, &view, None).await?;
     Ok(Json(json!({
         "route": p.route,
         "model": p.order.first(),
@@ -295,6 +321,78 @@ struct Feedback {
     comment: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidateBody {
+    tenant: Option<String>,
+    route: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// Removes cached answers: one entry, a tenant's, a route's, or all. Needs the admin key
+/// named by `[cache] admin_key_env`.
+async fn invalidate_cache(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    use switchyard_cache::Invalidate;
+    let runtime = state.runtime();
+    let forbidden =
+        |m: &str| ApiError::new(StatusCode::FORBIDDEN, "permission_error", m.to_owned());
+    let Some(var) = &runtime.config.cache.admin_key_env else {
+        return Err(forbidden(
+            "cache invalidation is off: set [cache] admin_key_env to the name of an env var holding an admin key",
+        ));
+    };
+    let Some(admin) = env(var) else {
+        return Err(forbidden(&format!(
+            "cache invalidation is off: the environment variable {var} is not set"
+        )));
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.map(|g| crate::tenants::sha256_hex(g.as_bytes()))
+        != Some(crate::tenants::sha256_hex(admin.as_bytes()))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "cache invalidation needs the admin key as `Authorization: Bearer KEY`",
+        ));
+    }
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let b: InvalidateBody = parse_body(&value, "invalid value")?;
+    let what = match (b.tenant, b.route, b.id, b.all) {
+        (Some(t), None, None, false) => Invalidate::Tenant(t),
+        (None, Some(r), None, false) => Invalidate::Route(r),
+        (None, None, Some(id), false) => Invalidate::Entry(id),
+        (None, None, None, true) => Invalidate::All,
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of tenant, route, id, or \"all\": true",
+            ));
+        }
+    };
+    let Some(cache) = state.cache() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the cache is not ready (GET /ready says why)",
+        ));
+    };
+    let removed = cache
+        .backend()
+        .invalidate(what)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string()))?;
+    Ok(Json(json!({"removed": removed})))
+}
+
 async fn feedback(
     State(state): Shared,
     headers: HeaderMap,
@@ -354,7 +452,11 @@ async fn ready(State(state): Shared) -> Response {
         "router": router,
         "models": runtime.models.keys().collect::<Vec<_>>(),
         "routes": runtime.routes.keys().collect::<Vec<_>>(),
-        "cache": "off",
+        "cache": state
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .describe(),
     });
     (StatusCode::OK, Json(body)).into_response()
 }
@@ -386,6 +488,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_bound(listener.local_addr()?);
+    if let Some(plan) = &state.cache_plan {
+        let connecting = matches!(
+            &*state
+                .cache
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            CacheState::Connecting(_)
+        );
+        if connecting {
+            crate::cache::connect_in_background(plan.clone(), state.cache.clone());
+        }
+        crate::cache::maintain_in_background(state.cache.clone());
+    }
     let reloader = state.clone();
     tokio::spawn(async move {
         #[cfg(unix)]

@@ -13,10 +13,11 @@ use serde_json::Value;
 use switchyard_providers::{AttemptError, ChunkStream, ErrorClass, Reply, Usage};
 
 use crate::error::ApiError;
-use crate::plan::{ChatView, Plan, ms, plan};
+use crate::plan::{ChatView, Plan, embed_prompt, ms, plan};
 use crate::state::{AppState, Runtime};
 use crate::tenants::{DEFAULT_TENANT, authenticate, sha256_hex};
 use crate::traffic::{Attempt, TRAFFIC_VERSION, TrafficRecord, now_rfc3339};
+use switchyard_cache::{Cache, CacheScope};
 
 /// What every response carries, successful or not.
 struct Context {
@@ -31,6 +32,47 @@ struct Context {
     plan: Option<Plan>,
     attempts: Vec<Attempt>,
     upstream_ms: f64,
+    /// `hit`, `semantic-hit`, `miss` or `bypass`.
+    cache: &'static str,
+    cache_ms: f64,
+    /// The served cache entry's id and, for a semantic hit, its score.
+    cache_entry: Option<(String, Option<f32>)>,
+}
+
+/// What storing an answer in the cache needs.
+struct StoreJob {
+    cache: Arc<Cache>,
+    scope: CacheScope,
+    prompt: String,
+    vector: Vec<f32>,
+}
+
+impl StoreJob {
+    /// Stores the completion in the background; the client never waits for it.
+    fn store(self, state: &Arc<AppState>, body: &Value, model: &str) {
+        if !crate::cache::storable(body) {
+            return;
+        }
+        let (state, response, model) = (state.clone(), body.to_string(), model.to_owned());
+        tokio::spawn(async move {
+            let outcome = match self
+                .cache
+                .insert(self.scope, &self.prompt, self.vector, response, &model)
+                .await
+            {
+                Ok(_) => "ok",
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache store failed");
+                    "error"
+                }
+            };
+            state.metrics.add(
+                "switchyard_cache_stores_total",
+                vec![("outcome", outcome.into())],
+                1.0,
+            );
+        });
+    }
 }
 
 impl Context {
@@ -50,7 +92,13 @@ impl Context {
         };
         set("x-switchyard-request-id", self.request_id.clone());
         set("x-switchyard-route", self.route_label());
-        set("x-switchyard-cache", "bypass".into());
+        set("x-switchyard-cache", self.cache.into());
+        if let Some((id, score)) = &self.cache_entry {
+            set("x-switchyard-cache-entry", id.clone());
+            if let Some(score) = score {
+                set("x-switchyard-cache-score", format!("{score:.3}"));
+            }
+        }
         set("x-switchyard-attempts", self.attempts.len().to_string());
         if let Some(model) = model {
             set("x-switchyard-model", model.to_owned());
@@ -138,6 +186,7 @@ impl Context {
             .map(|p| p.latency.clone())
             .unwrap_or_default();
         latency.upstream_ms = self.upstream_ms;
+        latency.cache_ms = self.cache_ms;
         latency.total_ms = ms(self.started);
         let log_prompts = self.runtime.config.log.log_prompts;
         let record = TrafficRecord {
@@ -155,7 +204,7 @@ impl Context {
             model: model.map(str::to_owned),
             usage,
             cost_usd: cost,
-            cache: "bypass".into(),
+            cache: self.cache.into(),
             status,
             error,
             latency,
@@ -201,6 +250,9 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
         plan: None,
         attempts: Vec::new(),
         upstream_ms: 0.0,
+        cache: "bypass",
+        cache_ms: 0.0,
+        cache_entry: None,
     };
     state.remember(&ctx.request_id);
     let tenant = match authenticate(&runtime.config.tenants, &headers) {
@@ -228,10 +280,87 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
     ctx.requested = view.model.clone();
     ctx.prompt = view.prompt();
     ctx.stream = view.stream();
-    let planned = match plan(&state, &runtime, tenant, &view).await {
+    let control = match crate::cache::control(&headers) {
+        Ok(c) => c,
+        Err(e) => return ctx.fail(ApiError::invalid(e).param(crate::cache::CONTROL_HEADER)),
+    };
+    // The cache's scope is the route, or the pinned model; a route may opt out.
+    let cache_route = match runtime.routes.get(&view.model) {
+        Some(r) if r.cache => Some((r.name.clone(), r.cache_threshold)),
+        Some(_) => None,
+        None if runtime.models.contains_key(&view.model) => Some((view.model.clone(), None)),
+        None => None,
+    };
+    let cache = state
+        .cache()
+        .filter(|_| cache_route.is_some() && view.n.unwrap_or(1) == 1)
+        .filter(|_| !ctx.prompt.trim().is_empty() && !(control.no_cache && control.no_store));
+    let mut embedding = None;
+    let mut embed_ms = 0.0;
+    if let (Some(_), Some(router)) = (&cache, state.router.as_ref()) {
+        let t = Instant::now();
+        match embed_prompt(router, ctx.prompt.clone()).await {
+            Ok(e) => embedding = Some(e),
+            Err(e) => return ctx.fail(e),
+        }
+        embed_ms = ms(t);
+    }
+    let mut planned = match plan(&state, &runtime, tenant, &view, embedding.clone()).await {
         Ok(p) => p,
         Err(e) => return ctx.fail(e),
     };
+    planned.latency.embed_ms += embed_ms;
+    let mut store_job = None;
+    if let (Some(cache), Some((route, threshold)), Some(vector)) = (cache, cache_route, embedding) {
+        let scope = crate::cache::scope(&ctx.tenant, &route, &value);
+        if control.no_cache {
+            ctx.cache = "bypass";
+        } else {
+            let t = Instant::now();
+            let found = cache
+                .lookup(&scope, &ctx.prompt, &vector, control.max_age, threshold)
+                .await;
+            ctx.cache_ms = ms(t);
+            let outcome = match &found {
+                Ok(Some(f)) if f.exact => "hit",
+                Ok(Some(_)) => "semantic_hit",
+                Ok(None) => "miss",
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache lookup failed; answering without it");
+                    "error"
+                }
+            };
+            state.metrics.add(
+                "switchyard_cache_lookups_total",
+                vec![("outcome", outcome.into())],
+                1.0,
+            );
+            ctx.cache = if outcome == "error" { "bypass" } else { "miss" };
+            if let Ok(Some(found)) = found
+                && let Some(body) = crate::cache::replay_body(
+                    &found.entry.response,
+                    &ctx.request_id,
+                    &found.entry.model,
+                )
+            {
+                ctx.plan = Some(planned);
+                ctx.cache = if found.exact { "hit" } else { "semantic-hit" };
+                let score = (!found.exact)
+                    .then(|| found.judgement.score(cache.settings().method))
+                    .flatten();
+                ctx.cache_entry = Some((found.entry.id.clone(), score));
+                return answer_from_cache(ctx, &found.entry.model, body, view.wants_usage());
+            }
+        }
+        if !control.no_store {
+            store_job = Some(StoreJob {
+                cache,
+                scope,
+                prompt: ctx.prompt.clone(),
+                vector,
+            });
+        }
+    }
     if let Some(route) = &planned.route {
         let l = &planned.latency;
         state.metrics.observe(
@@ -265,6 +394,9 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
                 obj.insert("model".into(), Value::String(model.clone()));
             }
             let cost = cost_of(&runtime, &model, usage);
+            if let Some(job) = store_job {
+                job.store(&state, &body, &model);
+            }
             let mut response = (StatusCode::OK, axum::Json(body)).into_response();
             ctx.explain(response.headers_mut(), Some(&model), cost);
             ctx.finish(200, Some(&model), usage, cost, None);
@@ -288,13 +420,47 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
             let wants_usage = view.wants_usage();
             let deadline = tokio::time::Instant::from_std(deadline);
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-            tokio::spawn(pump(ctx, model, first, rest, wants_usage, deadline, tx));
+            tokio::spawn(pump(
+                ctx,
+                Upstream { model, first, rest },
+                wants_usage,
+                deadline,
+                tx,
+                store_job,
+            ));
             let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             }));
             (StatusCode::OK, headers, body).into_response()
         }
     }
+}
+
+/// A stored answer, as JSON or replayed as an SSE stream; free, and no provider is called.
+fn answer_from_cache(ctx: Context, model: &str, body: Value, wants_usage: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    ctx.explain(&mut headers, Some(model), Some(0.0));
+    let response = if ctx.stream {
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+        let events = crate::cache::replay_stream(&body, wants_usage);
+        let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+        (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+    } else {
+        (StatusCode::OK, headers, axum::Json(body)).into_response()
+    };
+    ctx.finish(200, Some(model), None, Some(0.0), None);
+    response
+}
+
+/// The upstream's answer as it started streaming.
+struct Upstream {
+    model: String,
+    first: Value,
+    rest: ChunkStream,
 }
 
 fn sse(value: &Value) -> Bytes {
@@ -304,13 +470,20 @@ fn sse(value: &Value) -> Bytes {
 /// Copies the upstream's chunks to the client; on the end, accounts and logs.
 async fn pump(
     ctx: Context,
-    model: String,
-    first: Value,
-    mut rest: ChunkStream,
+    upstream: Upstream,
     wants_usage: bool,
     deadline: tokio::time::Instant,
     tx: tokio::sync::mpsc::Sender<Bytes>,
+    store_job: Option<StoreJob>,
 ) {
+    let Upstream {
+        model,
+        first,
+        mut rest,
+    } = upstream;
+    let mut capture = store_job
+        .as_ref()
+        .map(|_| crate::cache::StreamCapture::default());
     let mut usage: Option<Usage> = None;
     let mut next = Some(Ok(first));
     let mut error: Option<String> = None;
@@ -320,6 +493,9 @@ async fn pump(
             Ok(mut chunk) => {
                 if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
                     usage = Some(u);
+                }
+                if let Some(c) = capture.as_mut() {
+                    c.push(&chunk);
                 }
                 let usage_only = chunk
                     .get("choices")
@@ -359,6 +535,12 @@ async fn pump(
     }
     if client_gone {
         error = Some("the client disconnected mid-stream".into());
+    }
+    if error.is_none()
+        && let (Some(job), Some(capture)) = (store_job, capture)
+        && let Some(body) = capture.finish(&model)
+    {
+        job.store(&ctx.state, &body, &model);
     }
     let cost = cost_of(&ctx.runtime, &model, usage);
     ctx.finish(200, Some(&model), usage, cost, error);

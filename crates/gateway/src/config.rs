@@ -54,6 +54,103 @@ pub struct Config {
     /// `default`.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// The semantic cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// Where cached answers live, and when one may be served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Look answers up and store them. Needs the encoder (`[router] enabled`).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `edge` (Qdrant in-process, on disk under `path`) or `qdrant` (a server at `url`).
+    /// Default: `qdrant` when `url` or `SWITCHYARD_QDRANT_URL` is set, else `edge`.
+    pub backend: Option<CacheBackend>,
+    /// The embedded store's directory.
+    #[serde(default = "CacheConfig::default_path")]
+    pub path: PathBuf,
+    /// The Qdrant server's gRPC URL (port 6334). `SWITCHYARD_QDRANT_URL` is used when unset.
+    pub url: Option<String>,
+    /// The env var holding the Qdrant API key (never the key itself).
+    pub api_key_env: Option<String>,
+    #[serde(default = "CacheConfig::default_collection")]
+    pub collection: String,
+    /// `verifier` (guard + learned verifier; the default), `guard` (cosine + guard) or
+    /// `cosine`.
+    #[serde(default = "CacheConfig::default_method")]
+    pub method: String,
+    /// Minimum score for a semantic hit: the verifier's probability, or cosine. Default:
+    /// the method's operating point from `switchyard eval cache`. Routes may override it.
+    pub threshold: Option<f32>,
+    /// Entries are served for this long after they are stored.
+    #[serde(default = "CacheConfig::default_ttl")]
+    pub ttl_s: u64,
+    /// Most entries kept; the least recently hit are evicted beyond it.
+    #[serde(default = "CacheConfig::default_capacity")]
+    pub capacity: u64,
+    /// Nearest entries judged per lookup.
+    #[serde(default = "CacheConfig::default_candidates")]
+    pub candidates: usize,
+    /// The trained hit verifier.
+    #[serde(default = "CacheConfig::default_verifier")]
+    pub verifier: PathBuf,
+    /// The env var holding the key for `POST /v1/cache/invalidate`; the endpoint is off
+    /// without it.
+    pub admin_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheBackend {
+    Edge,
+    Qdrant,
+}
+
+impl CacheConfig {
+    fn default_path() -> PathBuf {
+        "data/cache".into()
+    }
+    fn default_collection() -> String {
+        "switchyard-cache".into()
+    }
+    fn default_method() -> String {
+        "verifier".into()
+    }
+    fn default_ttl() -> u64 {
+        86_400
+    }
+    fn default_capacity() -> u64 {
+        100_000
+    }
+    fn default_candidates() -> usize {
+        4
+    }
+    fn default_verifier() -> PathBuf {
+        "models/cache-verifier/verifier.json".into()
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            backend: None,
+            path: Self::default_path(),
+            url: None,
+            api_key_env: None,
+            collection: Self::default_collection(),
+            method: Self::default_method(),
+            threshold: None,
+            ttl_s: Self::default_ttl(),
+            capacity: Self::default_capacity(),
+            candidates: Self::default_candidates(),
+            verifier: Self::default_verifier(),
+            admin_key_env: None,
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -388,6 +485,11 @@ pub struct RouteConfig {
     /// `threshold:TAU`, `tradeoff:LAMBDA`, `budget:USD`, `margin:M`, or `order`.
     #[serde(default = "default_policy")]
     pub policy: String,
+    /// This route's semantic-hit threshold (default: `[cache] threshold`).
+    pub cache_threshold: Option<f32>,
+    /// Set `false` to never cache this route.
+    #[serde(default = "yes")]
+    pub cache: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -436,6 +538,43 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_cache(&self) -> Result<(), ConfigError> {
+        let c = &self.cache;
+        if let Err(e) = c.method.parse::<switchyard_cache::Method>() {
+            return Err(ConfigError::new("cache.method", e));
+        }
+        let unit = |t: Option<f32>| t.is_none_or(|t| t > 0.0 && t <= 1.0);
+        if !unit(c.threshold) {
+            return Err(ConfigError::new("cache.threshold", "must be in (0, 1]"));
+        }
+        for (name, r) in &self.routes {
+            if !unit(r.cache_threshold) {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.cache_threshold"),
+                    "must be in (0, 1]",
+                ));
+            }
+        }
+        if c.capacity == 0 {
+            return Err(ConfigError::new("cache.capacity", "must be at least 1"));
+        }
+        if c.candidates == 0 || c.candidates > 64 {
+            return Err(ConfigError::new(
+                "cache.candidates",
+                "must be between 1 and 64",
+            ));
+        }
+        if let Some(url) = &c.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "cache.url",
+                format!("{url:?} must start with http:// or https:// (Qdrant's gRPC port, 6334)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Everything a config must satisfy that the types cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -447,6 +586,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_cache()?;
         for (name, p) in &self.providers {
             if p.kind == ProviderKind::Local {
                 if p.model.is_none() {
@@ -681,6 +821,8 @@ impl Config {
                     } else {
                         "order".into()
                     },
+                    cache_threshold: None,
+                    cache: true,
                 },
             );
         }

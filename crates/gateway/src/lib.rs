@@ -9,6 +9,7 @@
 //! [`traffic`], [`error`] (OpenAI's error shape).
 
 pub mod app;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;

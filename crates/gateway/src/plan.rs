@@ -194,6 +194,7 @@ pub async fn plan(
     runtime: &Runtime,
     tenant: Option<(&str, &TenantConfig)>,
     request: &ChatView,
+    embedding: Option<Vec<f32>>,
 ) -> Result<Plan, ApiError> {
     let name = request.model.as_str();
     let allowed = allowed_models(tenant.map(|t| t.1));
@@ -207,7 +208,7 @@ pub async fn plan(
                 "tenant {tname:?} may not use route {name:?}"
             )));
         }
-        return plan_route(state, runtime, route, allowed.as_ref(), request).await;
+        return plan_route(state, runtime, route, allowed.as_ref(), request, embedding).await;
     }
     if runtime.models.contains_key(name) {
         if let Some((tname, _)) = tenant
@@ -248,6 +249,7 @@ async fn plan_route(
     route: &RouteRuntime,
     allowed: Option<&BTreeSet<String>>,
     request: &ChatView,
+    embedding: Option<Vec<f32>>,
 ) -> Result<Plan, ApiError> {
     let models: Vec<&String> = route
         .models
@@ -295,13 +297,15 @@ async fn plan_route(
         .param("messages"));
     }
     let mut latency = Latency::default();
-    let t = Instant::now();
-    let embedding = switchyard_core::Embedder::embed(&router.worker, vec![prompt])
-        .await
-        .map_err(embed_error)?
-        .pop()
-        .unwrap_or_default();
-    latency.embed_ms = ms(t);
+    let embedding = match embedding {
+        Some(e) => e,
+        None => {
+            let t = Instant::now();
+            let e = embed_prompt(router, prompt).await?;
+            latency.embed_ms = ms(t);
+            e
+        }
+    };
     let t = Instant::now();
     let class = router
         .heads
@@ -435,6 +439,20 @@ async fn plan_route(
         decision: Some(decision),
         latency,
     })
+}
+
+/// The router's embedding of a prompt (also the cache's key vector).
+pub async fn embed_prompt(
+    router: &crate::state::RouterStack,
+    prompt: String,
+) -> Result<Vec<f32>, ApiError> {
+    Ok(
+        switchyard_core::Embedder::embed(&router.worker, vec![prompt])
+            .await
+            .map_err(embed_error)?
+            .pop()
+            .unwrap_or_default(),
+    )
 }
 
 pub fn ms(since: Instant) -> f64 {

@@ -17,6 +17,7 @@ use switchyard_providers::{
 };
 use switchyard_scorer::Scorer;
 
+use crate::cache::{CachePlan, CacheState};
 use crate::config::{Config, ConfigError, RoutePolicy};
 use crate::metrics::Metrics;
 use crate::tenants::Ledger;
@@ -89,6 +90,9 @@ pub struct RouteRuntime {
     pub name: String,
     pub models: Vec<String>,
     pub policy: RoutePolicy,
+    /// Whether this route's answers are cached, and its own semantic-hit threshold.
+    pub cache: bool,
+    pub cache_threshold: Option<f32>,
 }
 
 /// Everything derived from one config file; swapped whole on reload.
@@ -245,6 +249,8 @@ impl Runtime {
                     name,
                     models: r.models,
                     policy,
+                    cache: r.cache,
+                    cache_threshold: r.cache_threshold,
                 },
             );
         }
@@ -308,6 +314,10 @@ pub struct AppState {
     pub log: Option<TrafficLog>,
     pub recent: Mutex<RecentIds>,
     pub config_path: Option<PathBuf>,
+    /// The semantic cache (opened at start; `[cache]` changes need a restart).
+    pub cache: Arc<RwLock<CacheState>>,
+    /// How to reach a remote cache, for the background connection `serve` starts.
+    pub cache_plan: Option<CachePlan>,
 }
 
 impl AppState {
@@ -342,6 +352,18 @@ impl AppState {
             .entry(model.to_owned())
             .or_insert_with(|| Arc::new(Breaker::new(config)))
             .clone()
+    }
+
+    /// The cache, when it is ready.
+    pub fn cache(&self) -> Option<Arc<switchyard_cache::Cache>> {
+        match &*self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            CacheState::Ready(c) => Some(c.clone()),
+            _ => None,
+        }
     }
 
     pub fn remember(&self, id: &str) {

@@ -283,6 +283,8 @@ pub struct ImportStats {
     pub records: usize,
     pub with_feedback: usize,
     pub skipped_failed: usize,
+    /// Answered from the cache: the answer was written for another request's prompt.
+    pub skipped_cached: usize,
     pub skipped_no_prompt: usize,
     pub skipped_no_feedback: usize,
     pub feedback_unmatched: usize,
@@ -313,6 +315,10 @@ pub fn to_records(
                 stats.skipped_failed += 1;
                 continue;
             };
+            if t.cache == "hit" || t.cache == "semantic-hit" {
+                stats.skipped_cached += 1;
+                continue;
+            }
             let Some(prompt) = t.prompt.clone() else {
                 stats.skipped_no_prompt += 1;
                 continue;

@@ -158,6 +158,7 @@ fn import_traffic(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     )?;
     for (n, why) in [
         (stats.skipped_failed, "the request failed"),
+        (stats.skipped_cached, "answered from the cache"),
         (
             stats.skipped_no_prompt,
             "the prompt was not logged (log_prompts = false)",

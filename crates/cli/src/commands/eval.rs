@@ -1,5 +1,6 @@
 //! `switchyard eval classifier` (the heads on labelled records) and `switchyard eval
-//! routing` (the learned router against baselines on a cost–quality curve).
+//! routing` (the learned router against baselines on a cost–quality curve); `eval cache`
+//! is in `eval_cache`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ use super::progress;
 pub enum EvalCommand {
     Classifier(EvalClassifierArgs),
     Routing(EvalRoutingArgs),
+    Cache(super::eval_cache::EvalCacheArgs),
 }
 
 /// Evaluate routing: the scorer + policy against single models, random mixing, the oracle
@@ -196,6 +198,7 @@ pub fn run(command: &EvalCommand) -> anyhow::Result<ExitCode> {
     match command {
         EvalCommand::Classifier(args) => run_classifier(args),
         EvalCommand::Routing(args) => run_routing(args),
+        EvalCommand::Cache(args) => super::eval_cache::run(args),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod classify;
 pub mod datasets;
 pub mod embed;
 pub mod eval;
+pub mod eval_cache;
 mod lines;
 pub mod model_args;
 mod output;

@@ -1,0 +1,409 @@
+//! The embedded backend: Qdrant's engine in-process (`qdrant-edge`), one shard on disk
+//! under the configured directory, surviving restarts.
+//!
+//! `EdgeShard`'s API is synchronous, so every call runs on tokio's blocking pool. Its
+//! `flush` (also run on drop) asserts with `try_lock` that no update is in flight, so
+//! updates, flushes and index builds are serialised by `write` here; searches run
+//! concurrently.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use qdrant_edge::{
+    Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeShard,
+    EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery,
+    OrderBy, Payload, PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, Range, Record, ScoredPoint,
+    ScrollRequest, SearchRequest, SetPayloadOp, UpdateOperation, VectorStructInternal,
+    WithPayloadInterface, WithVector,
+};
+use serde_json::{Value, json};
+use switchyard_core::{
+    CacheCandidate, CacheEntry, CacheError, CacheFuture, CacheScope, EncoderInfo, Invalidate,
+    SemanticCache,
+};
+
+use crate::layout::{self, INTEGER_FIELDS, KEYWORD_FIELDS};
+
+const BACKEND: &str = "edge";
+
+/// Qdrant Edge on disk.
+#[derive(Debug, Clone)]
+pub struct EdgeCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shard: EdgeShard,
+    write: Mutex<()>,
+    dir: PathBuf,
+}
+
+fn backend_error(e: impl std::fmt::Display) -> CacheError {
+    CacheError::Backend {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+impl EdgeCache {
+    /// Opens the cache under `dir`, creating it on first use. A directory made for another
+    /// encoder (or dimension) is refused: its vectors would be compared with incompatible
+    /// ones.
+    pub fn open(dir: &Path, encoder: &EncoderInfo) -> Result<Self, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            CacheError::Config(format!(
+                "cannot create cache directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        layout::check_or_write_stamp(dir, encoder)?;
+        let shard_dir = dir.join("shard");
+        let shard = if shard_dir.join("edge_config.json").exists() {
+            EdgeShard::load(&shard_dir, None).map_err(|e| {
+                CacheError::Config(format!(
+                    "cannot open the cache at {}: {e}; move the directory away to start empty",
+                    shard_dir.display()
+                ))
+            })?
+        } else {
+            std::fs::create_dir_all(&shard_dir).map_err(backend_error)?;
+            let config = EdgeConfigBuilder::new()
+                .vector(
+                    DEFAULT_VECTOR_NAME,
+                    EdgeVectorParams::builder(encoder.dim, Distance::Cosine).build(),
+                )
+                .build();
+            EdgeShard::new(&shard_dir, config).map_err(backend_error)?
+        };
+        let inner = Inner {
+            shard,
+            write: Mutex::new(()),
+            dir: dir.to_owned(),
+        };
+        let indexed = inner.shard.info().payload_schema;
+        for (field, kind) in KEYWORD_FIELDS
+            .iter()
+            .map(|f| (*f, PayloadSchemaType::Keyword))
+            .chain(
+                INTEGER_FIELDS
+                    .iter()
+                    .map(|f| (*f, PayloadSchemaType::Integer)),
+            )
+        {
+            let path = field_path(field);
+            if indexed.contains_key(&path) {
+                continue;
+            }
+            inner.update(UpdateOperation::FieldIndexOperation(
+                FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: path,
+                    field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                }),
+            ))?;
+        }
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The directory the cache lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Writes everything to disk (also done when the last handle is dropped).
+    pub async fn flush(&self) -> Result<(), CacheError> {
+        self.blocking(|inner| {
+            let _w = inner.lock();
+            inner.shard.flush();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Builds the HNSW index over points added since the last call (Qdrant Edge never does
+    /// this by itself; until then searches are exact and linear in the scope's size).
+    pub async fn optimize(&self) -> Result<bool, CacheError> {
+        self.blocking(|inner| {
+            let _w = inner.lock();
+            inner.shard.optimize().map_err(backend_error)
+        })
+        .await
+    }
+
+    /// Points stored and points covered by the vector index.
+    pub fn counts(&self) -> (usize, usize) {
+        let info = self.inner.shard.info();
+        (info.points_count, info.indexed_vectors_count)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, CacheError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(backend_error)?
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update(&self, op: UpdateOperation) -> Result<(), CacheError> {
+        let _w = self.lock();
+        self.shard.update(op).map_err(backend_error)
+    }
+
+    fn scroll(&self, filter: Filter, limit: usize) -> Result<Vec<Record>, CacheError> {
+        self.shard
+            .scroll(ScrollRequest {
+                offset: None,
+                limit: Some(limit),
+                filter: Some(filter),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(true),
+                order_by: None,
+            })
+            .map(|(records, _)| records)
+            .map_err(backend_error)
+    }
+
+    fn delete(&self, filter: Filter) -> Result<u64, CacheError> {
+        let n = self.count(Some(filter.clone()))?;
+        if n > 0 {
+            self.update(UpdateOperation::PointOperation(
+                PointOperations::DeletePointsByFilter(filter),
+            ))?;
+        }
+        Ok(n)
+    }
+
+    fn count(&self, filter: Option<Filter>) -> Result<u64, CacheError> {
+        self.shard
+            .count(qdrant_edge::CountRequest {
+                filter,
+                exact: true,
+            })
+            .map(|n| n as u64)
+            .map_err(backend_error)
+    }
+}
+
+/// A top-level payload key (every field this cache stores is one).
+fn field_path(field: &str) -> JsonPath {
+    JsonPath {
+        first_key: field.to_owned(),
+        rest: Vec::new(),
+    }
+}
+
+fn keyword(field: &str, value: &str) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        field_path(field),
+        Match::from(value.to_owned()),
+    ))
+}
+
+fn live(now_ms: i64) -> Condition {
+    Condition::Field(FieldCondition::new_range(
+        field_path(layout::EXPIRES),
+        Range {
+            gt: Some((now_ms as f64).into()),
+            lt: None,
+            gte: None,
+            lte: None,
+        },
+    ))
+}
+
+fn must(conditions: Vec<Condition>) -> Filter {
+    Filter {
+        must: Some(conditions),
+        ..Filter::default()
+    }
+}
+
+fn scope_filter(scope: &CacheScope, now_ms: i64, extra: Option<Condition>) -> Filter {
+    let mut conditions = vec![
+        keyword(layout::TENANT, &scope.tenant),
+        keyword(layout::ROUTE, &scope.route),
+        keyword(layout::FINGERPRINT, &scope.fingerprint),
+        live(now_ms),
+    ];
+    conditions.extend(extra);
+    must(conditions)
+}
+
+fn point_id(id: &str) -> Result<PointId, CacheError> {
+    id.parse::<qdrant_edge::external::uuid::Uuid>()
+        .map(PointId::Uuid)
+        .map_err(|_| CacheError::Config(format!("{id:?} is not a cache entry id (a UUID)")))
+}
+
+fn dense(vector: Option<VectorStructInternal>) -> Vec<f32> {
+    match vector {
+        Some(VectorStructInternal::Single(v)) => v,
+        Some(VectorStructInternal::Named(mut named)) => match named.remove(DEFAULT_VECTOR_NAME) {
+            Some(qdrant_edge::VectorInternal::Dense(v)) => v,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn candidate(
+    payload: Option<Payload>,
+    vector: Option<VectorStructInternal>,
+    cosine: f32,
+) -> Result<CacheCandidate, CacheError> {
+    let map: serde_json::Map<String, serde_json::Value> = payload
+        .map(|p| p.0.into_iter().collect())
+        .unwrap_or_default();
+    Ok(CacheCandidate {
+        entry: layout::entry_from_payload(map).map_err(backend_error)?,
+        vector: dense(vector),
+        cosine,
+    })
+}
+
+impl SemanticCache for EdgeCache {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn exact<'a>(
+        &'a self,
+        scope: &'a CacheScope,
+        key: &'a str,
+        now_ms: i64,
+    ) -> CacheFuture<'a, Option<CacheCandidate>> {
+        let filter = scope_filter(scope, now_ms, Some(keyword(layout::EXACT, key)));
+        Box::pin(self.blocking(move |inner| {
+            let mut records = inner.scroll(filter, 1)?;
+            records
+                .pop()
+                .map(|r| candidate(r.payload, r.vector, 1.0))
+                .transpose()
+        }))
+    }
+
+    fn nearest<'a>(
+        &'a self,
+        scope: &'a CacheScope,
+        vector: &'a [f32],
+        limit: usize,
+        now_ms: i64,
+    ) -> CacheFuture<'a, Vec<CacheCandidate>> {
+        let request = SearchRequest {
+            query: QueryEnum::Nearest(NamedQuery::default_dense(vector.to_vec())),
+            filter: Some(scope_filter(scope, now_ms, None)),
+            params: None,
+            limit,
+            offset: 0,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: Some(WithVector::Bool(true)),
+            score_threshold: None,
+        };
+        Box::pin(self.blocking(move |inner| {
+            let points: Vec<ScoredPoint> = inner.shard.search(request).map_err(backend_error)?;
+            points
+                .into_iter()
+                .map(|p| candidate(p.payload, p.vector, p.score))
+                .collect()
+        }))
+    }
+
+    fn insert(&self, entry: CacheEntry, vector: Vec<f32>) -> CacheFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
+            let id = point_id(&entry.id)?;
+            let payload = Value::Object(layout::payload_of(&entry).into_iter().collect());
+            let point = PointStruct::new(id, vector, payload);
+            inner.update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(vec![
+                    point.into(),
+                ])),
+            ))
+        }))
+    }
+
+    fn touch<'a>(&'a self, id: &'a str, now_ms: i64) -> CacheFuture<'a, ()> {
+        let id = id.to_owned();
+        Box::pin(self.blocking(move |inner| {
+            let point = point_id(&id)?;
+            let payload = json!({ (layout::LAST_HIT): now_ms });
+            let Value::Object(map) = payload else {
+                return Ok(());
+            };
+            inner.update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+                SetPayloadOp {
+                    payload: Payload(map.into_iter().collect()),
+                    points: Some(vec![point]),
+                    filter: None,
+                    key: None,
+                },
+            )))
+        }))
+    }
+
+    fn invalidate(&self, what: Invalidate) -> CacheFuture<'_, u64> {
+        Box::pin(self.blocking(move |inner| match what {
+            Invalidate::Tenant(t) => inner.delete(must(vec![keyword(layout::TENANT, &t)])),
+            Invalidate::Route(r) => inner.delete(must(vec![keyword(layout::ROUTE, &r)])),
+            Invalidate::Entry(id) => inner.delete(must(vec![keyword(layout::ID, &id)])),
+            Invalidate::All => inner.delete(Filter::default()),
+        }))
+    }
+
+    fn purge_expired(&self, now_ms: i64) -> CacheFuture<'_, u64> {
+        Box::pin(self.blocking(move |inner| {
+            let expired = Filter {
+                must_not: Some(vec![live(now_ms)]),
+                ..Filter::default()
+            };
+            inner.delete(expired)
+        }))
+    }
+
+    fn evict_to(&self, capacity: u64) -> CacheFuture<'_, u64> {
+        Box::pin(self.blocking(move |inner| {
+            let n = inner.count(None)?;
+            if n <= capacity {
+                return Ok(0);
+            }
+            let excess = (n - capacity) as usize;
+            let (oldest, _) = inner
+                .shard
+                .scroll(ScrollRequest {
+                    offset: None,
+                    limit: Some(excess),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(false)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: Some(qdrant_edge::OrderByInterface::Struct(OrderBy {
+                        key: field_path(layout::LAST_HIT),
+                        direction: Some(qdrant_edge::Direction::Asc),
+                        start_from: None,
+                    })),
+                })
+                .map_err(backend_error)?;
+            let ids: Vec<PointId> = oldest.into_iter().map(|r| r.id).collect();
+            let removed = ids.len() as u64;
+            inner.update(UpdateOperation::PointOperation(
+                PointOperations::DeletePoints { ids },
+            ))?;
+            Ok(removed)
+        }))
+    }
+
+    fn len(&self) -> CacheFuture<'_, u64> {
+        Box::pin(self.blocking(|inner| inner.count(None)))
+    }
+}

@@ -1,0 +1,160 @@
+//! How an entry is laid out as a Qdrant point, the same for both backends: the vector is
+//! the embedding of the last user message; the payload holds the entry's fields, with
+//! keyword indexes on everything filtered by equality and integer indexes on the times.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+use switchyard_core::{CacheEntry, CacheError, CacheScope, EncoderInfo};
+
+pub const ID: &str = "id";
+pub const TENANT: &str = "tenant";
+pub const ROUTE: &str = "route";
+pub const FINGERPRINT: &str = "fingerprint";
+pub const EXACT: &str = "exact_key";
+pub const TEXT: &str = "text";
+pub const RESPONSE: &str = "response";
+pub const MODEL: &str = "model";
+pub const CREATED: &str = "created_ms";
+pub const EXPIRES: &str = "expires_ms";
+pub const LAST_HIT: &str = "last_hit_ms";
+
+pub const KEYWORD_FIELDS: &[&str] = &[ID, TENANT, ROUTE, FINGERPRINT, EXACT];
+pub const INTEGER_FIELDS: &[&str] = &[EXPIRES, LAST_HIT];
+
+pub fn payload_of(entry: &CacheEntry) -> Map<String, Value> {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_owned(), v);
+    };
+    put(ID, entry.id.clone().into());
+    put(TENANT, entry.scope.tenant.clone().into());
+    put(ROUTE, entry.scope.route.clone().into());
+    put(FINGERPRINT, entry.scope.fingerprint.clone().into());
+    put(EXACT, entry.exact_key.clone().into());
+    put(TEXT, entry.text.clone().into());
+    put(RESPONSE, entry.response.clone().into());
+    put(MODEL, entry.model.clone().into());
+    put(CREATED, entry.created_ms.into());
+    put(EXPIRES, entry.expires_ms.into());
+    put(LAST_HIT, entry.last_hit_ms.into());
+    m
+}
+
+pub fn entry_from_payload(mut m: Map<String, Value>) -> Result<CacheEntry, String> {
+    let mut text = |k: &str| -> Result<String, String> {
+        match m.remove(k) {
+            Some(Value::String(s)) => Ok(s),
+            other => Err(format!(
+                "stored point has no string {k:?} (found {other:?})"
+            )),
+        }
+    };
+    let id = text(ID)?;
+    let scope = CacheScope {
+        tenant: text(TENANT)?,
+        route: text(ROUTE)?,
+        fingerprint: text(FINGERPRINT)?,
+    };
+    let exact_key = text(EXACT)?;
+    let body = text(TEXT)?;
+    let response = text(RESPONSE)?;
+    let model = text(MODEL)?;
+    let int = |k: &str| -> Result<i64, String> {
+        m.get(k)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("stored point has no integer {k:?}"))
+    };
+    Ok(CacheEntry {
+        id,
+        scope,
+        exact_key,
+        text: body,
+        response,
+        model,
+        created_ms: int(CREATED)?,
+        expires_ms: int(EXPIRES)?,
+        last_hit_ms: int(LAST_HIT)?,
+    })
+}
+
+/// What a store was made for, so that a cache built from one encoder's vectors is never
+/// searched with another's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub layout: u32,
+    pub encoder: String,
+    pub dim: usize,
+    pub weights_sha256: String,
+}
+
+pub const LAYOUT_VERSION: u32 = 1;
+
+impl Stamp {
+    pub fn of(encoder: &EncoderInfo) -> Self {
+        Self {
+            layout: LAYOUT_VERSION,
+            encoder: encoder.id.clone(),
+            dim: encoder.dim,
+            weights_sha256: encoder.weights_sha256.clone(),
+        }
+    }
+
+    /// Why a store stamped `self` cannot serve `wanted`, if it cannot.
+    pub fn mismatch(&self, wanted: &Self) -> Option<String> {
+        if self.dim != wanted.dim {
+            Some(format!(
+                "it holds {}-d vectors and the encoder makes {}-d ones",
+                self.dim, wanted.dim
+            ))
+        } else if self.weights_sha256 != wanted.weights_sha256 || self.encoder != wanted.encoder {
+            Some(format!(
+                "it was made with encoder {} (weights {}…), this gateway runs {} ({}…)",
+                self.encoder,
+                self.weights_sha256.chars().take(12).collect::<String>(),
+                wanted.encoder,
+                wanted.weights_sha256.chars().take(12).collect::<String>()
+            ))
+        } else if self.layout != wanted.layout {
+            Some(format!(
+                "its layout is version {}, this build writes version {}",
+                self.layout, wanted.layout
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+const STAMP_FILE: &str = "switchyard-cache.json";
+
+/// Checks the stamp in `dir` against `encoder`, writing it when the directory is new.
+pub fn check_or_write_stamp(dir: &Path, encoder: &EncoderInfo) -> Result<(), CacheError> {
+    let path = dir.join(STAMP_FILE);
+    let wanted = Stamp::of(encoder);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: Stamp = serde_json::from_str(&text).map_err(|e| {
+                CacheError::Config(format!("{}: not a cache stamp: {e}", path.display()))
+            })?;
+            match found.mismatch(&wanted) {
+                None => Ok(()),
+                Some(why) => Err(CacheError::Config(format!(
+                    "the cache at {} cannot be used: {why}; point [cache] path elsewhere or \
+                     remove the directory to start an empty cache",
+                    dir.display()
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = serde_json::to_string_pretty(&wanted)
+                .map_err(|e| CacheError::Config(e.to_string()))?;
+            std::fs::write(&path, text)
+                .map_err(|e| CacheError::Config(format!("cannot write {}: {e}", path.display())))
+        }
+        Err(e) => Err(CacheError::Config(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}

@@ -1,0 +1,167 @@
+//! The learned hit verifier: P(the stored prompt and the new one ask the same thing),
+//! from features of the pair, applied to the top few vector candidates before a semantic
+//! hit is served.
+//!
+//! Plain cosine over sentence embeddings cannot tell "same topic" from "same question":
+//! on Quora Question Pairs no cosine threshold reaches 95% precision. The verifier sees
+//! where the two embeddings differ (|u − v|), where they agree (u ⊙ v), the cosine, and
+//! lexical signals the encoder blurs (numbers, quotes, identifiers, negation, overlap,
+//! length) — the standard sentence-pair classifier features (Conneau et al. 2017, InferSent)
+//! plus the guard's. The model is a standardised logistic regression trained with linfa
+//! (`switchyard train verifier`); at run time it is a dot product.
+
+use std::path::Path;
+
+use switchyard_core::EncoderInfo;
+
+use crate::guard::{Lexical, pair_signals};
+
+/// How many lexical signals follow the embedding features.
+pub const LEXICAL_SIGNALS: usize = 7;
+
+/// The layout of the feature vector, recorded in the artifact and checked on load.
+pub const FEATURE_LAYOUT: &str = "abs_diff[d] ++ product[d] ++ cosine ++ lexical[7]";
+
+pub fn cosine(u: &[f32], v: &[f32]) -> f32 {
+    let dot: f32 = u.iter().zip(v).map(|(a, b)| a * b).sum();
+    let nu: f32 = u.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let nv: f32 = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    if nu == 0.0 || nv == 0.0 {
+        0.0
+    } else {
+        dot / (nu * nv)
+    }
+}
+
+/// The verifier's input for a pair of prompts and their embeddings. Symmetric in the pair.
+pub fn pair_features(u: &[f32], v: &[f32], a: &Lexical, b: &Lexical) -> Vec<f32> {
+    let mut f = Vec::with_capacity(2 * u.len() + 1 + LEXICAL_SIGNALS);
+    f.extend(u.iter().zip(v).map(|(x, y)| (x - y).abs()));
+    f.extend(u.iter().zip(v).map(|(x, y)| x * y));
+    f.push(cosine(u, v));
+    f.extend(pair_signals(a, b));
+    f
+}
+
+/// Where the training pairs came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairSource {
+    pub name: String,
+    pub pairs: usize,
+    pub positives: usize,
+}
+
+/// The artifact's description: what it was trained on and how well it did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifierManifest {
+    pub kind: String,
+    pub encoder: EncoderInfo,
+    pub feature_layout: String,
+    pub features: usize,
+    pub trained_on: Vec<PairSource>,
+    /// The held-out split rule, so evaluation can use exactly the pairs training did not.
+    pub holdout: String,
+    pub l2: f64,
+    /// Validation metrics (held-out pairs), e.g. `auc`, `accuracy`.
+    pub validation: std::collections::BTreeMap<String, f64>,
+    pub created: String,
+}
+
+/// A trained verifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Verifier {
+    pub manifest: VerifierManifest,
+    /// Per-feature mean and standard deviation of the training pairs.
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    #[error("{path}: {message}")]
+    Load { path: String, message: String },
+    #[error(
+        "the verifier was trained on embeddings from {trained} but this gateway runs {running}; \
+         retrain it with `switchyard train verifier` or turn the verifier off"
+    )]
+    Encoder { trained: String, running: String },
+}
+
+impl Verifier {
+    pub fn load(path: &Path) -> Result<Self, VerifierError> {
+        let err = |message: String| VerifierError::Load {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "{e}; the default verifier ships in models/cache-verifier/ (train one with \
+                 `switchyard train verifier`)"
+            ))
+        })?;
+        let v: Self = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let n = v.manifest.features;
+        if v.mean.len() != n || v.scale.len() != n || v.weights.len() != n {
+            return Err(err(format!(
+                "mean/scale/weights lengths {}/{}/{} do not match {n} features",
+                v.mean.len(),
+                v.scale.len(),
+                v.weights.len()
+            )));
+        }
+        if v.manifest.feature_layout != FEATURE_LAYOUT
+            || n != 2 * v.manifest.encoder.dim + 1 + LEXICAL_SIGNALS
+        {
+            return Err(err(format!(
+                "feature layout {:?} with {n} features is not this build's {FEATURE_LAYOUT:?}",
+                v.manifest.feature_layout
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Refuses an encoder other than the one the verifier was trained on.
+    pub fn check_encoder(&self, running: &EncoderInfo) -> Result<(), VerifierError> {
+        let trained = &self.manifest.encoder;
+        if trained.weights_sha256 == running.weights_sha256 && trained.dim == running.dim {
+            Ok(())
+        } else {
+            Err(VerifierError::Encoder {
+                trained: trained.describe(),
+                running: running.describe(),
+            })
+        }
+    }
+
+    /// P(same question) for a pair's features (`pair_features`).
+    pub fn probability(&self, features: &[f32]) -> f32 {
+        let z: f32 = features
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.weights)
+            .map(|(((x, m), s), w)| (x - m) / s * w)
+            .sum::<f32>()
+            + self.bias;
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_symmetric_and_sized() {
+        let u = [0.6, 0.8, 0.0];
+        let v = [0.0, 0.6, 0.8];
+        let (a, b) = (Lexical::of("is it 3"), Lexical::of("is it not 4"));
+        let f1 = pair_features(&u, &v, &a, &b);
+        let f2 = pair_features(&v, &u, &b, &a);
+        assert_eq!(f1, f2);
+        assert_eq!(f1.len(), 2 * 3 + 1 + LEXICAL_SIGNALS);
+        assert!((f1[6] - 0.48).abs() < 1e-6, "cosine {}", f1[6]);
+    }
+}

@@ -1,0 +1,411 @@
+//! `switchyard eval cache`: hit rate against wrong answers on labelled pairs, or the hit
+//! rate and saving of a query stream replayed through the cache.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use switchyard_cache::{
+    Cache, CacheScope, CacheSettings, EdgeCache, Method, SemanticCache, Verifier,
+};
+use switchyard_eval::cache_eval::{eval_cache, judge_pairs, render, report};
+use switchyard_eval::plot::plot_cache;
+use switchyard_training::cache::EmbeddingCache;
+use switchyard_training::classifier::SplitMix;
+use switchyard_training::data::{Split, embed_all};
+use switchyard_training::pairs::load_pairs;
+
+use super::model_args::{CacheArgs, EncoderArgs};
+use super::progress;
+
+/// Evaluate the semantic cache: hit rate on true duplicates against wrong answers.
+///
+/// With --pairs: every pair's text_a is stored in a real Qdrant Edge store (a scratch
+/// directory; each pair in its own scope), text_b is looked up through the gateway's path
+/// (exact key, then the nearest entry), and the candidate is judged by three methods —
+/// cosine alone, cosine with the lexical guard, and the guard with the learned verifier.
+/// For every threshold it reports recall (hits on duplicates), the false-hit rate (hits on
+/// non-duplicates), precision and F1, and recommends the threshold with the most recall at
+/// --target-precision, with bootstrap 95% intervals.
+///
+/// The committed verifier was trained on the train split of qqp_pairs.json, MRPC and
+/// STS-B; --split test (the default) keeps only the pairs it never saw (chosen by a hash
+/// of the pair). Use --split all for pair files it was not trained on.
+///
+/// With --queries: replays prompts in order through the cache (--method, --threshold),
+/// storing each miss, and reports the cumulative hit rate and the money saved.
+///
+/// Example: switchyard eval cache --pairs qqp_pairs.json --plot cache.png
+///
+/// Example: switchyard eval cache --queries prompts.jsonl --threshold 0.8
+#[derive(Debug, Args)]
+pub struct EvalCacheArgs {
+    /// Labelled pairs: {text_a, text_b, label} JSON/JSONL, {origin, similar}, MRPC .txt or
+    /// STS-B .tsv.
+    #[arg(long, required_unless_present = "queries", conflicts_with = "queries")]
+    pub pairs: Option<PathBuf>,
+
+    /// Which pairs to evaluate on (see above).
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: PairSplit,
+
+    /// Thresholds to sweep, FROM:TO:STEP. They apply to cosine for the cosine and guard
+    /// methods and to the verifier's probability for the verifier.
+    #[arg(long, default_value = "0.50:0.99:0.01", value_parser = parse_range)]
+    pub thresholds: Thresholds,
+
+    /// The precision the recommended threshold must reach.
+    #[arg(long, default_value_t = 0.90)]
+    pub target_precision: f64,
+
+    /// The method to recommend a threshold for (and to replay --queries with).
+    #[arg(long, default_value = "verifier", value_parser = parse_method)]
+    pub method: Method,
+
+    /// The trained verifier.
+    #[arg(long, default_value = "models/cache-verifier/verifier.json")]
+    pub verifier: PathBuf,
+
+    /// Evaluate on at most this many pairs (seeded subsample); 0 = all.
+    #[arg(long, default_value_t = 0)]
+    pub max_pairs: usize,
+
+    /// Replay these prompts (JSONL with "prompt" or "text", optional "cost_usd"; routing
+    /// records work too) instead of evaluating pairs.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+
+    /// The threshold for --queries (default: the method's built-in default).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+
+    /// Price per 1M input tokens for queries without "cost_usd" (USD).
+    #[arg(long, default_value_t = 2.5)]
+    pub price_in: f64,
+
+    /// Price per 1M output tokens for queries without "cost_usd" (USD).
+    #[arg(long, default_value_t = 10.0)]
+    pub price_out: f64,
+
+    /// Output tokens assumed per answer for queries without "cost_usd".
+    #[arg(long, default_value_t = 300)]
+    pub output_tokens: u64,
+
+    /// Write a PNG plot (precision–recall per method, or the cumulative hit rate).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PairSplit {
+    Test,
+    Validation,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct Thresholds(pub Vec<f32>);
+
+fn parse_range(s: &str) -> Result<Thresholds, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [from, to, step] = parts[..] else {
+        return Err(format!("{s:?}: expected FROM:TO:STEP, e.g. 0.80:0.99:0.01"));
+    };
+    let num = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{x:?} is not a number"))
+    };
+    let (from, to, step) = (num(from)?, num(to)?, num(step)?);
+    if !(0.0..=1.0).contains(&from) || !(0.0..=1.0).contains(&to) || from > to || step <= 0.0 {
+        return Err(format!("{s:?}: need 0 <= FROM <= TO <= 1 and STEP > 0"));
+    }
+    let n = ((to - from) / step + 1e-9).floor() as usize;
+    Ok(Thresholds(
+        (0..=n)
+            .map(|i| ((from + i as f64 * step) * 1e4).round() as f32 / 1e4)
+            .collect(),
+    ))
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    s.parse()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.target_precision),
+        "--target-precision must be between 0 and 1"
+    );
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let verifier = match Verifier::load(&args.verifier) {
+        Ok(v) => {
+            v.check_encoder(encoder.info())?;
+            Some(Arc::new(v))
+        }
+        Err(e) if args.method == Method::Verifier => return Err(e.into()),
+        Err(_) => None,
+    };
+    let mut emb =
+        EmbeddingCache::open(&args.cache.cache_dir, encoder.info()).with_context(|| {
+            format!(
+                "cannot open the embedding cache {}",
+                args.cache.cache_dir.display()
+            )
+        })?;
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let store: Arc<dyn SemanticCache> = Arc::new(EdgeCache::open(scratch.path(), encoder.info())?);
+    if let Some(queries) = &args.queries {
+        return replay(args, queries, &encoder, &mut emb, store, verifier);
+    }
+    let Some(path) = &args.pairs else {
+        anyhow::bail!("give --pairs FILE or --queries FILE");
+    };
+    let mut pairs = load_pairs(path)?;
+    pairs.retain(|p| match args.split {
+        PairSplit::Test => p.split() == Split::Test,
+        PairSplit::Validation => p.split() == Split::Validation,
+        PairSplit::All => true,
+    });
+    if args.max_pairs > 0 && pairs.len() > args.max_pairs {
+        SplitMix::new(17).shuffle(&mut pairs);
+        pairs.truncate(args.max_pairs);
+    }
+    anyhow::ensure!(
+        !pairs.is_empty(),
+        "{}: no pairs in the {:?} split (use --split all for a file the verifier was not trained on)",
+        path.display(),
+        args.split
+    );
+    let texts: Vec<&str> = pairs
+        .iter()
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .collect();
+    let vectors = embed_all(&texts, &encoder, &mut emb, &progress::bar(0, "embedding"))?;
+    let (va, vb): (Vec<Vec<f32>>, Vec<Vec<f32>>) = vectors
+        .chunks_exact(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .unzip();
+    let cache = eval_cache(Arc::clone(&store), verifier)?;
+    let triples: Vec<(String, String, bool)> = pairs
+        .iter()
+        .map(|p| (p.a.clone(), p.b.clone(), p.label))
+        .collect();
+    let (judged, lookup_ms) = runtime()?.block_on(judge_pairs(
+        &cache,
+        &triples,
+        &va,
+        &vb,
+        &progress::bar(0, "cache"),
+    ))?;
+    let Some(rep) = report(
+        &judged,
+        &args.thresholds.0,
+        args.method,
+        args.target_precision,
+        lookup_ms,
+        store.backend(),
+    ) else {
+        anyhow::bail!(
+            "the {} method served no pair at any threshold: widen --thresholds",
+            args.method.name()
+        );
+    };
+    if let Some(plot) = &args.plot {
+        plot_cache(&rep, plot)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rep)?;
+        writeln!(out)?;
+    } else {
+        render(&rep, &mut out)?;
+        if let Some(plot) = &args.plot {
+            writeln!(out, "plot: {}", plot.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ReplayPoint {
+    queries: usize,
+    hit_rate: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ReplayReport {
+    queries: usize,
+    method: Method,
+    threshold: f32,
+    exact_hits: usize,
+    semantic_hits: usize,
+    hit_rate: f64,
+    total_usd: f64,
+    saved_usd: f64,
+    curve: Vec<ReplayPoint>,
+    /// Semantic hits to read by eye: the query, the stored prompt that answered it, and
+    /// the score.
+    semantic_samples: Vec<(String, String, f32)>,
+}
+
+fn replay(
+    args: &EvalCacheArgs,
+    path: &std::path::Path,
+    encoder: &switchyard_embed::SentenceEncoder,
+    emb: &mut EmbeddingCache,
+    store: Arc<dyn SemanticCache>,
+    verifier: Option<Arc<Verifier>>,
+) -> anyhow::Result<ExitCode> {
+    let text = fs_err::read_to_string(path)?;
+    let mut queries: Vec<(String, f64)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        let prompt = v
+            .get("prompt")
+            .or_else(|| v.get("text"))
+            .and_then(serde_json::Value::as_str)
+            .with_context(|| {
+                format!(
+                    "{}:{}: no \"prompt\" or \"text\" string",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+        let cost = v
+            .get("cost_usd")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| {
+                (prompt.chars().count() as f64 / 4.0 * args.price_in
+                    + args.output_tokens as f64 * args.price_out)
+                    / 1e6
+            });
+        queries.push((prompt.to_owned(), cost));
+    }
+    anyhow::ensure!(!queries.is_empty(), "{}: no queries", path.display());
+    let texts: Vec<&str> = queries.iter().map(|(q, _)| q.as_str()).collect();
+    let vectors = embed_all(&texts, encoder, emb, &progress::bar(0, "embedding"))?;
+    let threshold = args.threshold.unwrap_or(match args.method {
+        Method::Verifier => switchyard_cache::DEFAULT_VERIFIER_THRESHOLD,
+        _ => switchyard_cache::DEFAULT_COSINE_THRESHOLD,
+    });
+    let cache = Cache::new(
+        store,
+        verifier,
+        CacheSettings {
+            method: args.method,
+            threshold,
+            capacity: u64::MAX,
+            ..CacheSettings::default()
+        },
+    )?;
+    let scope = CacheScope {
+        tenant: "replay".into(),
+        route: "auto".into(),
+        fingerprint: "-".into(),
+    };
+    let bar = progress::bar(queries.len() as u64, "replay");
+    let every = (queries.len() / 50).max(1);
+    let rt = runtime()?;
+    let mut r = ReplayReport {
+        queries: queries.len(),
+        method: args.method,
+        threshold,
+        exact_hits: 0,
+        semantic_hits: 0,
+        hit_rate: 0.0,
+        total_usd: 0.0,
+        saved_usd: 0.0,
+        curve: Vec::new(),
+        semantic_samples: Vec::new(),
+    };
+    for (i, ((q, cost), v)) in queries.iter().zip(vectors).enumerate() {
+        r.total_usd += cost;
+        let found = rt.block_on(cache.lookup(&scope, q, &v, None, None))?;
+        match found {
+            Some(f) => {
+                r.saved_usd += cost;
+                if f.exact {
+                    r.exact_hits += 1;
+                } else {
+                    r.semantic_hits += 1;
+                    if r.semantic_samples.len() < 20 {
+                        let score = f.judgement.score(args.method).unwrap_or(f.judgement.cosine);
+                        r.semantic_samples
+                            .push((q.clone(), f.entry.text.clone(), score));
+                    }
+                }
+            }
+            None => {
+                rt.block_on(cache.insert(scope.clone(), q, v, String::new(), "replay"))?;
+            }
+        }
+        if (i + 1) % every == 0 || i + 1 == queries.len() {
+            r.curve.push(ReplayPoint {
+                queries: i + 1,
+                hit_rate: (r.exact_hits + r.semantic_hits) as f64 / (i + 1) as f64,
+            });
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    r.hit_rate = (r.exact_hits + r.semantic_hits) as f64 / r.queries as f64;
+    if let Some(plot) = &args.plot {
+        let points: Vec<(f64, f64)> = r
+            .curve
+            .iter()
+            .map(|p| (p.queries as f64, p.hit_rate))
+            .collect();
+        switchyard_eval::plot::plot_hit_rate(&points, plot)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &r)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{} queries, method {} at {:.2}: {} exact + {} semantic hits ({:.1}%), saved ${:.4} of ${:.4}",
+        r.queries,
+        r.method.name(),
+        r.threshold,
+        r.exact_hits,
+        r.semantic_hits,
+        100.0 * r.hit_rate,
+        r.saved_usd,
+        r.total_usd
+    )?;
+    for (q, stored, score) in &r.semantic_samples {
+        writeln!(out, "  {score:.3}  {q:?}  <=  {stored:?}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

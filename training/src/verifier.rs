@@ -1,0 +1,327 @@
+//! Trains the cache's hit verifier: a standardised logistic regression (linfa) on pair
+//! features (`switchyard_cache::pair_features`) of labelled sentence pairs.
+//!
+//! Every pair is assigned a split by a hash of its two texts: train (80%) fits the model,
+//! validation (10%) picks the L2 strength, test (10%) is never touched here — `switchyard
+//! eval cache --split test` measures on it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use indicatif::ProgressBar;
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use switchyard_cache::verifier::{FEATURE_LAYOUT, PairSource, Verifier, VerifierManifest};
+use switchyard_cache::{Lexical, pair_features};
+use switchyard_embed::SentenceEncoder;
+
+use crate::cache::EmbeddingCache;
+use crate::data::{EmbedAllError, Split, embed_all};
+use crate::pairs::{Pair, PairsError, load_pairs};
+
+#[derive(Debug, Clone)]
+pub struct VerifierRequest {
+    pub pairs: Vec<PathBuf>,
+    pub cache_dir: PathBuf,
+    /// L2 strengths to try; the best validation AUC wins.
+    pub alphas: Vec<f64>,
+    pub max_iterations: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifierReport {
+    /// Validation AUC per L2 strength.
+    pub grid: Vec<(f64, f64)>,
+    pub alpha: f64,
+    pub train_pairs: usize,
+    pub validation: BTreeMap<String, f64>,
+    /// The same metrics for plain cosine on the validation pairs, for comparison.
+    pub cosine_validation: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierTrainError {
+    #[error(transparent)]
+    Pairs(#[from] PairsError),
+    #[error(transparent)]
+    Embed(#[from] EmbedAllError),
+    #[error("embedding cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Data(String),
+    #[error("logistic regression: {0}")]
+    Fit(String),
+}
+
+/// Pairs with their features, ready to fit or score.
+struct Featurised {
+    x: Vec<Vec<f32>>,
+    cosine: Vec<f32>,
+    y: Vec<bool>,
+}
+
+fn featurise(pairs: &[&Pair], vectors: &HashMap<&str, Vec<f32>>) -> Featurised {
+    let mut lex: HashMap<&str, Lexical> = HashMap::new();
+    let mut out = Featurised {
+        x: Vec::with_capacity(pairs.len()),
+        cosine: Vec::with_capacity(pairs.len()),
+        y: Vec::with_capacity(pairs.len()),
+    };
+    for p in pairs {
+        for t in [p.a.as_str(), p.b.as_str()] {
+            lex.entry(t).or_insert_with(|| Lexical::of(t));
+        }
+        let (u, v) = (&vectors[p.a.as_str()], &vectors[p.b.as_str()]);
+        let f = pair_features(u, v, &lex[p.a.as_str()], &lex[p.b.as_str()]);
+        out.cosine.push(f[2 * u.len()]);
+        out.x.push(f);
+        out.y.push(p.label);
+    }
+    out
+}
+
+/// Area under the ROC curve (ties count half).
+pub fn auc(scores: &[f32], labels: &[bool]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut i) = (0.0, 0);
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += (i..=j).filter(|&k| labels[idx[k]]).count() as f64 * mid;
+        i = j + 1;
+    }
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return f64::NAN;
+    }
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// AUC, best accuracy, and the recall reachable at ≥ 90% precision.
+pub fn pair_metrics(scores: &[f32], labels: &[bool]) -> BTreeMap<String, f64> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let pos = labels.iter().filter(|&&l| l).count();
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let (mut best_acc, mut recall_at_90) = (0.0f64, 0.0f64);
+    for (k, &i) in idx.iter().enumerate() {
+        if labels[i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        let boundary = idx.get(k + 1).is_none_or(|&n| scores[n] != scores[i]);
+        if !boundary {
+            continue;
+        }
+        let tn = labels.len() - pos - fp;
+        best_acc = best_acc.max((tp + tn) as f64 / labels.len() as f64);
+        let precision = tp as f64 / (tp + fp) as f64;
+        if precision >= 0.9 && pos > 0 {
+            recall_at_90 = recall_at_90.max(tp as f64 / pos as f64);
+        }
+    }
+    BTreeMap::from([
+        ("auc".to_owned(), auc(scores, labels)),
+        ("best_accuracy".to_owned(), best_acc),
+        ("recall_at_precision_0.90".to_owned(), recall_at_90),
+        ("pairs".to_owned(), labels.len() as f64),
+    ])
+}
+
+fn standardise(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
+    let d = rows.first().map_or(0, Vec::len);
+    let n = rows.len().max(1) as f64;
+    let mut mean = vec![0f64; d];
+    for r in rows {
+        for (m, x) in mean.iter_mut().zip(r) {
+            *m += f64::from(*x) / n;
+        }
+    }
+    let mut var = vec![0f64; d];
+    for r in rows {
+        for ((v, x), m) in var.iter_mut().zip(r).zip(&mean) {
+            *v += (f64::from(*x) - m).powi(2) / n;
+        }
+    }
+    (
+        mean.iter().map(|m| *m as f32).collect(),
+        var.iter().map(|v| (v.sqrt().max(1e-6)) as f32).collect(),
+    )
+}
+
+/// Loads the pairs, embeds their texts (through the cache), fits the grid and returns the
+/// best verifier with its report.
+pub fn train_verifier(
+    request: &VerifierRequest,
+    encoder: &SentenceEncoder,
+    progress: &ProgressBar,
+) -> Result<(Verifier, VerifierReport), VerifierTrainError> {
+    let mut sources = Vec::new();
+    let mut all: Vec<Pair> = Vec::new();
+    for file in &request.pairs {
+        let pairs = load_pairs(file)?;
+        sources.push(PairSource {
+            name: file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pairs: pairs.iter().filter(|p| p.split() == Split::Train).count(),
+            positives: pairs
+                .iter()
+                .filter(|p| p.split() == Split::Train && p.label)
+                .count(),
+        });
+        all.extend(pairs);
+    }
+    let train: Vec<&Pair> = all.iter().filter(|p| p.split() == Split::Train).collect();
+    let validation: Vec<&Pair> = all
+        .iter()
+        .filter(|p| p.split() == Split::Validation)
+        .collect();
+    if train.is_empty() || validation.is_empty() {
+        return Err(VerifierTrainError::Data(
+            "no training or validation pairs: give at least one pair file".into(),
+        ));
+    }
+    let info = encoder.info().clone();
+    let mut cache = EmbeddingCache::open(&request.cache_dir, &info).map_err(|source| {
+        VerifierTrainError::Cache {
+            path: request.cache_dir.clone(),
+            source,
+        }
+    })?;
+    let texts: Vec<&str> = train
+        .iter()
+        .chain(&validation)
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .collect();
+    progress.set_message("embedding pair texts");
+    let vectors = embed_all(&texts, encoder, &mut cache, progress)?;
+    let vectors: HashMap<&str, Vec<f32>> = texts.iter().copied().zip(vectors).collect();
+    let tr = featurise(&train, &vectors);
+    let va = featurise(&validation, &vectors);
+    let (mean, scale) = standardise(&tr.x);
+    let d = mean.len();
+    let to_matrix = |rows: &[Vec<f32>]| {
+        let mut x = Array2::<f64>::zeros((rows.len(), d));
+        for (r, row) in rows.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                x[[r, c]] = f64::from((v - mean[c]) / scale[c]);
+            }
+        }
+        x
+    };
+    let x_train = to_matrix(&tr.x);
+    let y_train: Array1<bool> = tr.y.iter().copied().collect();
+    let mut best: Option<(f64, f64, Vec<f32>, f32)> = None;
+    let mut grid = Vec::new();
+    progress.set_length(request.alphas.len() as u64);
+    progress.set_position(0);
+    for &alpha in &request.alphas {
+        progress.set_message(format!("fitting alpha={alpha}"));
+        let fitted = LogisticRegression::default()
+            .alpha(alpha)
+            .max_iterations(request.max_iterations)
+            .fit(&Dataset::new(x_train.clone(), y_train.clone()))
+            .map_err(|e| VerifierTrainError::Fit(e.to_string()))?;
+        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+        let weights: Vec<f32> = fitted.params().iter().map(|w| (sign * w) as f32).collect();
+        let bias = (sign * fitted.intercept()) as f32;
+        let candidate = Verifier {
+            manifest: placeholder_manifest(&info, d),
+            mean: mean.clone(),
+            scale: scale.clone(),
+            weights: weights.clone(),
+            bias,
+        };
+        let scores: Vec<f32> = va.x.iter().map(|f| candidate.probability(f)).collect();
+        let a = auc(&scores, &va.y);
+        grid.push((alpha, a));
+        if best.as_ref().is_none_or(|b| a > b.1) {
+            best = Some((alpha, a, weights, bias));
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let Some((alpha, _, weights, bias)) = best else {
+        return Err(VerifierTrainError::Data("no L2 strength given".into()));
+    };
+    let mut verifier = Verifier {
+        manifest: placeholder_manifest(&info, d),
+        mean,
+        scale,
+        weights,
+        bias,
+    };
+    let scores: Vec<f32> = va.x.iter().map(|f| verifier.probability(f)).collect();
+    let validation_metrics = pair_metrics(&scores, &va.y);
+    verifier.manifest.trained_on = sources;
+    verifier.manifest.l2 = alpha;
+    verifier.manifest.validation = validation_metrics.clone();
+    Ok((
+        verifier,
+        VerifierReport {
+            grid,
+            alpha,
+            train_pairs: train.len(),
+            validation: validation_metrics,
+            cosine_validation: pair_metrics(&va.cosine, &va.y),
+        },
+    ))
+}
+
+fn placeholder_manifest(info: &switchyard_core::EncoderInfo, features: usize) -> VerifierManifest {
+    VerifierManifest {
+        kind: "switchyard-cache-verifier".into(),
+        encoder: info.clone(),
+        feature_layout: FEATURE_LAYOUT.into(),
+        features,
+        trained_on: Vec::new(),
+        holdout: "pairs whose sha256(sorted texts joined by \\n, whitespace-collapsed, \
+                  lower-cased)[0] % 10 is 0 (test) or 1 (validation) are not trained on"
+            .into(),
+        l2: 0.0,
+        validation: BTreeMap::new(),
+        created: chrono_free_now(),
+    }
+}
+
+/// Seconds since the Unix epoch, as text (no date library in this crate).
+fn chrono_free_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| format!("unix:{}", d.as_secs()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_inverted_scores() {
+        let labels = [false, false, true, true];
+        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &labels), 1.0);
+        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &labels), 0.0);
+        assert_eq!(auc(&[0.5, 0.5, 0.5, 0.5], &labels), 0.5);
+    }
+
+    #[test]
+    fn metrics_find_recall_at_precision() {
+        let scores = [0.9, 0.8, 0.7, 0.6, 0.5];
+        let labels = [true, true, false, true, false];
+        let m = pair_metrics(&scores, &labels);
+        assert!((m["recall_at_precision_0.90"] - 2.0 / 3.0).abs() < 1e-9);
+        assert!((m["best_accuracy"] - 0.8).abs() < 1e-9);
+    }
+}
