@@ -40,6 +40,8 @@ for _ in $(seq 50); do [ -s "$demo/upstream.port" ] && break; sleep 0.1; done
 cat > "$demo/switchyard.toml" <<TOML
 [log]
 dir = "$demo/logs"
+[cache]
+path = "$demo/cache"
 [providers.demo]
 kind = "openai"
 base_url = "http://127.0.0.1:$(cat "$demo/upstream.port")/v1"

@@ -33,7 +33,8 @@ struct Gateway {
 }
 
 /// Starts a gateway on 127.0.0.1:0 from `toml` (the log goes to a temp dir; `{router}`
-/// is replaced by a [router] section with the committed artifacts).
+/// is replaced by a [router] section with the committed artifacts, `{cache}` by a
+/// [cache] section).
 async fn gateway(toml: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let root = root();
@@ -43,6 +44,18 @@ async fn gateway(toml: &str) -> Gateway {
         root.join("models/classifier"),
         root.join("models/scorer")
     );
+    // `{cache}` turns the cache on (on disk in the temp dir); without it the cache is off,
+    // so that repeated requests in the other tests reach their upstreams.
+    let cache = format!(
+        "[cache]\npath = {:?}\nverifier = {:?}\n",
+        dir.path().join("cache"),
+        root.join("models/cache-verifier/verifier.json")
+    );
+    let toml = if toml.contains("{cache}") {
+        toml.replace("{cache}", &cache)
+    } else {
+        format!("{toml}\n[cache]\nenabled = false\n")
+    };
     let text = format!(
         "{}\n[log]\ndir = {:?}\n",
         toml.replace("{router}", &router),
@@ -718,5 +731,195 @@ async fn the_local_model_answers_auto_with_no_provider_at_all() {
             .as_str()
             .unwrap()
             .contains("n = 1")
+    );
+}
+
+#[tokio::test]
+async fn the_cache_answers_repeats_and_paraphrases_within_scope_only() {
+    let up = Upstream::start("up").await;
+    let g = gateway(&format!(
+        "{{router}}\n{}\n\
+         [models.one]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\nquality = 0.9\n\
+         [routes.auto]\nmodels = [\"one\"]\n\
+         [routes.nocache]\nmodels = [\"one\"]\ncache = false\n\
+         {{cache}}\n",
+        provider("p", &up, "openai"),
+    ))
+    .await;
+    let cache = g.state.cache().expect("the cache is ready");
+    let stored = |n: u64| {
+        let cache = cache.clone();
+        async move {
+            for _ in 0..500 {
+                if cache.backend().len().await.unwrap() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the cache never held {n} entries");
+        }
+    };
+    let ask = |text: &str, stream: bool| {
+        json!({"model": "auto", "stream": stream, "temperature": 0,
+               "messages": [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": text}]})
+    };
+    let question = "How do I reverse a list in Python?";
+
+    let a = g.post("/v1/chat/completions", &ask(question, false)).await;
+    assert_eq!(
+        (a.status, header(&a, "x-switchyard-cache")),
+        (200, "miss".into())
+    );
+    stored(1).await;
+    assert_eq!(up.hits(), 1);
+
+    // The same question (whitespace aside): an exact hit, no upstream call, no cost.
+    let b = g
+        .post(
+            "/v1/chat/completions",
+            &ask("How do I reverse  a list in Python? ", false),
+        )
+        .await;
+    assert_eq!(header(&b, "x-switchyard-cache"), "hit", "{:?}", b.body);
+    assert_eq!(up.hits(), 1);
+    assert_eq!(b.body["choices"][0]["message"]["content"], up.text());
+    assert_eq!(b.body["model"], "one");
+    assert_eq!(header(&b, "x-switchyard-cost-usd"), "0.00000000");
+    assert_eq!(header(&b, "x-switchyard-attempts"), "0");
+    assert_ne!(
+        b.body["id"], a.body["id"],
+        "a hit is re-issued under its own id"
+    );
+    assert!(!header(&b, "x-switchyard-cache-entry").is_empty());
+
+    // Streamed: the stored answer replayed as SSE.
+    let c = g.post("/v1/chat/completions", &ask(question, true)).await;
+    assert_eq!(header(&c, "x-switchyard-cache"), "hit");
+    assert_eq!((c.text.as_str(), c.done), (up.text().as_str(), true));
+
+    // A paraphrase: a semantic hit, accepted by the guard and the verifier.
+    let d = g
+        .post(
+            "/v1/chat/completions",
+            &ask("How can I reverse a list in Python?", false),
+        )
+        .await;
+    assert_eq!(
+        header(&d, "x-switchyard-cache"),
+        "semantic-hit",
+        "{:?}",
+        d.headers
+    );
+    let score: f32 = header(&d, "x-switchyard-cache-score").parse().unwrap();
+    assert!(score >= 0.5, "{score}");
+    assert_eq!(up.hits(), 1);
+
+    // Not served: a different number, another system prompt (the fingerprint), another
+    // route, a route that opts out, and the no-cache directive.
+    let mut other_system = ask(question, false);
+    other_system["messages"][0]["content"] = json!("Answer in French.");
+    let mut other_route = ask(question, false);
+    other_route["model"] = json!("one");
+    let mut no_cache_route = ask(question, false);
+    no_cache_route["model"] = json!("nocache");
+    for (i, body) in [
+        ask("How do I reverse a list of 3 items in Python?", false),
+        other_system,
+        other_route,
+        no_cache_route,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = g.post("/v1/chat/completions", body).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(header(&r, "x-switchyard-cache"), "hit", "case {i}");
+        assert_ne!(header(&r, "x-switchyard-cache"), "semantic-hit", "case {i}");
+        assert_eq!(up.hits(), 2 + i, "case {i} reached the upstream");
+    }
+    let bypass = g
+        .client
+        .post(format!("{}/v1/chat/completions", g.url))
+        .header("x-switchyard-cache-control", "no-cache, no-store")
+        .json(&ask(question, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bypass.headers()["x-switchyard-cache"], "bypass");
+    assert_eq!(up.hits(), 6);
+    let bad = g
+        .client
+        .post(format!("{}/v1/chat/completions", g.url))
+        .header("x-switchyard-cache-control", "max-age=soon")
+        .json(&ask(question, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let e: Value = bad.json().await.unwrap();
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("max-age"),
+        "{e}"
+    );
+
+    // A streamed miss is stored once it completes, then served to a non-streaming client.
+    let s = g
+        .post(
+            "/v1/chat/completions",
+            &ask("What is a Rust lifetime?", true),
+        )
+        .await;
+    assert_eq!(
+        (header(&s, "x-switchyard-cache"), s.done),
+        ("miss".into(), true)
+    );
+    let before = up.hits();
+    for _ in 0..500 {
+        let r = g
+            .post(
+                "/v1/chat/completions",
+                &ask("What is a Rust lifetime?", false),
+            )
+            .await;
+        if header(&r, "x-switchyard-cache") == "hit" {
+            assert_eq!(r.body["choices"][0]["message"]["content"], up.text());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        up.hits() - before < 500,
+        "the streamed answer was never stored"
+    );
+
+    // Errors are never stored.
+    up.set(Mode::Status500);
+    let f = g
+        .post("/v1/chat/completions", &ask("Name a prime.", false))
+        .await;
+    assert_eq!(f.status, 502);
+    up.set(Mode::Ok);
+    let f2 = g
+        .post("/v1/chat/completions", &ask("Name a prime.", false))
+        .await;
+    assert_eq!(
+        (f2.status, header(&f2, "x-switchyard-cache")),
+        (200, "miss".into())
+    );
+
+    // The log says what the cache did; /ready and /metrics show it.
+    let log = g.wait_log(4).await;
+    let outcomes: Vec<&str> = log.iter().filter_map(|l| l["cache"].as_str()).collect();
+    assert!(
+        outcomes.contains(&"hit") && outcomes.contains(&"semantic-hit"),
+        "{outcomes:?}"
+    );
+    let (_, ready) = g.get("/ready").await;
+    assert!(ready.contains("\"backend\":\"edge\""), "{ready}");
+    let (_, metrics) = g.get("/metrics").await;
+    assert!(
+        metrics.contains("switchyard_cache_lookups_total{outcome=\"hit\"}"),
+        "{metrics}"
     );
 }

@@ -92,9 +92,13 @@ fn start(config: &Path) -> Server {
 }
 
 fn config_text(up: &Upstream, log_dir: &Path, extra: &str) -> String {
+    let cache_dir = log_dir.with_file_name("cache");
     format!(
         r#"[log]
 dir = {log_dir:?}
+
+[cache]
+path = {cache_dir:?}
 
 [providers.mock]
 kind = "openai"

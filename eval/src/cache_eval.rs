@@ -281,8 +281,8 @@ pub fn render(report: &CacheReport, out: &mut impl std::io::Write) -> std::io::R
             .per_method
             .get(r.method.name())
             .is_some_and(|p| p.threshold == r.threshold);
-        let every_fifth = (r.threshold * 100.0).round() as i64 % 5 == 0;
-        if picked || every_fifth {
+        let twentieth = (r.threshold * 20.0 - (r.threshold * 20.0).round()).abs() < 1e-4;
+        if picked || twentieth {
             writeln!(
                 out,
                 "{:<9} {:>9.2} {:>7.3} {:>9.3} {:>10.4} {:>7.3}{}",

@@ -75,7 +75,7 @@ impl SplitMix {
 
 /// Re-initialises every variable deterministically (sorted by name): weights uniform in
 /// ±1/sqrt(fan_in), biases zero.
-fn seed_vars(varmap: &VarMap, rng: &mut SplitMix) -> candle_core::Result<()> {
+pub(crate) fn seed_vars(varmap: &VarMap, rng: &mut SplitMix) -> candle_core::Result<()> {
     let data = varmap
         .data()
         .lock()
@@ -110,7 +110,7 @@ fn adamw(varmap: &VarMap, config: &TrainConfig) -> candle_core::Result<candle_nn
     )
 }
 
-fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
+pub(crate) fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
     let data = varmap
         .data()
         .lock()
@@ -120,7 +120,10 @@ fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
         .collect()
 }
 
-fn restore(varmap: &VarMap, weights: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+pub(crate) fn restore(
+    varmap: &VarMap,
+    weights: &HashMap<String, Tensor>,
+) -> candle_core::Result<()> {
     let data = varmap
         .data()
         .lock()
@@ -134,7 +137,7 @@ fn restore(varmap: &VarMap, weights: &HashMap<String, Tensor>) -> candle_core::R
 }
 
 /// Rows of `x` selected by `idx`, as one tensor.
-fn rows(x: &Tensor, idx: &[usize]) -> candle_core::Result<Tensor> {
+pub(crate) fn rows(x: &Tensor, idx: &[usize]) -> candle_core::Result<Tensor> {
     let idx: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
     x.index_select(&Tensor::new(idx.as_slice(), x.device())?, 0)
 }

@@ -12,11 +12,14 @@ use indicatif::ProgressBar;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
-use switchyard_cache::verifier::{FEATURE_LAYOUT, PairSource, Verifier, VerifierManifest};
+use switchyard_cache::verifier::{
+    FEATURE_LAYOUT, PairSource, Verifier, VerifierManifest, VerifierModel,
+};
 use switchyard_cache::{Lexical, pair_features};
 use switchyard_embed::SentenceEncoder;
 
 use crate::cache::EmbeddingCache;
+use crate::classifier::{SplitMix, restore, rows, seed_vars, snapshot};
 use crate::data::{EmbedAllError, Split, embed_all};
 use crate::pairs::{Pair, PairsError, load_pairs};
 
@@ -27,13 +30,17 @@ pub struct VerifierRequest {
     /// L2 strengths to try; the best validation AUC wins.
     pub alphas: Vec<f64>,
     pub max_iterations: u64,
+    /// Hidden width of the MLP candidate; 0 = logistic regression only.
+    pub mlp_hidden: usize,
+    /// At most this many training pairs per file (a seeded subsample); 0 = all.
+    pub max_train_pairs: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifierReport {
-    /// Validation AUC per L2 strength.
-    pub grid: Vec<(f64, f64)>,
-    pub alpha: f64,
+    /// Validation metrics per candidate model.
+    pub grid: Vec<(String, BTreeMap<String, f64>)>,
+    pub chosen: String,
     pub train_pairs: usize,
     pub validation: BTreeMap<String, f64>,
     /// The same metrics for plain cosine on the validation pairs, for comparison.
@@ -169,7 +176,15 @@ pub fn train_verifier(
     let mut sources = Vec::new();
     let mut all: Vec<Pair> = Vec::new();
     for file in &request.pairs {
-        let pairs = load_pairs(file)?;
+        let mut pairs = load_pairs(file)?;
+        let train_count = pairs.iter().filter(|p| p.split() == Split::Train).count();
+        if request.max_train_pairs > 0 && train_count > request.max_train_pairs {
+            let (mut train, rest): (Vec<Pair>, Vec<Pair>) =
+                pairs.into_iter().partition(|p| p.split() == Split::Train);
+            SplitMix::new(17).shuffle(&mut train);
+            train.truncate(request.max_train_pairs);
+            pairs = train.into_iter().chain(rest).collect();
+        }
         sources.push(PairSource {
             name: file
                 .file_name()
@@ -223,61 +238,182 @@ pub fn train_verifier(
     };
     let x_train = to_matrix(&tr.x);
     let y_train: Array1<bool> = tr.y.iter().copied().collect();
-    let mut best: Option<(f64, f64, Vec<f32>, f32)> = None;
-    let mut grid = Vec::new();
-    progress.set_length(request.alphas.len() as u64);
+    let mut candidates: Vec<(String, VerifierModel)> = Vec::new();
+    progress.set_length(request.alphas.len() as u64 + 1);
     progress.set_position(0);
     for &alpha in &request.alphas {
-        progress.set_message(format!("fitting alpha={alpha}"));
+        progress.set_message(format!("logistic alpha={alpha}"));
         let fitted = LogisticRegression::default()
             .alpha(alpha)
             .max_iterations(request.max_iterations)
             .fit(&Dataset::new(x_train.clone(), y_train.clone()))
             .map_err(|e| VerifierTrainError::Fit(e.to_string()))?;
         let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-        let weights: Vec<f32> = fitted.params().iter().map(|w| (sign * w) as f32).collect();
-        let bias = (sign * fitted.intercept()) as f32;
+        candidates.push((
+            format!("logistic(alpha={alpha})"),
+            VerifierModel::Logistic {
+                weights: fitted.params().iter().map(|w| (sign * w) as f32).collect(),
+                bias: (sign * fitted.intercept()) as f32,
+            },
+        ));
+        progress.inc(1);
+    }
+    drop(x_train);
+    if request.mlp_hidden > 0 {
+        progress.set_message(format!("mlp({})", request.mlp_hidden));
+        let standardised = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            rows.iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(&mean)
+                        .zip(&scale)
+                        .map(|((x, m), s)| (x - m) / s)
+                        .collect()
+                })
+                .collect()
+        };
+        let model = train_mlp(
+            &standardised(&tr.x),
+            &tr.y,
+            &standardised(&va.x),
+            &va.y,
+            request.mlp_hidden,
+        )
+        .map_err(|e| VerifierTrainError::Fit(format!("mlp: {e}")))?;
+        candidates.push((format!("mlp(hidden={})", request.mlp_hidden), model));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    // The operating point that matters is high precision: choose by the recall reached at
+    // 90% precision on validation pairs, then by AUC.
+    let mut grid = Vec::new();
+    let mut best: Option<(String, VerifierModel, BTreeMap<String, f64>)> = None;
+    for (name, model) in candidates {
         let candidate = Verifier {
             manifest: placeholder_manifest(&info, d),
             mean: mean.clone(),
             scale: scale.clone(),
-            weights: weights.clone(),
-            bias,
+            model,
         };
         let scores: Vec<f32> = va.x.iter().map(|f| candidate.probability(f)).collect();
-        let a = auc(&scores, &va.y);
-        grid.push((alpha, a));
-        if best.as_ref().is_none_or(|b| a > b.1) {
-            best = Some((alpha, a, weights, bias));
+        let metrics = pair_metrics(&scores, &va.y);
+        let key = |m: &BTreeMap<String, f64>| (m["recall_at_precision_0.90"], m["auc"]);
+        grid.push((name.clone(), metrics.clone()));
+        if best.as_ref().is_none_or(|b| key(&metrics) > key(&b.2)) {
+            best = Some((name, candidate.model, metrics));
         }
-        progress.inc(1);
     }
-    progress.finish_and_clear();
-    let Some((alpha, _, weights, bias)) = best else {
-        return Err(VerifierTrainError::Data("no L2 strength given".into()));
+    let Some((chosen, model, validation_metrics)) = best else {
+        return Err(VerifierTrainError::Data("no model was fitted".into()));
     };
     let mut verifier = Verifier {
         manifest: placeholder_manifest(&info, d),
         mean,
         scale,
-        weights,
-        bias,
+        model,
     };
-    let scores: Vec<f32> = va.x.iter().map(|f| verifier.probability(f)).collect();
-    let validation_metrics = pair_metrics(&scores, &va.y);
     verifier.manifest.trained_on = sources;
-    verifier.manifest.l2 = alpha;
+    verifier.manifest.model = chosen.clone();
     verifier.manifest.validation = validation_metrics.clone();
     Ok((
         verifier,
         VerifierReport {
             grid,
-            alpha,
+            chosen,
             train_pairs: train.len(),
             validation: validation_metrics,
             cosine_validation: pair_metrics(&va.cosine, &va.y),
         },
     ))
+}
+
+/// A one-hidden-layer MLP on standardised pair features: AdamW on the logistic loss,
+/// early stopping on validation AUC.
+fn train_mlp(
+    x_train: &[Vec<f32>],
+    y_train: &[bool],
+    x_val: &[Vec<f32>],
+    y_val: &[bool],
+    hidden: usize,
+) -> candle_core::Result<VerifierModel> {
+    use candle_core::{DType, Device, Module, Tensor};
+    use candle_nn::{Optimizer, VarBuilder, VarMap};
+    let d = x_train.first().map_or(0, Vec::len);
+    let matrix = |rows: &[Vec<f32>]| {
+        Tensor::from_vec(
+            rows.iter().flatten().copied().collect::<Vec<f32>>(),
+            (rows.len(), d),
+            &Device::Cpu,
+        )
+    };
+    let (xt, xv) = (matrix(x_train)?, matrix(x_val)?);
+    let yt: Vec<f32> = y_train.iter().map(|&y| f32::from(u8::from(y))).collect();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let l1 = candle_nn::linear(d, hidden, vb.pp("l1"))?;
+    let l2 = candle_nn::linear(hidden, 1, vb.pp("l2"))?;
+    let mut rng = SplitMix::new(17);
+    seed_vars(&varmap, &mut rng)?;
+    let forward = |x: &Tensor| -> candle_core::Result<Tensor> {
+        l2.forward(&l1.forward(x)?.relu()?)?.squeeze(1)
+    };
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 1e-2,
+            ..Default::default()
+        },
+    )?;
+    let mut order: Vec<usize> = (0..x_train.len()).collect();
+    let (mut best_auc, mut best, mut since) = (f64::MIN, None, 0);
+    for _epoch in 0..40 {
+        rng.shuffle(&mut order);
+        for batch in order.chunks(256) {
+            let x = rows(&xt, batch)?;
+            let y = Tensor::new(
+                batch
+                    .iter()
+                    .map(|&i| yt[i])
+                    .collect::<Vec<f32>>()
+                    .as_slice(),
+                &Device::Cpu,
+            )?;
+            let z = forward(&x)?;
+            // Stable logistic loss: softplus(z) - y z.
+            let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            let loss = (softplus - (y * &z)?)?.mean_all()?;
+            opt.backward_step(&loss)?;
+        }
+        let scores = forward(&xv)?.to_vec1::<f32>()?;
+        let a = auc(&scores, y_val);
+        if a > best_auc {
+            (best_auc, best, since) = (a, Some(snapshot(&varmap)?), 0);
+        } else {
+            since += 1;
+            if since >= 4 {
+                break;
+            }
+        }
+    }
+    if let Some(w) = &best {
+        restore(&varmap, w)?;
+    }
+    let weights = snapshot(&varmap)?;
+    let get = |k: &str| -> candle_core::Result<Vec<f32>> {
+        weights
+            .get(k)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no {k}")))?
+            .flatten_all()?
+            .to_vec1::<f32>()
+    };
+    Ok(VerifierModel::Mlp {
+        hidden,
+        w1: get("l1.weight")?,
+        b1: get("l1.bias")?,
+        w2: get("l2.weight")?,
+        b2: get("l2.bias")?.first().copied().unwrap_or(0.0),
+    })
 }
 
 fn placeholder_manifest(info: &switchyard_core::EncoderInfo, features: usize) -> VerifierManifest {
@@ -290,7 +426,7 @@ fn placeholder_manifest(info: &switchyard_core::EncoderInfo, features: usize) ->
         holdout: "pairs whose sha256(sorted texts joined by \\n, whitespace-collapsed, \
                   lower-cased)[0] % 10 is 0 (test) or 1 (validation) are not trained on"
             .into(),
-        l2: 0.0,
+        model: String::new(),
         validation: BTreeMap::new(),
         created: chrono_free_now(),
     }

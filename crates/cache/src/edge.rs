@@ -35,9 +35,31 @@ pub struct EdgeCache {
 
 #[derive(Debug)]
 struct Inner {
-    shard: EdgeShard,
+    /// Always `Some` until dropped (see `Drop`).
+    shard: Option<EdgeShard>,
     write: Mutex<()>,
     dir: PathBuf,
+}
+
+impl Drop for Inner {
+    /// `EdgeShard` flushes on drop and panics if that fails — e.g. when its directory was
+    /// removed under it. Flush only when the directory is still there, and never let a
+    /// failed flush take the process down on the way out.
+    fn drop(&mut self) {
+        let Some(shard) = self.shard.take() else {
+            return;
+        };
+        if self.dir.join("shard").is_dir() {
+            let _guard = self.lock();
+            let flushed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(shard)));
+            if flushed.is_err() {
+                tracing::error!(dir = %self.dir.display(), "the cache could not be flushed on close");
+            }
+        } else {
+            std::mem::forget(shard);
+        }
+    }
 }
 
 fn backend_error(e: impl std::fmt::Display) -> CacheError {
@@ -78,11 +100,11 @@ impl EdgeCache {
             EdgeShard::new(&shard_dir, config).map_err(backend_error)?
         };
         let inner = Inner {
-            shard,
+            shard: Some(shard),
             write: Mutex::new(()),
             dir: dir.to_owned(),
         };
-        let indexed = inner.shard.info().payload_schema;
+        let indexed = inner.shard()?.info().payload_schema;
         for (field, kind) in KEYWORD_FIELDS
             .iter()
             .map(|f| (*f, PayloadSchemaType::Keyword))
@@ -108,6 +130,20 @@ impl EdgeCache {
         })
     }
 
+    /// Opens an existing cache under `dir` with the encoder it was made for (for offline
+    /// administration: `switchyard cache`). Stop a gateway using the directory first.
+    pub fn open_existing(dir: &Path) -> Result<Self, CacheError> {
+        let stamp = layout::read_stamp(dir)?;
+        let encoder = EncoderInfo {
+            id: stamp.encoder,
+            dim: stamp.dim,
+            max_tokens: 0,
+            weights_sha256: stamp.weights_sha256,
+            truncation: Default::default(),
+        };
+        Self::open(dir, &encoder)
+    }
+
     /// The directory the cache lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -117,7 +153,7 @@ impl EdgeCache {
     pub async fn flush(&self) -> Result<(), CacheError> {
         self.blocking(|inner| {
             let _w = inner.lock();
-            inner.shard.flush();
+            inner.shard()?.flush();
             Ok(())
         })
         .await
@@ -128,15 +164,17 @@ impl EdgeCache {
     pub async fn optimize(&self) -> Result<bool, CacheError> {
         self.blocking(|inner| {
             let _w = inner.lock();
-            inner.shard.optimize().map_err(backend_error)
+            inner.shard()?.optimize().map_err(backend_error)
         })
         .await
     }
 
     /// Points stored and points covered by the vector index.
     pub fn counts(&self) -> (usize, usize) {
-        let info = self.inner.shard.info();
-        (info.points_count, info.indexed_vectors_count)
+        self.inner.shard.as_ref().map_or((0, 0), |s| {
+            let info = s.info();
+            (info.points_count, info.indexed_vectors_count)
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -151,6 +189,12 @@ impl EdgeCache {
 }
 
 impl Inner {
+    fn shard(&self) -> Result<&EdgeShard, CacheError> {
+        self.shard
+            .as_ref()
+            .ok_or_else(|| backend_error("the cache is closing"))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write
             .lock()
@@ -159,11 +203,11 @@ impl Inner {
 
     fn update(&self, op: UpdateOperation) -> Result<(), CacheError> {
         let _w = self.lock();
-        self.shard.update(op).map_err(backend_error)
+        self.shard()?.update(op).map_err(backend_error)
     }
 
     fn scroll(&self, filter: Filter, limit: usize) -> Result<Vec<Record>, CacheError> {
-        self.shard
+        self.shard()?
             .scroll(ScrollRequest {
                 offset: None,
                 limit: Some(limit),
@@ -187,7 +231,7 @@ impl Inner {
     }
 
     fn count(&self, filter: Option<Filter>) -> Result<u64, CacheError> {
-        self.shard
+        self.shard()?
             .count(qdrant_edge::CountRequest {
                 filter,
                 exact: true,
@@ -313,7 +357,7 @@ impl SemanticCache for EdgeCache {
             score_threshold: None,
         };
         Box::pin(self.blocking(move |inner| {
-            let points: Vec<ScoredPoint> = inner.shard.search(request).map_err(backend_error)?;
+            let points: Vec<ScoredPoint> = inner.shard()?.search(request).map_err(backend_error)?;
             points
                 .into_iter()
                 .map(|p| candidate(p.payload, p.vector, p.score))
@@ -380,7 +424,7 @@ impl SemanticCache for EdgeCache {
             }
             let excess = (n - capacity) as usize;
             let (oldest, _) = inner
-                .shard
+                .shard()?
                 .scroll(ScrollRequest {
                     offset: None,
                     limit: Some(excess),

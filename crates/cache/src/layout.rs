@@ -128,6 +128,20 @@ impl Stamp {
 
 const STAMP_FILE: &str = "switchyard-cache.json";
 
+/// The stamp of an existing cache directory.
+pub fn read_stamp(dir: &Path) -> Result<Stamp, CacheError> {
+    let path = dir.join(STAMP_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CacheError::Config(format!(
+            "{}: {e} (is {} a Switchyard cache directory? `[cache] path` names it)",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| CacheError::Config(format!("{}: not a cache stamp: {e}", path.display())))
+}
+
 /// Checks the stamp in `dir` against `encoder`, writing it when the directory is new.
 pub fn check_or_write_stamp(dir: &Path, encoder: &EncoderInfo) -> Result<(), CacheError> {
     let path = dir.join(STAMP_FILE);

@@ -31,7 +31,7 @@ pub use remote::{RemoteCache, RemoteSettings};
 pub use switchyard_core::{
     CacheCandidate, CacheEntry, CacheError, CacheScope, Invalidate, SemanticCache,
 };
-pub use verifier::{Verifier, VerifierManifest, pair_features};
+pub use verifier::{Verifier, VerifierManifest, VerifierModel, pair_features};
 
 /// How a semantic candidate is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -39,6 +39,8 @@ enum Command {
     Train(commands::train::TrainCommand),
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
+    #[command(subcommand)]
+    Cache(commands::cache::CacheCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Config(command) => commands::serve::check(&command),
         Command::Train(command) => commands::train::run(&command),
         Command::Eval(command) => commands::eval::run(&command),
+        Command::Cache(command) => commands::cache::run(&command),
     };
     match result {
         Ok(code) => code,
@@ -64,8 +67,9 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,switchyard=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,switchyard=info,qdrant_edge=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -84,7 +84,21 @@ pub fn prepare(
         .parse()
         .map_err(|e| format!("cache.method: {e}"))?;
     let verifier = if method == Method::Verifier {
-        let v = Verifier::load(&config.verifier).map_err(|e| format!("cache.verifier: {e}"))?;
+        let path = match &config.verifier {
+            Some(p) => p.clone(),
+            None => {
+                let p = std::path::PathBuf::from(crate::config::DEFAULT_VERIFIER);
+                if !p.is_file() {
+                    return Ok(Prepared::Off(format!(
+                        "no verifier at {} (run from the repository root, set [cache] verifier, \
+                         or method = \"guard\")",
+                        p.display()
+                    )));
+                }
+                p
+            }
+        };
+        let v = Verifier::load(&path).map_err(|e| format!("cache.verifier: {e}"))?;
         v.check_encoder(encoder)
             .map_err(|e| format!("cache.verifier: {e}"))?;
         Some(Arc::new(v))

@@ -94,9 +94,9 @@ pub struct CacheConfig {
     /// Nearest entries judged per lookup.
     #[serde(default = "CacheConfig::default_candidates")]
     pub candidates: usize,
-    /// The trained hit verifier.
-    #[serde(default = "CacheConfig::default_verifier")]
-    pub verifier: PathBuf,
+    /// The trained hit verifier. Default: `models/cache-verifier/verifier.json`, and when
+    /// that file is missing the cache is off (with a warning) rather than the start failing.
+    pub verifier: Option<PathBuf>,
     /// The env var holding the key for `POST /v1/cache/invalidate`; the endpoint is off
     /// without it.
     pub admin_key_env: Option<String>,
@@ -108,6 +108,9 @@ pub enum CacheBackend {
     Edge,
     Qdrant,
 }
+
+/// Where the committed verifier is, relative to the repository root.
+pub const DEFAULT_VERIFIER: &str = "models/cache-verifier/verifier.json";
 
 impl CacheConfig {
     fn default_path() -> PathBuf {
@@ -128,9 +131,6 @@ impl CacheConfig {
     fn default_candidates() -> usize {
         4
     }
-    fn default_verifier() -> PathBuf {
-        "models/cache-verifier/verifier.json".into()
-    }
 }
 
 impl Default for CacheConfig {
@@ -147,7 +147,7 @@ impl Default for CacheConfig {
             ttl_s: Self::default_ttl(),
             capacity: Self::default_capacity(),
             candidates: Self::default_candidates(),
-            verifier: Self::default_verifier(),
+            verifier: None,
             admin_key_env: None,
         }
     }

@@ -82,6 +82,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Requests refused before routing, by reason.",
     ),
+    (
+        "switchyard_cache_lookups_total",
+        "counter",
+        "Cache lookups by outcome (hit, semantic_hit, miss, error).",
+    ),
+    (
+        "switchyard_cache_stores_total",
+        "counter",
+        "Answers stored in the cache, by outcome (ok, error).",
+    ),
 ];
 
 impl Metrics {

@@ -53,8 +53,9 @@ pub struct EvalCacheArgs {
     pub split: PairSplit,
 
     /// Thresholds to sweep, FROM:TO:STEP. They apply to cosine for the cosine and guard
-    /// methods and to the verifier's probability for the verifier.
-    #[arg(long, default_value = "0.50:0.99:0.01", value_parser = parse_range)]
+    /// methods and to the verifier's probability for the verifier (whose useful range
+    /// reaches 0.99 and beyond, hence the fine default step).
+    #[arg(long, default_value = "0.30:0.999:0.001", value_parser = parse_range)]
     pub thresholds: Thresholds,
 
     /// The precision the recommended threshold must reach.
@@ -97,6 +98,12 @@ pub struct EvalCacheArgs {
     /// Write a PNG plot (precision–recall per method, or the cumulative hit rate).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+
+    /// Also write every evaluated pair with its verdict (JSONL: text_a, text_b, label,
+    /// exact, cosine, veto, probability), e.g. for a peer cache on the same pairs
+    /// (eval/bench/cache_peer.sh).
+    #[arg(long)]
+    pub export_pairs: Option<PathBuf>,
 
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -222,6 +229,20 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
         &vb,
         &progress::bar(0, "cache"),
     ))?;
+    if let Some(export) = &args.export_pairs {
+        let mut lines = String::new();
+        for (p, j) in triples.iter().zip(&judged) {
+            let line = serde_json::json!({
+                "text_a": p.0, "text_b": p.1, "label": u8::from(p.2), "exact": j.exact,
+                "cosine": j.judgement.map(|x| x.cosine),
+                "veto": j.judgement.and_then(|x| x.veto),
+                "probability": j.judgement.and_then(|x| x.probability),
+            });
+            lines.push_str(&line.to_string());
+            lines.push('\n');
+        }
+        fs_err::write(export, lines)?;
+    }
     let Some(rep) = report(
         &judged,
         &args.thresholds.0,

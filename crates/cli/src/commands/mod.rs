@@ -1,5 +1,6 @@
 //! One module per subcommand; each resolves its arguments and calls library code.
 
+pub mod cache;
 pub mod classify;
 pub mod datasets;
 pub mod embed;
