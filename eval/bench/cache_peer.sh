@@ -16,9 +16,9 @@ BIN=${SWITCHYARD_BIN:-target/release/switchyard}
 [ -x "$BIN" ] || { echo "build first: cargo build --release -p switchyard" >&2; exit 1; }
 [ -f "$PAIRS" ] || { echo "no pair file at $PAIRS (the shared datasets are absent)" >&2; exit 1; }
 VENV=eval/bench/.venv-gptcache
-if ! "$VENV/bin/python" -c "import gptcache, faiss" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import gptcache, faiss, sqlalchemy" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "gptcache==0.1.44" "faiss-cpu==1.15.1" numpy
+  "$VENV/bin/pip" install -q "gptcache==0.1.44" "faiss-cpu==1.15.1" "sqlalchemy>=2" numpy
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -69,10 +69,10 @@ impl std::str::FromStr for Method {
 
 /// The verifier's default operating point: the probability threshold chosen by
 /// `switchyard eval cache` on held-out Quora Question Pairs for ≥ 90% precision (see
-/// `eval/results/cache-eval.json`).
-pub const DEFAULT_VERIFIER_THRESHOLD: f32 = 0.80;
+/// `eval/results/cache-qqp.json`).
+pub const DEFAULT_VERIFIER_THRESHOLD: f32 = 0.97;
 /// Cosine's threshold when the verifier is off, chosen the same way.
-pub const DEFAULT_COSINE_THRESHOLD: f32 = 0.95;
+pub const DEFAULT_COSINE_THRESHOLD: f32 = 0.97;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
