@@ -34,7 +34,7 @@ struct Gateway {
 
 /// Starts a gateway on 127.0.0.1:0 from `toml` (the log goes to a temp dir; `{router}`
 /// is replaced by a [router] section with the committed artifacts, `{cache}` by a
-/// [cache] section).
+/// [cache] section; a `toml` with its own [cache] section keeps it).
 async fn gateway(toml: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let root = root();
@@ -53,6 +53,8 @@ async fn gateway(toml: &str) -> Gateway {
     );
     let toml = if toml.contains("{cache}") {
         toml.replace("{cache}", &cache)
+    } else if toml.contains("[cache]") {
+        toml.to_owned()
     } else {
         format!("{toml}\n[cache]\nenabled = false\n")
     };
@@ -751,7 +753,7 @@ async fn the_cache_answers_repeats_and_paraphrases_within_scope_only() {
         let cache = cache.clone();
         async move {
             for _ in 0..500 {
-                if cache.backend().len().await.unwrap() >= n {
+                if cache.backend().entry_count().await.unwrap() >= n {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -922,4 +924,34 @@ async fn the_cache_answers_repeats_and_paraphrases_within_scope_only() {
         metrics.contains("switchyard_cache_lookups_total{outcome=\"hit\"}"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_cache_that_cannot_open_leaves_the_gateway_serving_uncached() {
+    let up = Upstream::start("up").await;
+    // The cache directory would have to live under a regular file: it cannot be created.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let g = gateway(&format!(
+        "{{router}}\n{}\n[models.one]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\nquality = 0.9\n\
+         [routes.auto]\nmodels = [\"one\"]\n[cache]\npath = {:?}\nmethod = \"guard\"\n",
+        provider("p", &up, "openai"),
+        blocker.path().join("cache"),
+    ))
+    .await;
+    assert!(g.state.cache().is_none());
+    let (status, ready) = g.get("/ready").await;
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(ready["cache"]["status"], "failed", "{ready}");
+    let error = ready["cache"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("cache.path") && error.contains("cannot create cache directory"),
+        "{error}"
+    );
+    for _ in 0..2 {
+        let a = g.post("/v1/chat/completions", &chat("auto", false)).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert_eq!(header(&a, "x-switchyard-cache"), "bypass");
+    }
+    assert_eq!(up.hits(), 2, "every request reached the upstream");
 }

@@ -1,13 +1,25 @@
 //! The embedded backend: Qdrant's engine in-process (`qdrant-edge`), one shard on disk
 //! under the configured directory, surviving restarts.
 //!
+//! Qdrant Edge 0.7 does not replay its WAL on load, so updates are also written to the
+//! cache's own journal (`journal.rs`) and replayed from there: a killed process loses
+//! nothing that was acknowledged.
+//!
 //! `EdgeShard`'s API is synchronous, so every call runs on tokio's blocking pool. Its
-//! `flush` (also run on drop) asserts with `try_lock` that no update is in flight, so
-//! updates, flushes and index builds are serialised by `write` here; searches run
-//! concurrently.
+//! `flush` (also run on drop) asserts with `try_lock` that no update or index build is in
+//! flight, so flushes take `write` exclusively while updates and index builds share it
+//! (Qdrant's optimiser swaps proxy segments in, so updates go on during a build);
+//! searches take no lock at all.
+//!
+//! When the index is built: Qdrant Edge never does it by itself. `optimize` runs off the
+//! request path, from the gateway's maintenance task (every minute, and sooner after
+//! `INDEX_EVERY` inserts: see `Cache::insert`). Segments under Qdrant's indexing threshold
+//! (10 MB of vectors, ~6,500 of 384-d) are searched exactly, which stays under a
+//! millisecond; lookups are answered throughout a build (`eval/bench/cache_scale.sh`
+//! measures them while it runs).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use qdrant_edge::{
     Condition, CreateIndex, DEFAULT_VECTOR_NAME, Distance, EdgeConfigBuilder, EdgeShard,
@@ -23,6 +35,7 @@ use switchyard_core::{
     SemanticCache,
 };
 
+use crate::journal::Journal;
 use crate::layout::{self, INTEGER_FIELDS, KEYWORD_FIELDS};
 
 const BACKEND: &str = "edge";
@@ -37,7 +50,12 @@ pub struct EdgeCache {
 struct Inner {
     /// Always `Some` until dropped (see `Drop`).
     shard: Option<EdgeShard>,
-    write: Mutex<()>,
+    /// Shared by updates and index builds, exclusive for flushes (see the module doc).
+    write: RwLock<()>,
+    /// One index build at a time.
+    optimizing: Mutex<()>,
+    /// Every update since the last flush, appended before it is applied.
+    journal: Mutex<Journal>,
     dir: PathBuf,
 }
 
@@ -50,11 +68,19 @@ impl Drop for Inner {
             return;
         };
         if self.dir.join("shard").is_dir() {
-            let _guard = self.lock();
+            let _guard = self.exclusive();
             let flushed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(shard)));
-            if flushed.is_err() {
-                tracing::error!(dir = %self.dir.display(), "the cache could not be flushed on close");
+            match flushed {
+                // Flushed: the journal's operations are all in the shard now.
+                Ok(()) => {
+                    if let Err(e) = self.journal().clear() {
+                        tracing::warn!(error = %e, "the cache journal could not be emptied on close");
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(dir = %self.dir.display(), "the cache could not be flushed on close; its journal is kept for the next start")
+                }
             }
         } else {
             std::mem::forget(shard);
@@ -99,11 +125,34 @@ impl EdgeCache {
                 .build();
             EdgeShard::new(&shard_dir, config).map_err(backend_error)?
         };
+        let (journal, replay) = Journal::open(dir).map_err(|e| {
+            CacheError::Config(format!(
+                "cannot open the cache journal in {}: {e}",
+                dir.display()
+            ))
+        })?;
         let inner = Inner {
             shard: Some(shard),
-            write: Mutex::new(()),
+            write: RwLock::new(()),
+            optimizing: Mutex::new(()),
+            journal: Mutex::new(journal),
             dir: dir.to_owned(),
         };
+        if !replay.is_empty() {
+            // Not flushed before the last process ended: apply again, then persist.
+            let n = replay.len();
+            let failed = replay
+                .into_iter()
+                .filter(|op| {
+                    inner
+                        .shard()
+                        .and_then(|s| s.update(op.clone()).map_err(backend_error))
+                        .is_err()
+                })
+                .count();
+            inner.flush()?;
+            tracing::info!(dir = %dir.display(), replayed = n, failed, "cache journal replayed");
+        }
         let indexed = inner.shard()?.info().payload_schema;
         for (field, kind) in KEYWORD_FIELDS
             .iter()
@@ -149,22 +198,22 @@ impl EdgeCache {
         &self.inner.dir
     }
 
-    /// Writes everything to disk (also done when the last handle is dropped).
+    /// Writes everything to disk and empties the journal (also done by every maintenance
+    /// pass and when the last handle is dropped).
     pub async fn flush(&self) -> Result<(), CacheError> {
-        self.blocking(|inner| {
-            let _w = inner.lock();
-            inner.shard()?.flush();
-            Ok(())
-        })
-        .await
+        self.blocking(Inner::flush).await
     }
 
-    /// Builds the HNSW index over points added since the last call (Qdrant Edge never does
-    /// this by itself; until then searches are exact and linear in the scope's size).
-    pub async fn optimize(&self) -> Result<bool, CacheError> {
-        self.blocking(|inner| {
-            let _w = inner.lock();
-            inner.shard()?.optimize().map_err(backend_error)
+    /// Stores many entries in one update (bulk loads and benchmarks).
+    pub async fn insert_batch(&self, batch: Vec<(CacheEntry, Vec<f32>)>) -> Result<(), CacheError> {
+        self.blocking(move |inner| {
+            let points = batch
+                .into_iter()
+                .map(|(entry, vector)| point(&entry, vector).map(Into::into))
+                .collect::<Result<Vec<_>, _>>()?;
+            inner.update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+            ))
         })
         .await
     }
@@ -195,15 +244,47 @@ impl Inner {
             .ok_or_else(|| backend_error("the cache is closing"))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.write
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.write
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Journals, then applies. The journal's lock is held across both, so the journal's
+    /// order is the order the shard saw.
     fn update(&self, op: UpdateOperation) -> Result<(), CacheError> {
-        let _w = self.lock();
+        let _w = self.shared();
+        let mut journal = self.journal();
+        journal.append(&op).map_err(|e| {
+            backend_error(format!(
+                "cannot write the cache journal {}: {e}",
+                journal.path().display()
+            ))
+        })?;
         self.shard()?.update(op).map_err(backend_error)
+    }
+
+    fn flush(&self) -> Result<(), CacheError> {
+        let _w = self.exclusive();
+        let mut journal = self.journal();
+        let shard = self.shard()?;
+        // `EdgeShard::flush` panics when the disk refuses the write.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.flush())).map_err(|_| {
+            backend_error(format!("cannot flush the cache in {}", self.dir.display()))
+        })?;
+        journal.clear().map_err(backend_error)
     }
 
     fn scroll(&self, filter: Filter, limit: usize) -> Result<Vec<Record>, CacheError> {
@@ -284,6 +365,12 @@ fn scope_filter(scope: &CacheScope, now_ms: i64, extra: Option<Condition>) -> Fi
     ];
     conditions.extend(extra);
     must(conditions)
+}
+
+fn point(entry: &CacheEntry, vector: Vec<f32>) -> Result<PointStruct, CacheError> {
+    let id = point_id(&entry.id)?;
+    let payload = Value::Object(layout::payload_of(entry).into_iter().collect());
+    Ok(PointStruct::new(id, vector, payload))
 }
 
 fn point_id(id: &str) -> Result<PointId, CacheError> {
@@ -367,9 +454,7 @@ impl SemanticCache for EdgeCache {
 
     fn insert(&self, entry: CacheEntry, vector: Vec<f32>) -> CacheFuture<'_, ()> {
         Box::pin(self.blocking(move |inner| {
-            let id = point_id(&entry.id)?;
-            let payload = Value::Object(layout::payload_of(&entry).into_iter().collect());
-            let point = PointStruct::new(id, vector, payload);
+            let point = point(&entry, vector)?;
             inner.update(UpdateOperation::PointOperation(
                 PointOperations::UpsertPoints(PointInsertOperations::PointsList(vec![
                     point.into(),
@@ -398,11 +483,11 @@ impl SemanticCache for EdgeCache {
     }
 
     fn invalidate(&self, what: Invalidate) -> CacheFuture<'_, u64> {
-        Box::pin(self.blocking(move |inner| match what {
-            Invalidate::Tenant(t) => inner.delete(must(vec![keyword(layout::TENANT, &t)])),
-            Invalidate::Route(r) => inner.delete(must(vec![keyword(layout::ROUTE, &r)])),
-            Invalidate::Entry(id) => inner.delete(must(vec![keyword(layout::ID, &id)])),
-            Invalidate::All => inner.delete(Filter::default()),
+        Box::pin(self.blocking(move |inner| {
+            inner.delete(match layout::invalidation_match(&what) {
+                Some((field, value)) => must(vec![keyword(field, value)]),
+                None => Filter::default(),
+            })
         }))
     }
 
@@ -447,7 +532,21 @@ impl SemanticCache for EdgeCache {
         }))
     }
 
-    fn len(&self) -> CacheFuture<'_, u64> {
+    fn entry_count(&self) -> CacheFuture<'_, u64> {
         Box::pin(self.blocking(|inner| inner.count(None)))
+    }
+
+    fn optimize(&self) -> CacheFuture<'_, bool> {
+        Box::pin(self.blocking(|inner| {
+            let Ok(_one) = inner.optimizing.try_lock() else {
+                return Ok(false); // a build is already running
+            };
+            let built = {
+                let _w = inner.shared();
+                inner.shard()?.optimize().map_err(backend_error)?
+            };
+            inner.flush()?;
+            Ok(built)
+        }))
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use switchyard_core::{CacheEntry, CacheError, CacheScope, EncoderInfo};
+use switchyard_core::{CacheEntry, CacheError, CacheScope, EncoderInfo, Invalidate};
 
 pub const ID: &str = "id";
 pub const TENANT: &str = "tenant";
@@ -21,6 +21,17 @@ pub const LAST_HIT: &str = "last_hit_ms";
 
 pub const KEYWORD_FIELDS: &[&str] = &[ID, TENANT, ROUTE, FINGERPRINT, EXACT];
 pub const INTEGER_FIELDS: &[&str] = &[EXPIRES, LAST_HIT];
+
+/// The keyword match that selects what an invalidation removes: `(field, value)`, or
+/// `None` for every entry. Each backend turns it into its own filter type.
+pub fn invalidation_match(what: &Invalidate) -> Option<(&'static str, &str)> {
+    match what {
+        Invalidate::Tenant(t) => Some((TENANT, t)),
+        Invalidate::Route(r) => Some((ROUTE, r)),
+        Invalidate::Entry(id) => Some((ID, id)),
+        Invalidate::All => None,
+    }
+}
 
 pub fn payload_of(entry: &CacheEntry) -> Map<String, Value> {
     let mut m = Map::new();

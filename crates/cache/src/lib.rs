@@ -17,11 +17,13 @@
 pub mod edge;
 pub mod fingerprint;
 pub mod guard;
+mod journal;
 pub mod layout;
 pub mod remote;
 pub mod verifier;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use edge::EdgeCache;
@@ -175,12 +177,30 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// After this many inserts the maintenance task is woken before its next tick to index
+/// them ([`Cache::index_due`]), so a burst of new entries never waits a full minute.
+pub const INDEX_EVERY: u64 = 5_000;
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Expired entries removed.
+    pub purged: u64,
+    /// Least recently hit entries removed to stay within capacity.
+    pub evicted: u64,
+    /// Whether the vector index was (re)built.
+    pub indexed: bool,
+}
+
 /// A backend with the hit semantics on top.
 #[derive(Debug, Clone)]
 pub struct Cache {
     store: Arc<dyn SemanticCache>,
     verifier: Option<Arc<Verifier>>,
     settings: CacheSettings,
+    /// Inserts since the last index build, and the bell rung at `INDEX_EVERY`.
+    unindexed: Arc<AtomicU64>,
+    index_bell: Arc<tokio::sync::Notify>,
 }
 
 impl Cache {
@@ -206,6 +226,8 @@ impl Cache {
             store,
             verifier,
             settings,
+            unindexed: Arc::default(),
+            index_bell: Arc::default(),
         })
     }
 
@@ -315,14 +337,30 @@ impl Cache {
         };
         self.store.insert(entry, vector).await?;
         self.store.evict_to(self.settings.capacity).await?;
+        if self.unindexed.fetch_add(1, Ordering::Relaxed) + 1 == INDEX_EVERY {
+            self.index_bell.notify_one();
+        }
         Ok(id)
     }
 
-    /// Purges expired entries and evicts down to capacity: (purged, evicted).
-    pub async fn maintain(&self) -> Result<(u64, u64), CacheError> {
+    /// Resolves once `INDEX_EVERY` entries were inserted since the last maintenance pass:
+    /// the maintenance task waits on this beside its timer.
+    pub async fn index_due(&self) {
+        self.index_bell.notified().await;
+    }
+
+    /// Purges expired entries, evicts down to capacity, then builds the vector index over
+    /// what was added (off the request path: lookups keep being answered meanwhile).
+    pub async fn maintain(&self) -> Result<Maintenance, CacheError> {
         let purged = self.store.purge_expired(now_ms()).await?;
         let evicted = self.store.evict_to(self.settings.capacity).await?;
-        Ok((purged, evicted))
+        self.unindexed.store(0, Ordering::Relaxed);
+        let indexed = self.store.optimize().await?;
+        Ok(Maintenance {
+            purged,
+            evicted,
+            indexed,
+        })
     }
 }
 

@@ -353,12 +353,10 @@ impl SemanticCache for RemoteCache {
 
     fn invalidate(&self, what: Invalidate) -> CacheFuture<'_, u64> {
         Box::pin(async move {
-            let filter = match what {
-                Invalidate::Tenant(t) => Filter::must([Condition::matches(layout::TENANT, t)]),
-                Invalidate::Route(r) => Filter::must([Condition::matches(layout::ROUTE, r)]),
-                Invalidate::Entry(id) => Filter::must([Condition::matches(layout::ID, id)]),
+            let filter = match layout::invalidation_match(&what) {
+                Some((field, value)) => Filter::must([Condition::matches(field, value.to_owned())]),
                 // Every Switchyard entry (each has an expiry); nothing else in the collection.
-                Invalidate::All => Filter::must([Condition::range(
+                None => Filter::must([Condition::range(
                     layout::EXPIRES,
                     Range {
                         gte: Some(f64::MIN),
@@ -414,7 +412,7 @@ impl SemanticCache for RemoteCache {
         })
     }
 
-    fn len(&self) -> CacheFuture<'_, u64> {
+    fn entry_count(&self) -> CacheFuture<'_, u64> {
         Box::pin(self.count(None))
     }
 }

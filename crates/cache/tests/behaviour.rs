@@ -31,7 +31,7 @@ fn encoder(sha: &str) -> EncoderInfo {
 
 /// A unit vector along axis `i`, tilted towards axis `i + 1` by `tilt`.
 fn v(i: usize, tilt: f32) -> Vec<f32> {
-    let mut x = vec![0.0; DIM];
+    let mut x = [0.0; DIM];
     x[i % DIM] = 1.0;
     x[(i + 1) % DIM] = tilt;
     let n = (1.0 + tilt * tilt).sqrt();
@@ -275,9 +275,9 @@ async fn ttl_max_age_and_purge() {
                 .unwrap()
                 .is_some()
         );
-        let (purged, _) = long.maintain().await.unwrap();
+        let purged = long.maintain().await.unwrap().purged;
         assert_eq!(purged, 1, "{}", b.name);
-        assert_eq!(b.store.len().await.unwrap(), 1);
+        assert_eq!(b.store.entry_count().await.unwrap(), 1);
     }
 }
 
@@ -315,7 +315,7 @@ async fn capacity_evicts_the_least_recently_hit() {
         c.insert(s.clone(), "prompt 3", v(3, 0.0), "3".into(), "m")
             .await
             .unwrap();
-        assert_eq!(b.store.len().await.unwrap(), 3, "{}", b.name);
+        assert_eq!(b.store.entry_count().await.unwrap(), 3, "{}", b.name);
         assert!(
             c.lookup(&s, "prompt 1", &v(1, 0.0), None, None)
                 .await
@@ -372,7 +372,7 @@ async fn invalidation_by_tenant_route_entry_and_flush() {
                 .unwrap(),
             2
         );
-        assert_eq!(store.len().await.unwrap(), 1, "{}", b.name);
+        assert_eq!(store.entry_count().await.unwrap(), 1, "{}", b.name);
         assert!(
             c.lookup(&scope("b", "auto", "fp"), "q2", &v(2, 0.0), None, None)
                 .await
@@ -390,7 +390,7 @@ async fn invalidation_by_tenant_route_entry_and_flush() {
             .await
             .unwrap();
         assert_eq!(store.invalidate(Invalidate::All).await.unwrap(), 1);
-        assert_eq!(store.len().await.unwrap(), 0);
+        assert_eq!(store.entry_count().await.unwrap(), 0);
         assert!(
             store
                 .invalidate(Invalidate::Entry("not-a-uuid".into()))
@@ -465,6 +465,6 @@ async fn concurrent_lookups_and_inserts() {
         for (i, t) in tasks.into_iter().enumerate() {
             assert_eq!(t.await.unwrap(), Some(i.to_string()), "{}", b.name);
         }
-        assert_eq!(b.store.len().await.unwrap(), 16);
+        assert_eq!(b.store.entry_count().await.unwrap(), 16);
     }
 }

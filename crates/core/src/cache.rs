@@ -122,5 +122,13 @@ pub trait SemanticCache: Send + Sync + std::fmt::Debug {
     fn evict_to(&self, capacity: u64) -> CacheFuture<'_, u64>;
 
     /// How many entries are stored (expired ones not yet purged included).
-    fn len(&self) -> CacheFuture<'_, u64>;
+    fn entry_count(&self) -> CacheFuture<'_, u64>;
+
+    /// Builds the vector index over entries added since the last call, compacts away
+    /// deleted ones and persists what was written; returns whether an index was built.
+    /// Searches keep being answered while it runs. The default does nothing: a Qdrant
+    /// server does all this by itself.
+    fn optimize(&self) -> CacheFuture<'_, bool> {
+        Box::pin(async { Ok(false) })
+    }
 }

@@ -95,7 +95,13 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
             (CacheState::Off(why), None)
         }
         Prepared::Plan(plan) => {
-            let state = plan.open()?;
+            // A cache that cannot open (unwritable or full directory, a directory made for
+            // another encoder) must not keep the gateway down: serve uncached and say why
+            // in the log and in /ready.
+            let state = plan.open().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "semantic cache unavailable; serving uncached");
+                CacheState::Failed(e)
+            });
             if let CacheState::Ready(c) = &state {
                 tracing::info!(
                     backend = c.backend().backend(),

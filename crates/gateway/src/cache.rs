@@ -206,12 +206,12 @@ pub fn connect_in_background(plan: CachePlan, slot: Arc<RwLock<CacheState>>) {
     });
 }
 
-/// Purges expired entries and evicts over capacity every minute.
+/// Purges expired entries, evicts over capacity and builds the vector index: every minute,
+/// and as soon as `INDEX_EVERY` entries were inserted since the last pass.
 pub fn maintain_in_background(slot: Arc<RwLock<CacheState>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
             let cache = match &*slot
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -219,10 +219,26 @@ pub fn maintain_in_background(slot: Arc<RwLock<CacheState>>) {
                 CacheState::Ready(c) => Some(c.clone()),
                 _ => None,
             };
-            if let Some(c) = cache
-                && let Err(e) = c.maintain().await
-            {
-                tracing::warn!(error = %e, "cache maintenance failed");
+            let Some(cache) = cache else {
+                tick.tick().await;
+                continue;
+            };
+            // Every minute, or sooner after a burst of inserts (size trigger).
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = cache.index_due() => {}
+            }
+            let t = std::time::Instant::now();
+            match cache.maintain().await {
+                Ok(m) if m.indexed || m.purged + m.evicted > 0 => tracing::info!(
+                    purged = m.purged,
+                    evicted = m.evicted,
+                    indexed = m.indexed,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "cache maintenance"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cache maintenance failed"),
             }
         }
     });

@@ -294,7 +294,9 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
     let cache = state
         .cache()
         .filter(|_| cache_route.is_some() && view.n.unwrap_or(1) == 1)
-        .filter(|_| !ctx.prompt.trim().is_empty() && !(control.no_cache && control.no_store));
+        // With both no-cache and no-store the cache has nothing to do for this request.
+        .filter(|_| !ctx.prompt.trim().is_empty())
+        .filter(|_| !(control.no_cache && control.no_store));
     let mut embedding = None;
     let mut embed_ms = 0.0;
     if let (Some(_), Some(router)) = (&cache, state.router.as_ref()) {

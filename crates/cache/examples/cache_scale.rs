@@ -1,0 +1,411 @@
+//! The embedded cache at scale: insert throughput, index-build time, lookup latency
+//! p50/p99 and recall@1 before, during and after the index build, resident memory, and
+//! what the verifier adds per lookup — with exact search (a flat scan over the same
+//! vectors, in the same process) as the peer and the recall reference.
+//!
+//!   cargo run --release -p switchyard-cache --example cache_scale -- \
+//!       --entries 100000 [--queries 1000] [--vectors FILE.emb] [--verifier FILE] [--dir DIR]
+//!
+//! One size per process, so that resident memory is the size's own; `eval/bench/cache_scale.sh`
+//! runs 10k, 100k and 1M and writes `eval/results/cache-scale.json`. Prints one JSON object.
+//!
+//! Vectors: the real sentence embeddings of an embedding-cache file (`--vectors`, records of
+//! 16-byte key + dim × f32, as `switchyard train` writes them), extended beyond its size by
+//! perturbed copies (cosine ≈ 0.9 to their source); without it, synthetic clusters. Queries
+//! are near-duplicates of stored entries (cosine ≈ 0.95), as a cache sees them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::panic,
+    reason = "a benchmark program: it stops on bad arguments with a message"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde_json::json;
+use switchyard_cache::{
+    Cache, CacheEntry, CacheScope, CacheSettings, EdgeCache, Method, SemanticCache, Verifier,
+    exact_key,
+};
+use switchyard_core::EncoderInfo;
+
+const DIM: usize = 384;
+
+struct Args {
+    entries: usize,
+    queries: usize,
+    vectors: Option<PathBuf>,
+    verifier: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        entries: 10_000,
+        queries: 1_000,
+        vectors: None,
+        verifier: PathBuf::from("models/cache-verifier/verifier.json"),
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--entries" => a.entries = value().parse().expect("--entries: a count"),
+            "--queries" => a.queries = value().parse().expect("--queries: a count"),
+            "--vectors" => a.vectors = Some(value().into()),
+            "--verifier" => a.verifier = value().into(),
+            "--dir" => a.dir = Some(value().into()),
+            "--help" | "-h" => {
+                println!(
+                    "cache_scale --entries N [--queries Q] [--vectors FILE.emb] [--verifier FILE] [--dir DIR]"
+                );
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other} (see --help)"),
+        }
+    }
+    a
+}
+
+/// splitmix64: deterministic and dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+    fn gaussian(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
+/// `v` moved to cosine ≈ `cos` from where it was, in a random direction.
+fn perturbed(v: &[f32], cos: f32, rng: &mut Rng) -> Vec<f32> {
+    let noise = normalised((0..v.len()).map(|_| rng.gaussian()).collect());
+    let s = (1.0 - cos * cos).sqrt() / cos;
+    normalised(v.iter().zip(&noise).map(|(a, b)| a + s * b).collect())
+}
+
+fn read_embeddings(path: &Path, limit: usize) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let record = 16 + DIM * 4;
+    bytes
+        .chunks_exact(record)
+        .take(limit)
+        .map(|r| {
+            normalised(
+                r[16..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn dataset(args: &Args, rng: &mut Rng) -> (Vec<Vec<f32>>, &'static str) {
+    let (base, source) = match &args.vectors {
+        Some(p) => (read_embeddings(p, args.entries), "real embeddings"),
+        None => {
+            let centres = (args.entries / 50).max(1);
+            let c: Vec<Vec<f32>> = (0..centres)
+                .map(|_| normalised((0..DIM).map(|_| rng.gaussian()).collect()))
+                .collect();
+            let v = (0..args.entries)
+                .map(|i| perturbed(&c[i % centres], 0.8, rng))
+                .collect();
+            (v, "synthetic clusters")
+        }
+    };
+    let n = base.len();
+    let mut all = base;
+    while all.len() < args.entries {
+        let src = rng.below(n);
+        let v = perturbed(&all[src], 0.9, rng);
+        all.push(v);
+    }
+    let source = if all.len() > n && args.vectors.is_some() {
+        "real embeddings, extended by perturbed copies"
+    } else {
+        source
+    };
+    (all, source)
+}
+
+fn text(i: usize) -> String {
+    let topics = [
+        "python", "rust", "tax", "travel", "history", "cooking", "finance",
+    ];
+    format!(
+        "How do I get started with {} when I only have a weekend and no prior experience, question {i}?",
+        topics[i % topics.len()]
+    )
+}
+
+fn scope() -> CacheScope {
+    CacheScope {
+        tenant: "acme".into(),
+        route: "auto".into(),
+        fingerprint: "fp".into(),
+    }
+}
+
+fn entry(i: usize) -> CacheEntry {
+    let now = switchyard_cache::now_ms();
+    CacheEntry {
+        id: uuid_of(i),
+        scope: scope(),
+        exact_key: exact_key(&text(i)),
+        text: text(i),
+        response: format!("{{\"answer\": {i}}}"),
+        model: "m".into(),
+        created_ms: now,
+        expires_ms: now + 86_400_000,
+        last_hit_ms: now,
+    }
+}
+
+fn uuid_of(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
+/// Exact top-1 by a flat scan.
+fn exact_top1(stored: &[Vec<f32>], q: &[f32]) -> usize {
+    let mut best = (0, f32::MIN);
+    for (i, v) in stored.iter().enumerate() {
+        let d: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+        if d > best.1 {
+            best = (i, d);
+        }
+    }
+    best.0
+}
+
+#[derive(Default)]
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn summary(&mut self) -> serde_json::Value {
+        if self.0.is_empty() {
+            return json!(null);
+        }
+        self.0.sort_by(f64::total_cmp);
+        let q = |p: f64| self.0[((self.0.len() - 1) as f64 * p).round() as usize];
+        json!({"n": self.0.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
+    }
+}
+
+fn rss_mb() -> serde_json::Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    json!({"rss_mb": field("VmRSS:"), "peak_rss_mb": field("VmHWM:")})
+}
+
+/// Nearest-entry lookups through the trait (scope filter, payload and vector returned):
+/// latencies and whether each top-1 was the exact top-1.
+async fn lookups(store: &EdgeCache, queries: &[(Vec<f32>, usize)]) -> (Latencies, usize, usize) {
+    let mut lat = Latencies::default();
+    let mut right = 0;
+    for (q, truth) in queries {
+        let t = Instant::now();
+        let found = store.nearest(&scope(), q, 4, 0).await.unwrap();
+        lat.0.push(t.elapsed().as_secs_f64() * 1e3);
+        if found.first().map(|c| c.entry.id.as_str()) == Some(uuid_of(*truth).as_str()) {
+            right += 1;
+        }
+    }
+    (lat, right, queries.len())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let mut rng = Rng(42);
+    let t = Instant::now();
+    let (stored, source) = dataset(&args, &mut rng);
+    let n = stored.len();
+    eprintln!(
+        "{n} vectors ({source}) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let queries: Vec<(Vec<f32>, usize)> = (0..args.queries)
+        .map(|_| {
+            let j = rng.below(n);
+            perturbed(&stored[j], 0.95, &mut rng)
+        })
+        .map(|q| {
+            let truth = exact_top1(&stored, &q);
+            (q, truth)
+        })
+        .collect();
+
+    // The exact peer: a flat scan over the same vectors.
+    let mut flat = Latencies::default();
+    for (q, _) in queries.iter().take(200) {
+        let t = Instant::now();
+        std::hint::black_box(exact_top1(&stored, q));
+        flat.0.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+
+    let tmp = tempfile::tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir)).unwrap();
+    let encoder = EncoderInfo {
+        id: "bench".into(),
+        dim: DIM,
+        max_tokens: 256,
+        weights_sha256: "bench".into(),
+        truncation: Default::default(),
+    };
+    let store = EdgeCache::open(tmp.path(), &encoder).unwrap();
+    let settings = |method: Method| CacheSettings {
+        method,
+        threshold: 0.0,
+        capacity: u64::MAX,
+        ..CacheSettings::default()
+    };
+    let shared: Arc<dyn SemanticCache> = Arc::new(store.clone());
+    let cosine_cache = Cache::new(Arc::clone(&shared), None, settings(Method::Cosine)).unwrap();
+
+    // Single inserts (one upsert, one WAL append each), then bulk batches.
+    let singles = n.min(2_000);
+    let t = Instant::now();
+    for (i, v) in stored.iter().enumerate().take(singles) {
+        let e = entry(i);
+        store.insert(e, v.clone()).await.unwrap();
+    }
+    let single_rate = singles as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut i = singles;
+    while i < n {
+        let end = (i + 1_000).min(n);
+        let batch = (i..end).map(|k| (entry(k), stored[k].clone())).collect();
+        store.insert_batch(batch).await.unwrap();
+        i = end;
+    }
+    let bulk = n - singles;
+    let bulk_rate = if bulk > 0 {
+        bulk as f64 / t.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+    eprintln!("inserted: {single_rate:.0}/s one by one, {bulk_rate:.0}/s in batches of 1,000");
+
+    // Before the index: every segment is searched exactly.
+    let before_q = if n > 200_000 {
+        100
+    } else {
+        args.queries.min(300)
+    };
+    let (mut before, before_right, before_n) = lookups(&store, &queries[..before_q]).await;
+    eprintln!("before the index: {}", before.summary());
+
+    // The build, with lookups going on beside it.
+    let building = Arc::new(AtomicBool::new(true));
+    let t = Instant::now();
+    let builder = {
+        let store = store.clone();
+        let building = Arc::clone(&building);
+        tokio::spawn(async move {
+            let r = store.optimize().await;
+            building.store(false, Ordering::SeqCst);
+            r
+        })
+    };
+    let mut during = Latencies::default();
+    let mut k = 0;
+    while building.load(Ordering::SeqCst) {
+        let (q, _) = &queries[k % queries.len()];
+        let t = Instant::now();
+        store.nearest(&scope(), q, 4, 0).await.unwrap();
+        during.0.push(t.elapsed().as_secs_f64() * 1e3);
+        k += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    builder.await.unwrap().unwrap();
+    let build_s = t.elapsed().as_secs_f64();
+    let (points, indexed) = store.counts();
+    eprintln!("index built in {build_s:.1} s ({indexed} of {points} vectors indexed)");
+
+    let (mut after, after_right, after_n) = lookups(&store, &queries).await;
+    eprintln!("after the index: {}", after.summary());
+
+    // The whole lookup (exact path, nearest 4, guard, score, touch on a hit), by method.
+    let verifier = Verifier::load(&args.verifier).ok().map(Arc::new);
+    let mut by_method = serde_json::Map::new();
+    let mut methods = vec![("cosine", cosine_cache)];
+    if let Some(v) = &verifier {
+        methods.push((
+            "verifier",
+            Cache::new(
+                Arc::clone(&shared),
+                Some(Arc::clone(v)),
+                settings(Method::Verifier),
+            )
+            .unwrap(),
+        ));
+    } else {
+        eprintln!(
+            "no verifier at {}: its cost is not measured",
+            args.verifier.display()
+        );
+    }
+    for (name, cache) in &methods {
+        let mut lat = Latencies::default();
+        for (j, (q, _)) in queries.iter().enumerate() {
+            // A paraphrase, so that the exact path misses and the candidates are judged.
+            let asked = format!("{} (asked again {j})", text(j));
+            let t = Instant::now();
+            std::hint::black_box(cache.lookup(&scope(), &asked, q, None, None).await.unwrap());
+            lat.0.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        by_method.insert((*name).into(), lat.summary());
+    }
+
+    let report = json!({
+        "entries": n,
+        "dim": DIM,
+        "vectors": source,
+        "queries": args.queries,
+        "insert_per_s": {"one_by_one": single_rate, "batches_of_1000": bulk_rate},
+        "index_build_s": build_s,
+        "indexed_vectors": indexed,
+        "lookup_before_index": before.summary(),
+        "recall_at_1_before_index": before_right as f64 / before_n as f64,
+        "lookup_during_build": during.summary(),
+        "lookup": after.summary(),
+        "recall_at_1": after_right as f64 / after_n as f64,
+        "exact_flat_scan": flat.summary(),
+        "full_lookup_by_method": by_method,
+        "memory": rss_mb(),
+    });
+    println!("{report}");
+}
