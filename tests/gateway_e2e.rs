@@ -241,8 +241,10 @@ async fn the_binary_serves_the_openai_client_reloads_logs_and_never_leaks_the_ke
         .unwrap();
     assert_eq!(fb.status(), 200);
     up.set(Mode::EchoKey);
+    // The same prompt again: without no-cache the cache would answer it.
     let r = client
         .post(format!("{url}/v1/chat/completions"))
+        .header("x-switchyard-cache-control", "no-cache")
         .json(&body)
         .send()
         .await

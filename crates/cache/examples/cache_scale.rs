@@ -406,6 +406,8 @@ async fn main() {
         "exact_flat_scan": flat.summary(),
         "full_lookup_by_method": by_method,
         "memory": rss_mb(),
+        // Included in the RSS above: this program's own copy of the vectors (the exact peer).
+        "reference_copy_mb": (n * DIM * 4) as f64 / (1024.0 * 1024.0),
     });
     println!("{report}");
 }
