@@ -31,7 +31,9 @@ trap 'rm -rf "$work"' EXIT
 
 for n in ${sizes//,/ }; do
   echo "== $n entries"
-  args=(--entries "$n" --dir "$work")
+  # The exact reference is a flat scan per query: fewer queries at 1M keep it to minutes.
+  queries=1000; [ "$n" -gt 200000 ] && queries=300
+  args=(--entries "$n" --queries "$queries" --dir "$work")
   [ -n "$vectors" ] && args+=(--vectors "$vectors")
   "$bin" "${args[@]}" > "$work/$n.json"
 done

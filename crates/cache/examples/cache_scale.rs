@@ -42,6 +42,7 @@ struct Args {
     vectors: Option<PathBuf>,
     verifier: PathBuf,
     dir: Option<PathBuf>,
+    ef: Option<usize>,
 }
 
 fn args() -> Args {
@@ -51,6 +52,7 @@ fn args() -> Args {
         vectors: None,
         verifier: PathBuf::from("models/cache-verifier/verifier.json"),
         dir: None,
+        ef: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,9 +63,10 @@ fn args() -> Args {
             "--vectors" => a.vectors = Some(value().into()),
             "--verifier" => a.verifier = value().into(),
             "--dir" => a.dir = Some(value().into()),
+            "--ef" => a.ef = Some(value().parse().expect("--ef: a beam width")),
             "--help" | "-h" => {
                 println!(
-                    "cache_scale --entries N [--queries Q] [--vectors FILE.emb] [--verifier FILE] [--dir DIR]"
+                    "cache_scale --entries N [--queries Q] [--vectors FILE.emb] [--verifier FILE] [--dir DIR] [--ef BEAM]"
                 );
                 std::process::exit(0);
             }
@@ -155,12 +158,23 @@ fn dataset(args: &Args, rng: &mut Rng) -> (Vec<Vec<f32>>, &'static str) {
     (all, source)
 }
 
+/// A prompt per entry with no digits in it, so that the guard lets every candidate through
+/// to the verifier (a number would differ and veto it first).
 fn text(i: usize) -> String {
     let topics = [
         "python", "rust", "tax", "travel", "history", "cooking", "finance",
     ];
+    let mut tag = String::new();
+    let mut k = i;
+    loop {
+        tag.push(char::from(b'a' + (k % 26) as u8));
+        k /= 26;
+        if k == 0 {
+            break;
+        }
+    }
     format!(
-        "How do I get started with {} when I only have a weekend and no prior experience, question {i}?",
+        "How do I get started with {} when I only have a weekend and no prior experience, project {tag}?",
         topics[i % topics.len()]
     )
 }
@@ -285,7 +299,10 @@ async fn main() {
         weights_sha256: "bench".into(),
         truncation: Default::default(),
     };
-    let store = EdgeCache::open(tmp.path(), &encoder).unwrap();
+    let mut store = EdgeCache::open(tmp.path(), &encoder).unwrap();
+    if let Some(ef) = args.ef {
+        store = store.with_search_ef(ef);
+    }
     let settings = |method: Method| CacheSettings {
         method,
         threshold: 0.0,
@@ -382,7 +399,7 @@ async fn main() {
         let mut lat = Latencies::default();
         for (j, (q, _)) in queries.iter().enumerate() {
             // A paraphrase, so that the exact path misses and the candidates are judged.
-            let asked = format!("{} (asked again {j})", text(j));
+            let asked = format!("Please tell me: {}", text(queries[j].1));
             let t = Instant::now();
             std::hint::black_box(cache.lookup(&scope(), &asked, q, None, None).await.unwrap());
             lat.0.push(t.elapsed().as_secs_f64() * 1e3);
@@ -390,8 +407,43 @@ async fn main() {
         by_method.insert((*name).into(), lat.summary());
     }
 
+    // What judging the candidates costs per lookup, by method (the verifier's own cost).
+    let mut judge_us = serde_json::Map::new();
+    let sample: Vec<_> = {
+        let mut v = Vec::new();
+        for (j, (q, _)) in queries.iter().enumerate().take(300) {
+            let found = store.nearest(&scope(), q, 4, 0).await.unwrap();
+            v.push((
+                format!("Please tell me: {}", text(queries[j].1)),
+                q.clone(),
+                found,
+            ));
+        }
+        v
+    };
+    for (name, cache) in &methods {
+        let mut lat = Latencies::default();
+        for (asked, q, candidates) in &sample {
+            let t = Instant::now();
+            let lexical = switchyard_cache::Lexical::of(asked);
+            std::hint::black_box(cache.judge_all(&lexical, q, candidates));
+            lat.0.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let mut s = lat.summary();
+        if let Some(o) = s.as_object_mut() {
+            // These are microseconds.
+            for k in ["p50_ms", "p99_ms", "max_ms"] {
+                if let Some(v) = o.remove(k) {
+                    o.insert(k.replace("_ms", "_us"), v);
+                }
+            }
+        }
+        judge_us.insert((*name).into(), s);
+    }
+
     let report = json!({
         "entries": n,
+        "search_ef": args.ef.unwrap_or(switchyard_cache::edge::SEARCH_EF),
         "dim": DIM,
         "vectors": source,
         "queries": args.queries,
@@ -405,6 +457,7 @@ async fn main() {
         "recall_at_1": after_right as f64 / after_n as f64,
         "exact_flat_scan": flat.summary(),
         "full_lookup_by_method": by_method,
+        "judge_4_candidates_by_method": judge_us,
         "memory": rss_mb(),
         // Included in the RSS above: this program's own copy of the vectors (the exact peer).
         "reference_copy_mb": (n * DIM * 4) as f64 / (1024.0 * 1024.0),

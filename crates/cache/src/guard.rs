@@ -39,6 +39,13 @@ pub struct Lexical {
     pub identifiers: BTreeSet<String>,
     /// Whether the prompt contains a negation word.
     pub negated: bool,
+    /// The same, but not counting "or not" ("whether or not", "why or why not"), which
+    /// asks both ways rather than negating: what the guard vetoes on.
+    pub negated_plainly: bool,
+    /// Lower-cased, whitespace removed: where the guard looks for the other prompt's
+    /// quoted strings and identifiers written differently ("eBay" / "Ebay", "B.tech" /
+    /// "B. tech").
+    pub squashed: String,
     /// Lower-cased word tokens.
     pub words: BTreeSet<String>,
     pub chars: usize,
@@ -49,8 +56,10 @@ impl Lexical {
         let mut lex = Self {
             chars: text.chars().count(),
             quoted: quoted(text),
+            squashed: squash(text),
             ..Self::default()
         };
+        let mut previous = String::new();
         for raw in text.split_whitespace() {
             let token = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
             if token.is_empty() {
@@ -62,8 +71,10 @@ impl Lexical {
             let lower = token.to_lowercase();
             if lower.ends_with("n't") || NEGATIONS.contains(&lower.replace('\'', "").as_str()) {
                 lex.negated = true;
+                lex.negated_plainly |= !(lower == "not" && previous == "or");
             }
             lex.numbers.extend(numbers(token));
+            previous.clone_from(&lower);
             for word in lower.split(|c: char| !c.is_alphanumeric()) {
                 if !word.is_empty() {
                     lex.words.insert(word.to_owned());
@@ -72,6 +83,18 @@ impl Lexical {
         }
         lex
     }
+}
+
+fn squash(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether every item of `items` appears in `other`, case and spacing aside.
+fn covered(items: &BTreeSet<String>, other: &Lexical) -> bool {
+    items.iter().all(|i| other.squashed.contains(&squash(i)))
 }
 
 fn numbers(token: &str) -> Vec<String> {
@@ -139,15 +162,17 @@ pub enum Veto {
     Negation,
 }
 
-/// The first reason the two prompts must not share an answer, if any.
+/// The first reason the two prompts must not share an answer, if any: different numbers;
+/// a quoted string or identifier of one that the other does not contain (case and spacing
+/// aside); a negation in only one.
 pub fn veto(a: &Lexical, b: &Lexical) -> Option<Veto> {
     if a.numbers != b.numbers {
         Some(Veto::Numbers)
-    } else if a.quoted != b.quoted {
+    } else if !covered(&a.quoted, b) || !covered(&b.quoted, a) {
         Some(Veto::Quoted)
-    } else if a.identifiers != b.identifiers {
+    } else if !covered(&a.identifiers, b) || !covered(&b.identifiers, a) {
         Some(Veto::Identifiers)
-    } else if a.negated != b.negated {
+    } else if a.negated_plainly != b.negated_plainly {
         Some(Veto::Negation)
     } else {
         None
@@ -224,6 +249,40 @@ mod tests {
             None
         );
         assert_eq!(v("Top 10 films of 1999", "Best 10 movies from 1999"), None);
+        // Written differently, not a different thing.
+        assert_eq!(
+            v(
+                "Mistakes new sellers on Ebay make?",
+                "Mistakes new sellers on eBay make?"
+            ),
+            None
+        );
+        assert_eq!(
+            v(
+                "Is dropping out of B.tech wise?",
+                "Is dropping out of B. tech wise?"
+            ),
+            None
+        );
+        assert_eq!(
+            v(
+                "What is “error” vs “exception” in Java?",
+                "What is error vs exception in Java?"
+            ),
+            None
+        );
+        assert_eq!(
+            v(
+                "How can I know whether or not I am a genius?",
+                "How can I know if I am a genius?"
+            ),
+            None
+        );
+        // …but a negation elsewhere still counts.
+        assert_eq!(
+            v("Is it safe or not?", "Is it not safe?"),
+            Some(Veto::Negation)
+        );
     }
 
     #[test]

@@ -241,19 +241,49 @@ impl Cache {
 
     /// Judges a stored candidate against the query (`query` = the query's lexical profile).
     pub fn judge(&self, query: &Lexical, vector: &[f32], candidate: &CacheCandidate) -> Judgement {
-        let stored = Lexical::of(&candidate.entry.text);
-        let veto = guard::veto(query, &stored);
-        let probability = match (&self.verifier, self.settings.method) {
-            (Some(v), Method::Verifier) if veto.is_none() && !candidate.vector.is_empty() => {
-                Some(v.probability(&pair_features(vector, &candidate.vector, query, &stored)))
-            }
-            _ => None,
-        };
-        Judgement {
+        let mut one = self.judge_all(query, vector, std::slice::from_ref(candidate));
+        one.pop().unwrap_or(Judgement {
             cosine: candidate.cosine,
-            veto,
-            probability,
+            veto: None,
+            probability: None,
+        })
+    }
+
+    /// `judge` for each of a lookup's candidates, the verifier run once over all of them.
+    pub fn judge_all(
+        &self,
+        query: &Lexical,
+        vector: &[f32],
+        candidates: &[CacheCandidate],
+    ) -> Vec<Judgement> {
+        let mut judged = Vec::with_capacity(candidates.len());
+        let mut features = Vec::new();
+        let mut verified = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            let stored = Lexical::of(&c.entry.text);
+            let veto = guard::veto(query, &stored);
+            if self.verifier.is_some()
+                && self.settings.method == Method::Verifier
+                && veto.is_none()
+                && !c.vector.is_empty()
+            {
+                features.push(pair_features(vector, &c.vector, query, &stored));
+                verified.push(i);
+            }
+            judged.push(Judgement {
+                cosine: c.cosine,
+                veto,
+                probability: None,
+            });
         }
+        if let Some(v) = &self.verifier
+            && !features.is_empty()
+        {
+            for (i, p) in verified.into_iter().zip(v.probabilities(&features)) {
+                judged[i].probability = Some(p);
+            }
+        }
+        judged
     }
 
     /// The entry to serve for `text` (with embedding `vector`) in `scope`, if any; marks it
@@ -291,13 +321,12 @@ impl Cache {
             .store
             .nearest(scope, vector, self.settings.candidates, now)
             .await?;
+        let candidates: Vec<CacheCandidate> =
+            candidates.into_iter().filter(|c| fresh(&c.entry)).collect();
+        let judgements = self.judge_all(&query, vector, &candidates);
         let best = candidates
             .into_iter()
-            .filter(|c| fresh(&c.entry))
-            .map(|c| {
-                let j = self.judge(&query, vector, &c);
-                (c, j)
-            })
+            .zip(judgements)
             .filter_map(|(c, j)| j.score(self.settings.method).map(|s| (c, j, s)))
             .filter(|(_, _, s)| *s >= threshold)
             .max_by(|a, b| a.2.total_cmp(&b.2));

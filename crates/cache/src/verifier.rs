@@ -14,6 +14,7 @@
 use std::path::Path;
 
 use switchyard_core::EncoderInfo;
+use switchyard_core::vector::dot;
 
 use crate::guard::{Lexical, pair_signals};
 
@@ -24,13 +25,11 @@ pub const LEXICAL_SIGNALS: usize = 7;
 pub const FEATURE_LAYOUT: &str = "abs_diff[d] ++ product[d] ++ cosine ++ lexical[7]";
 
 pub fn cosine(u: &[f32], v: &[f32]) -> f32 {
-    let dot: f32 = u.iter().zip(v).map(|(a, b)| a * b).sum();
-    let nu: f32 = u.iter().map(|a| a * a).sum::<f32>().sqrt();
-    let nv: f32 = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let (nu, nv) = (dot(u, u).sqrt(), dot(v, v).sqrt());
     if nu == 0.0 || nv == 0.0 {
         0.0
     } else {
-        dot / (nu * nv)
+        dot(u, v) / (nu * nv)
     }
 }
 
@@ -112,21 +111,33 @@ impl VerifierModel {
         }
     }
 
+    /// The logits for several standardised feature vectors, one pass over the weights.
+    pub fn logits(&self, zs: &[Vec<f32>]) -> Vec<f32> {
+        match self {
+            Self::Logistic { .. } => zs.iter().map(|z| self.logit(z)).collect(),
+            Self::Mlp { w1, b1, w2, b2, .. } => {
+                let n = zs.first().map_or(1, |z| z.len().max(1));
+                let mut out = vec![*b2; zs.len()];
+                for ((row, b), w) in w1.chunks_exact(n).zip(b1).zip(w2) {
+                    for (z, acc) in zs.iter().zip(&mut out) {
+                        *acc += (dot(row, z) + b).max(0.0) * w;
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// The logit for standardised features `z`.
     pub fn logit(&self, z: &[f32]) -> f32 {
         match self {
-            Self::Logistic { weights, bias } => {
-                z.iter().zip(weights).map(|(x, w)| x * w).sum::<f32>() + bias
-            }
+            Self::Logistic { weights, bias } => dot(z, weights) + bias,
             Self::Mlp { w1, b1, w2, b2, .. } => {
                 let n = z.len().max(1);
                 w1.chunks_exact(n)
                     .zip(b1)
                     .zip(w2)
-                    .map(|((row, b), out)| {
-                        let h = row.iter().zip(z).map(|(w, x)| w * x).sum::<f32>() + b;
-                        h.max(0.0) * out
-                    })
+                    .map(|((row, b), out)| (dot(row, z) + b).max(0.0) * out)
                     .sum::<f32>()
                     + b2
             }
@@ -191,14 +202,28 @@ impl Verifier {
 
     /// P(same question) for a pair's features (`pair_features`).
     pub fn probability(&self, features: &[f32]) -> f32 {
-        let z: Vec<f32> = features
+        sigmoid(self.model.logit(&self.standardise(features)))
+    }
+
+    /// `probability` for several pairs at once (a lookup's candidates): the MLP's weights
+    /// are read once for all of them, which is what a lookup's latency is made of.
+    pub fn probabilities(&self, features: &[Vec<f32>]) -> Vec<f32> {
+        let z: Vec<Vec<f32>> = features.iter().map(|f| self.standardise(f)).collect();
+        self.model.logits(&z).into_iter().map(sigmoid).collect()
+    }
+
+    fn standardise(&self, features: &[f32]) -> Vec<f32> {
+        features
             .iter()
             .zip(&self.mean)
             .zip(&self.scale)
             .map(|((x, m), s)| (x - m) / s)
-            .collect();
-        1.0 / (1.0 + (-self.model.logit(&z)).exp())
+            .collect()
     }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 #[cfg(test)]
@@ -215,5 +240,24 @@ mod tests {
         assert_eq!(f1, f2);
         assert_eq!(f1.len(), 2 * 3 + 1 + LEXICAL_SIGNALS);
         assert!((f1[6] - 0.48).abs() < 1e-6, "cosine {}", f1[6]);
+    }
+
+    #[test]
+    fn batched_logits_match_one_at_a_time() {
+        let n = 5;
+        let model = VerifierModel::Mlp {
+            hidden: 3,
+            w1: (0..15).map(|i| (i as f32 * 0.7).sin()).collect(),
+            b1: vec![0.1, -0.2, 0.05],
+            w2: vec![0.5, -1.0, 2.0],
+            b2: -0.3,
+        };
+        let zs: Vec<Vec<f32>> = (0..4)
+            .map(|k| (0..n).map(|i| ((k * n + i) as f32 * 0.3).cos()).collect())
+            .collect();
+        let batched = model.logits(&zs);
+        for (z, b) in zs.iter().zip(&batched) {
+            assert!((model.logit(z) - b).abs() < 1e-5);
+        }
     }
 }

@@ -468,3 +468,47 @@ async fn concurrent_lookups_and_inserts() {
         assert_eq!(b.store.entry_count().await.unwrap(), 16);
     }
 }
+
+/// The same prompts stored by many tenants, each with its own answer: every lookup, exact
+/// or semantic, answers from the asking tenant's entries only, and a tenant that stored
+/// nothing gets nothing — however close the others' entries are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tenants_same_prompts_never_cross() {
+    const TENANTS: usize = 12;
+    const PROMPTS: usize = 6;
+    let prompt = |p: usize| format!("Explain topic {p} like I am five");
+    for b in backends().await {
+        let c = cache(&b.store, guard(0.9));
+        for t in 0..TENANTS {
+            for p in 0..PROMPTS {
+                let s = scope(&format!("tenant-{t}"), "auto", "fp");
+                c.insert(s, &prompt(p), v(p, 0.0), format!("answer {t}/{p}"), "m")
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut cross = 0;
+        for t in 0..=TENANTS {
+            let s = scope(&format!("tenant-{t}"), "auto", "fp");
+            for p in 0..PROMPTS {
+                for (text, vector) in [
+                    (prompt(p), v(p, 0.0)),
+                    (format!("{} please", prompt(p)), v(p, 0.05)),
+                ] {
+                    let found = c.lookup(&s, &text, &vector, None, None).await.unwrap();
+                    match found {
+                        Some(f) if t < TENANTS => {
+                            assert_eq!(f.entry.scope.tenant, format!("tenant-{t}"));
+                            if f.entry.response != format!("answer {t}/{p}") {
+                                cross += 1;
+                            }
+                        }
+                        Some(_) => cross += 1, // tenant-12 stored nothing
+                        None => assert!(t == TENANTS, "{}: tenant {t} missed its own {p}", b.name),
+                    }
+                }
+            }
+        }
+        assert_eq!(cross, 0, "{}: cross-tenant hits", b.name);
+    }
+}

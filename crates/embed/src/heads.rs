@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
+use switchyard_core::vector::dot;
 use switchyard_core::{DifficultyBucket, DifficultyCuts, EncoderInfo, TaskClass};
 
 /// Version of the heads artifact layout (`manifest.json` + `heads.safetensors`).
@@ -169,24 +170,6 @@ impl Dense {
             .map(|(row, b)| dot(row, x) + b)
             .collect()
     }
-}
-
-/// Dot product in eight independent lanes, so the compiler can vectorise it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// erf with fractional error below 1.2e-7 (Numerical Recipes' erfc Chebyshev fit).

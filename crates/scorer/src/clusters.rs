@@ -8,6 +8,7 @@
 //! centroids instead of every training prompt.
 
 use serde::{Deserialize, Serialize};
+use switchyard_core::vector::dot;
 
 /// Centroids (unit length) and the softmax temperature of the memberships.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,10 +30,6 @@ impl Clusters {
         let total: f64 = exps.iter().sum();
         exps.into_iter().map(|e| e / total).collect()
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn normalise(v: &mut [f32]) {
