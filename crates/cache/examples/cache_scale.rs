@@ -232,6 +232,26 @@ impl Latencies {
     }
 }
 
+/// Bytes on disk under `dir`, by top-level entry (Qdrant's WAL, the segments, the journal).
+fn disk_mb(dir: &Path) -> serde_json::Value {
+    fn size(p: &Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                .map(|d| d.flatten().map(|e| size(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    let mb = |p: &Path| size(p) as f64 / (1024.0 * 1024.0);
+    json!({
+        "total_mb": mb(dir),
+        "qdrant_wal_mb": mb(&dir.join("shard/wal")),
+        "segments_mb": mb(&dir.join("shard/segments")),
+        "journal_mb": mb(&dir.join("journal.cbor")),
+    })
+}
+
 fn rss_mb() -> serde_json::Value {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -459,6 +479,8 @@ async fn main() {
         "full_lookup_by_method": by_method,
         "judge_4_candidates_by_method": judge_us,
         "memory": rss_mb(),
+        // After the build's flush: the journal is empty; Qdrant Edge 0.7 never truncates its WAL.
+        "disk": disk_mb(tmp.path()),
         // Included in the RSS above: this program's own copy of the vectors (the exact peer).
         "reference_copy_mb": (n * DIM * 4) as f64 / (1024.0 * 1024.0),
     });
