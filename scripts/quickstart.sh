@@ -71,7 +71,11 @@ TOML
 "$bin" serve --config "$demo/switchyard.toml" --listen 127.0.0.1:0 2> "$demo/serve.log" & gateway_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$demo/serve.log" && break; sleep 0.1; done
 url="$(grep -o 'http://[0-9.:]*' "$demo/serve.log" | head -n1)"
-for prompt in "What is 7 times 8?" "Translate good morning into French."; do
+# The third is the first again (the cache answers it: x-switchyard-cache: hit, no upstream
+# call, cost 0); the fourth asks it in other words (the verifier decides: semantic-hit or miss).
+for prompt in "What is 7 times 8?" "Translate good morning into French." "What is 7 times 8?" \
+  "Could you tell me what 7 times 8 is?"; do
+  sleep 0.2 # answers are stored just after they are sent
   echo "-- POST $url/v1/chat/completions  model=auto  \"$prompt\""
   curl -sS -D "$demo/headers" "$url/v1/chat/completions" -H 'content-type: application/json' \
     -d "{\"model\": \"auto\", \"messages\": [{\"role\": \"user\", \"content\": \"$prompt\"}]}" \

@@ -42,6 +42,12 @@ python3 - "$work" "$out" "$sizes" <<'EOF'
 import json, sys, platform, os
 work, out, sizes = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 runs = [json.load(open(os.path.join(work, f"{n}.json"))) for n in sizes]
+# Sizes run earlier and not this time are kept (a 1M run takes a while).
+try:
+    kept = [r for r in json.load(open(out))["runs"] if str(r["entries"]) not in sizes]
+except (OSError, ValueError, KeyError):
+    kept = []
+runs = sorted(kept + runs, key=lambda r: r["entries"])
 json.dump({"machine": f"{os.cpu_count()} cores, {platform.machine()}", "runs": runs},
           open(out, "w"), indent=2)
 def ms(d, k): return f"{d[k]:.3f}" if d else "-"
@@ -60,5 +66,10 @@ for r in runs:
           f"{ms(r['lookup_during_build'], 'p99_ms'):>16} {r['exact_flat_scan']['p50_ms']:>9.3f} "
           f"{r['exact_flat_scan']['p50_ms'] / r['lookup']['p50_ms']:>7.1f}x {extra:>22} "
           f"{r['memory']['peak_rss_mb']:>7.0f}")
+for r in runs:
+    t = r.get("lookup_with_unindexed_tail")
+    if t:
+        print(f"{r['entries']:>9} entries + {r['unindexed_tail']:,} not yet indexed: "
+              f"lookup p50 {t['p50_ms']:.3f} ms, p99 {t['p99_ms']:.3f} ms")
 print(f"\nwritten: {out}")
 EOF

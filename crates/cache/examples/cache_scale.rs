@@ -461,6 +461,18 @@ async fn main() {
         judge_us.insert((*name).into(), s);
     }
 
+    // Steady state between maintenance passes: `INDEX_EVERY` more entries inserted one by
+    // one and not yet indexed (the gateway indexes every minute or after that many
+    // inserts), so lookups search the index plus an exact tail.
+    let tail = switchyard_cache::INDEX_EVERY as usize;
+    for k in 0..tail {
+        let v = perturbed(&stored[rng.below(n)], 0.9, &mut rng);
+        store.insert(entry(n + k), v).await.unwrap();
+    }
+    let tail_queries: Vec<_> = queries.iter().take(300).cloned().collect();
+    let (mut with_tail, _, _) = lookups(&store, &tail_queries).await;
+    eprintln!("with an unindexed tail of {tail}: {}", with_tail.summary());
+
     let report = json!({
         "entries": n,
         "search_ef": args.ef.unwrap_or(switchyard_cache::edge::SEARCH_EF),
@@ -476,6 +488,8 @@ async fn main() {
         "lookup": after.summary(),
         "recall_at_1": after_right as f64 / after_n as f64,
         "exact_flat_scan": flat.summary(),
+        "unindexed_tail": tail,
+        "lookup_with_unindexed_tail": with_tail.summary(),
         "full_lookup_by_method": by_method,
         "judge_4_candidates_by_method": judge_us,
         "memory": rss_mb(),

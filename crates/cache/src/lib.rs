@@ -179,7 +179,7 @@ pub fn now_ms() -> i64 {
 
 /// After this many inserts the maintenance task is woken before its next tick to index
 /// them ([`Cache::index_due`]), so a burst of new entries never waits a full minute.
-pub const INDEX_EVERY: u64 = 5_000;
+pub const INDEX_EVERY: u64 = 1_000;
 
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
