@@ -71,5 +71,9 @@ for r in runs:
     if t:
         print(f"{r['entries']:>9} entries + {r['unindexed_tail']:,} not yet indexed: "
               f"lookup p50 {t['p50_ms']:.3f} ms, p99 {t['p99_ms']:.3f} ms")
+    b = r.get("lookup_during_tail_build")
+    if b:
+        print(f"{'':>9} indexing that tail took {r['tail_build_s']:.1f} s; lookups meanwhile: "
+              f"p50 {b['p50_ms']:.3f} ms, p99 {b['p99_ms']:.3f} ms (n {b['n']})")
 print(f"\nwritten: {out}")
 EOF

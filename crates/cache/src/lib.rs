@@ -298,12 +298,17 @@ impl Cache {
     ) -> Result<Option<Found>, CacheError> {
         let threshold = threshold.unwrap_or(self.settings.threshold);
         let now = now_ms();
-        let fresh = |e: &CacheEntry| {
-            max_age.is_none_or(|age| now.saturating_sub(e.created_ms) <= age.as_millis() as i64)
+        // The store filtered on the scope key and expiry; both are checked again here, so
+        // sharing across scopes never rests on a hash alone.
+        let servable = |e: &CacheEntry| {
+            e.scope == *scope
+                && e.expires_ms > now
+                && max_age
+                    .is_none_or(|age| now.saturating_sub(e.created_ms) <= age.as_millis() as i64)
         };
         let key = exact_key(text);
         if let Some(c) = self.store.exact(scope, &key, now).await?
-            && fresh(&c.entry)
+            && servable(&c.entry)
         {
             self.store.touch(&c.entry.id, now).await?;
             return Ok(Some(Found {
@@ -321,8 +326,10 @@ impl Cache {
             .store
             .nearest(scope, vector, self.settings.candidates, now)
             .await?;
-        let candidates: Vec<CacheCandidate> =
-            candidates.into_iter().filter(|c| fresh(&c.entry)).collect();
+        let candidates: Vec<CacheCandidate> = candidates
+            .into_iter()
+            .filter(|c| servable(&c.entry))
+            .collect();
         let judgements = self.judge_all(&query, vector, &candidates);
         let best = candidates
             .into_iter()

@@ -218,9 +218,7 @@ fn live(now_ms: i64) -> Condition {
 
 fn scope_filter(scope: &CacheScope, now_ms: i64, extra: Option<Condition>) -> Filter {
     let mut conditions = vec![
-        Condition::matches(layout::TENANT, scope.tenant.clone()),
-        Condition::matches(layout::ROUTE, scope.route.clone()),
-        Condition::matches(layout::FINGERPRINT, scope.fingerprint.clone()),
+        Condition::matches(layout::SCOPE, layout::scope_key(scope)),
         live(now_ms),
     ];
     conditions.extend(extra);

@@ -11,7 +11,8 @@ use std::pin::Pin;
 
 /// The hard partition of the cache: entries are shared only between requests with the
 /// same tenant, the same route (or pinned model) and the same context fingerprint. Every
-/// backend applies all three as payload filters, never as similarity.
+/// backend filters on a key derived from all three and checks each of them again on every
+/// candidate; similarity never decides it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CacheScope {
     /// The tenant's name, or `"-"` when the gateway runs without tenants.
@@ -82,8 +83,13 @@ pub enum CacheError {
 
 pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
 
-/// A vector store for cached answers. All filters are hard: a backend must never return
-/// an entry of another scope, nor one that expired at `now_ms`.
+/// A vector store for cached answers. The scope filter is hard: a backend must never
+/// return an entry of another scope. Expired entries are never returned by [`exact`]; the
+/// nearest ones may include entries that expired since the last purge (a range condition
+/// checked on every visited point costs the embedded index a third of its search time),
+/// and the caller drops them.
+///
+/// [`exact`]: SemanticCache::exact
 pub trait SemanticCache: Send + Sync + std::fmt::Debug {
     /// `"edge"` or `"qdrant"`, for logs, metrics and `/ready`.
     fn backend(&self) -> &'static str;
@@ -96,7 +102,8 @@ pub trait SemanticCache: Send + Sync + std::fmt::Debug {
         now_ms: i64,
     ) -> CacheFuture<'a, Option<CacheCandidate>>;
 
-    /// The `limit` live entries of `scope` nearest to `vector` (cosine), best first.
+    /// The `limit` entries of `scope` nearest to `vector` (cosine), best first; entries that
+    /// expired before `now_ms` may be among them (see above).
     fn nearest<'a>(
         &'a self,
         scope: &'a CacheScope,
