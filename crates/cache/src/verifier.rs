@@ -14,7 +14,7 @@
 use std::path::Path;
 
 use switchyard_core::EncoderInfo;
-use switchyard_core::vector::dot;
+use switchyard_core::vector::{dot, dot4};
 
 use crate::guard::{Lexical, pair_signals};
 
@@ -118,9 +118,15 @@ impl VerifierModel {
             Self::Mlp { w1, b1, w2, b2, .. } => {
                 let n = zs.first().map_or(1, |z| z.len().max(1));
                 let mut out = vec![*b2; zs.len()];
-                for ((row, b), w) in w1.chunks_exact(n).zip(b1).zip(w2) {
-                    for (z, acc) in zs.iter().zip(&mut out) {
-                        *acc += (dot(row, z) + b).max(0.0) * w;
+                // Four candidates per pass over the weights (a lookup judges four).
+                for (group, acc) in zs.chunks(4).zip(out.chunks_mut(4)) {
+                    let z = |k: usize| group.get(k).unwrap_or(&group[0]).as_slice();
+                    let four = [z(0), z(1), z(2), z(3)];
+                    for ((row, b), w) in w1.chunks_exact(n).zip(b1).zip(w2) {
+                        let d = dot4(row, four);
+                        for (a, d) in acc.iter_mut().zip(d) {
+                            *a += (d + b).max(0.0) * w;
+                        }
                     }
                 }
                 out
@@ -252,12 +258,15 @@ mod tests {
             w2: vec![0.5, -1.0, 2.0],
             b2: -0.3,
         };
-        let zs: Vec<Vec<f32>> = (0..4)
-            .map(|k| (0..n).map(|i| ((k * n + i) as f32 * 0.3).cos()).collect())
-            .collect();
-        let batched = model.logits(&zs);
-        for (z, b) in zs.iter().zip(&batched) {
-            assert!((model.logit(z) - b).abs() < 1e-5);
+        for count in [1, 4, 6] {
+            let zs: Vec<Vec<f32>> = (0..count)
+                .map(|k| (0..n).map(|i| ((k * n + i) as f32 * 0.3).cos()).collect())
+                .collect();
+            let batched = model.logits(&zs);
+            assert_eq!(batched.len(), count);
+            for (z, b) in zs.iter().zip(&batched) {
+                assert!((model.logit(z) - b).abs() < 1e-5, "{count} candidates");
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -523,6 +524,13 @@ pub async fn serve(
                     }
                 }
             }
+        }
+    });
+    // No Nagle: response headers, SSE chunks and streamed bodies go out as separate writes,
+    // and each must leave at once rather than wait for the client's ACK of the last one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
         }
     });
     axum::serve(listener, app(state))

@@ -62,6 +62,11 @@ pub struct VerifierArgs {
     #[arg(long, default_value_t = 256)]
     pub mlp_hidden: usize,
 
+    /// MLPs from this many seeds, averaged; each gets mlp-hidden / mlp-seeds hidden units,
+    /// so the verifier costs the same per lookup.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub mlp_seeds: u16,
+
     #[command(flatten)]
     pub cache: CacheArgs,
 
@@ -202,6 +207,7 @@ fn run_verifier(args: &VerifierArgs) -> anyhow::Result<ExitCode> {
         max_iterations: args.max_iterations,
         max_train_pairs: args.max_train_pairs,
         mlp_hidden: args.mlp_hidden,
+        mlp_seeds: usize::from(args.mlp_seeds),
     };
     let (verifier, report) = train_verifier(&request, &encoder, &progress::bar(0, "verifier"))?;
     fs_err::create_dir_all(&args.out)?;
