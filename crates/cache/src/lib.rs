@@ -69,10 +69,10 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// The verifier's default operating point: the probability threshold chosen by
-/// `switchyard eval cache` on held-out Quora Question Pairs for ≥ 90% precision (see
-/// `eval/results/cache-qqp.json`).
-pub const DEFAULT_VERIFIER_THRESHOLD: f32 = 0.97;
+/// The verifier's default operating point: `switchyard eval cache --split validation`
+/// finds 90% precision at 0.868 on Quora Question Pairs the verifier was not fitted on;
+/// 0.88 leaves a margin (on the held-out test split it gives precision 0.895, recall 0.261).
+pub const DEFAULT_VERIFIER_THRESHOLD: f32 = 0.88;
 /// Cosine's threshold when the verifier is off, chosen the same way.
 pub const DEFAULT_COSINE_THRESHOLD: f32 = 0.97;
 

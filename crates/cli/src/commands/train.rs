@@ -64,7 +64,7 @@ pub struct VerifierArgs {
 
     /// MLPs from this many seeds, averaged; each gets mlp-hidden / mlp-seeds hidden units,
     /// so the verifier costs the same per lookup.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub mlp_seeds: u16,
 
     #[command(flatten)]
