@@ -128,6 +128,10 @@ quality_like = "gpt-4-1106-preview"
 [routes.auto]
 models = ["fixed", "fixed-large"]
 policy = "threshold:0.7"
+# Off: this measures routing and forwarding; with the cache on, the one fixed prompt is
+# answered from the cache after its first request and nginx is never called again.
+[cache]
+enabled = false
 """)
         sy = subprocess.Popen([args.switchyard, "serve", "--config", str(work / "switchyard.toml"),
                                "--listen", f"127.0.0.1:{sy_port}"], stderr=open(work / "switchyard.log", "w"),
