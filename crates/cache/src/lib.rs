@@ -298,8 +298,9 @@ impl Cache {
     ) -> Result<Option<Found>, CacheError> {
         let threshold = threshold.unwrap_or(self.settings.threshold);
         let now = now_ms();
-        // The store filtered on the scope key and expiry; both are checked again here, so
-        // sharing across scopes never rests on a hash alone.
+        // The store filtered on the scope key (and, on the exact path, expiry). Scope and
+        // expiry are checked again here: sharing across scopes never rests on a hash alone,
+        // and nearest entries may have expired since the last purge.
         let servable = |e: &CacheEntry| {
             e.scope == *scope
                 && e.expires_ms > now
