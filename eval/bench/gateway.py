@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -86,13 +87,13 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rate", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--json", default="eval/results/gateway-bench.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
     procs = []
     try:
-        nginx_port, sy_port, lite_port = free_port(), free_port(), free_port()
+        nginx_port, sy_port, lite_port, proxy_port = free_port(), free_port(), free_port(), free_port()
         (work / "nginx").mkdir()
         (work / "nginx.conf").write_text(f"""
 worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx-error.log;
@@ -105,7 +106,22 @@ http {{
     location / {{ default_type application/json; return 200 '{COMPLETION}'; }} }}
 }}""")
         procs.append(subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf")]))
+        # The reference proxy: a second nginx process (like Switchyard, its own process) with
+        # proxy_pass to the upstream over kept-alive connections.
+        (work / "proxy.conf").write_text(f"""
+worker_processes 1; daemon off; pid {work}/proxy.pid; error_log {work}/proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; client_body_temp_path {work}/nginx; proxy_temp_path {work}/nginx;
+  fastcgi_temp_path {work}/nginx; uwsgi_temp_path {work}/nginx; scgi_temp_path {work}/nginx;
+  keepalive_requests 10000000;
+  upstream fixed {{ server 127.0.0.1:{nginx_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{proxy_port};
+    location / {{ proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+}}""")
+        procs.append(subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "proxy.conf")]))
         upstream = f"http://127.0.0.1:{nginx_port}/v1"
+        proxy_url = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
         wait_http(f"{upstream}/chat/completions")
 
         (work / "switchyard.toml").write_text(f"""
@@ -179,20 +195,31 @@ enabled = false
             print(f"{name:22} peak {peak['rps']:9.0f} RPS (p50 {peak['p50_ms']:.2f} ms, p99 {peak['p99_ms']:.2f} ms)"
                   f" | at {rate}/s: p50 {fixed['p50_ms']:.3f} ms, p99 {fixed['p99_ms']:.3f} ms, errors {fixed['errors']}",
                   flush=True)
-        # The 1k RPS comparison of (a) and (b), interleaved a, b, a, b, ... so drift on a
-        # shared machine hits both; the added latency is the median of per-round differences.
+        # The 1k RPS comparison of (a) and (b), interleaved a, b, e, a, b, e, ... so drift on a
+        # shared machine hits all; the added latency is the median of per-round differences.
+        # (e), nginx proxying to itself, is the reference for what one loopback hop costs.
         rounds = []
         for i in range(args.rounds):
             pair = {}
-            for name in ("a_nginx_direct", "b_switchyard_pinned"):
-                url, model = targets[name]
-                pair[name] = loadgen(args.loadgen, url, work / f"{name}.json", args.rate, args.seconds)
+            for name in ("a_nginx_direct", "b_switchyard_pinned", "e_nginx_proxy"):
+                url, model = targets.get(name, (proxy_url, "fixed"))
+                body_name = "a_nginx_direct" if name == "e_nginx_proxy" else name
+                pair[name] = loadgen(args.loadgen, url, work / f"{body_name}.json", args.rate, args.seconds)
             rounds.append(pair)
             print(f"round {i + 1}: nginx p50 {pair['a_nginx_direct']['p50_ms']:.3f} / p99 {pair['a_nginx_direct']['p99_ms']:.3f} ms;"
-                  f" switchyard pinned p50 {pair['b_switchyard_pinned']['p50_ms']:.3f} / p99 {pair['b_switchyard_pinned']['p99_ms']:.3f} ms",
+                  f" switchyard pinned p50 {pair['b_switchyard_pinned']['p50_ms']:.3f} / p99 {pair['b_switchyard_pinned']['p99_ms']:.3f} ms"
+                  f"; nginx proxy_pass p50 {pair['e_nginx_proxy']['p50_ms']:.3f} / p99 {pair['e_nginx_proxy']['p99_ms']:.3f} ms"
+                  f" (send lag p99 {max(p['send_lag_p99_ms'] for p in pair.values()):.3f} ms)",
                   flush=True)
         results["interleaved_rounds"] = rounds
-        diff = lambda key: statistics.median(r["b_switchyard_pinned"][key] - r["a_nginx_direct"][key] for r in rounds)
+        diff = lambda key, via="b_switchyard_pinned": statistics.median(r[via][key] - r["a_nginx_direct"][key] for r in rounds)
+
+        def diff_ci(key, via="b_switchyard_pinned", resamples=2000):
+            """95% bootstrap interval (over rounds) of the median per-round difference."""
+            d = [r[via][key] - r["a_nginx_direct"][key] for r in rounds]
+            rng = random.Random(0)
+            meds = sorted(statistics.median(rng.choices(d, k=len(d))) for _ in range(resamples))
+            return [meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]]
         results["switchyard_memory"] = {"idle": idle, "after": rss_mb(sy.pid)}
 
         # Server-side: time in the gateway beyond the encoder, for auto requests.
@@ -208,7 +235,12 @@ enabled = false
         a, b, c, d = (r[k] for k in ("a_nginx_direct", "b_switchyard_pinned", "c_switchyard_auto", "d_litellm_pinned"))
         ratios = {
             "pinned_added_p99_ms_at_rate": diff("p99_ms"),
+            "pinned_added_p99_ms_at_rate_ci95": diff_ci("p99_ms"),
             "pinned_added_p50_ms_at_rate": diff("p50_ms"),
+            "pinned_added_p50_ms_at_rate_ci95": diff_ci("p50_ms"),
+            "nginx_proxy_added_p99_ms_at_rate": diff("p99_ms", "e_nginx_proxy"),
+            "nginx_proxy_added_p99_ms_at_rate_ci95": diff_ci("p99_ms", "e_nginx_proxy"),
+            "nginx_proxy_added_p50_ms_at_rate": diff("p50_ms", "e_nginx_proxy"),
             "pinned_peak_rps_vs_nginx": b["peak"]["rps"] / a["peak"]["rps"],
             "pinned_peak_rps_vs_litellm": b["peak"]["rps"] / d["peak"]["rps"],
             "auto_p50_minus_pinned_p50_ms": c["fixed_rate"]["p50_ms"] - b["fixed_rate"]["p50_ms"],

@@ -3,7 +3,8 @@
 # hit (a) directly, (b) through Switchyard with a pinned model, (c) through Switchyard with
 # `auto` (encoder + heads + scorer per request), (d) through the LiteLLM proxy pinned to the
 # same upstream. wrk measures peak RPS; a fixed-rate open-loop generator (loadgen) measures
-# latency at 1k RPS. Prints each and the ratios; writes eval/results/gateway-bench.json.
+# latency at 1k RPS, with nginx proxying to itself as the reference cost of one extra hop.
+# Prints each and the ratios; writes eval/results/gateway-bench.json.
 #
 #   bash eval/bench/gateway.sh [--seconds 10]
 #

@@ -6,9 +6,34 @@
 //! slow response does not delay the next send: no coordinated omission), and prints one JSON
 //! line: sent, ok, errors, achieved rate, and latency percentiles in ms measured from each
 //! request's scheduled time. `LOADGEN_BEARER` adds `Authorization: Bearer <value>`.
+//!
+//! Sends are paced by a plain thread (sleep, then spin for the last stretch), not by tokio's
+//! timer: tokio's timer wheel has 1 ms resolution, which alone put 0–1 ms of wake-up lag into
+//! every measured latency and made sub-millisecond differences between targets unmeasurable.
+//! Besides latency from the scheduled time, the output reports `send_lag` percentiles (how late
+//! each request was handed to the client) so a run can show its own pacing error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Sleeps until shortly before `due`, then spins: `thread::sleep` alone wakes 50–100 µs late.
+fn wait_until(due: Instant) {
+    const SPIN: Duration = Duration::from_micros(200);
+    let now = Instant::now();
+    if due > now + SPIN {
+        std::thread::sleep(due - now - SPIN);
+    }
+    while Instant::now() < due {
+        std::hint::spin_loop();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
 
 #[allow(clippy::print_stdout, reason = "the benchmark's output")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,58 +50,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(async move {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .tcp_nodelay(true)
-            .build()?;
-        let total = (rate * seconds) as usize;
-        let start = Instant::now() + Duration::from_millis(50);
-        let limit = Arc::new(tokio::sync::Semaphore::new(connections));
-        let mut tasks = Vec::with_capacity(total);
-        for i in 0..total {
-            let due = start + Duration::from_secs_f64(i as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-            let (client, url, body, limit) =
-                (client.clone(), url.clone(), body.clone(), limit.clone());
-            let bearer = bearer.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await.ok()?;
-                let mut request = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.as_ref().clone());
-                if let Some(b) = &bearer {
-                    request = request.bearer_auth(b);
-                }
-                let response = request.send().await.ok()?;
-                let ok = response.status().is_success();
-                response.bytes().await.ok()?;
-                ok.then(|| due.elapsed())
-            }));
-        }
-        let mut latencies = Vec::with_capacity(total);
-        let mut errors = 0usize;
-        for t in tasks {
-            match t.await {
-                Ok(Some(l)) => latencies.push(l.as_secs_f64() * 1e3),
-                _ => errors += 1,
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .build()?;
+    let total = (rate * seconds) as usize;
+    let limit = Arc::new(tokio::sync::Semaphore::new(connections));
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total);
+    let mut lags = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        wait_until(due);
+        lags.push(due.elapsed().as_secs_f64() * 1e3);
+        let (client, url, body, limit) = (client.clone(), url.clone(), body.clone(), limit.clone());
+        let bearer = bearer.clone();
+        tasks.push(runtime.spawn(async move {
+            let _permit = limit.acquire_owned().await.ok()?;
+            let mut request = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.as_ref().clone());
+            if let Some(b) = &bearer {
+                request = request.bearer_auth(b);
             }
+            let response = request.send().await.ok()?;
+            let ok = response.status().is_success();
+            response.bytes().await.ok()?;
+            ok.then(|| due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0usize;
+    for t in tasks {
+        match runtime.block_on(t) {
+            Ok(Some(l)) => latencies.push(l.as_secs_f64() * 1e3),
+            _ => errors += 1,
         }
-        let elapsed = start.elapsed().as_secs_f64();
-        latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            latencies
-                .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        Ok::<_, reqwest::Error>(serde_json::json!({
-            "sent": total, "ok": latencies.len(), "errors": errors,
-            "rate": latencies.len() as f64 / elapsed,
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-        }))
-    })?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| percentile(&latencies, p);
+    let summary = serde_json::json!({
+        "sent": total, "ok": latencies.len(), "errors": errors,
+        "rate": latencies.len() as f64 / elapsed,
+        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "send_lag_p50_ms": percentile(&lags, 0.50), "send_lag_p99_ms": percentile(&lags, 0.99),
+    });
     println!("{summary}");
     Ok(())
 }
