@@ -241,7 +241,7 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
     let mut ctx = Context {
         state: state.clone(),
         runtime: runtime.clone(),
-        request_id: format!("chatcmpl-sy-{}", uuid::Uuid::new_v4().simple()),
+        request_id: crate::state::RecentIds::new_id(),
         started: Instant::now(),
         tenant: DEFAULT_TENANT.into(),
         requested: String::new(),

@@ -278,28 +278,57 @@ impl Runtime {
     }
 }
 
-/// The recent request ids, so feedback for an unknown id is refused.
-#[derive(Debug, Default)]
+/// The recent request ids, so feedback for an unknown id is refused. Kept as the ids' random
+/// 128 bits in tables allocated once at full size: a set of strings that grew as traffic
+/// came in rehashed all of it, under the lock, on some unlucky request's path.
+#[derive(Debug)]
 pub struct RecentIds {
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    order: VecDeque<u128>,
+    set: HashSet<u128>,
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        Self {
+            order: VecDeque::with_capacity(Self::CAPACITY),
+            set: HashSet::with_capacity(Self::CAPACITY),
+        }
+    }
 }
 
 impl RecentIds {
     const CAPACITY: usize = 200_000;
+    const PREFIX: &str = "chatcmpl-sy-";
 
-    pub fn insert(&mut self, id: String) {
+    /// A new request id: `chatcmpl-sy-` and 32 hex digits (a v4 UUID's).
+    pub fn new_id() -> String {
+        format!("{}{}", Self::PREFIX, uuid::Uuid::new_v4().simple())
+    }
+
+    fn key(id: &str) -> Option<u128> {
+        let hex = id.strip_prefix(Self::PREFIX)?;
+        if hex.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(hex, 16).ok()
+    }
+
+    pub fn insert(&mut self, id: &str) {
+        let Some(key) = Self::key(id) else {
+            return;
+        };
         if self.order.len() >= Self::CAPACITY
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
         }
-        self.set.insert(id.clone());
-        self.order.push_back(id);
+        if self.set.insert(key) {
+            self.order.push_back(key);
+        }
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.set.contains(id)
+        Self::key(id).is_some_and(|k| self.set.contains(&k))
     }
 }
 
@@ -370,7 +399,7 @@ impl AppState {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.to_owned());
+            .insert(id);
     }
 
     pub fn knows(&self, id: &str) -> bool {
@@ -391,5 +420,33 @@ mod tests {
         assert_eq!(resolve_gguf(p), Ok(p.to_path_buf()));
         let e = resolve_gguf(std::path::Path::new("hf:only-owner")).unwrap_err();
         assert!(e.contains("hf:owner/name/file.gguf"), "{e}");
+    }
+
+    #[test]
+    fn recent_ids_know_their_own_and_forget_the_oldest() {
+        let mut recent = RecentIds::default();
+        let first = RecentIds::new_id();
+        recent.insert(&first);
+        assert!(recent.contains(&first));
+        assert!(!recent.contains(&RecentIds::new_id()));
+        for bad in [
+            "",
+            "chatcmpl-sy-",
+            "chatcmpl-sy-xyz",
+            "other-id",
+            &first[1..],
+        ] {
+            recent.insert(bad);
+            assert!(!recent.contains(bad), "{bad:?}");
+        }
+        for _ in 0..RecentIds::CAPACITY {
+            recent.insert(&RecentIds::new_id());
+        }
+        assert!(
+            !recent.contains(&first),
+            "the oldest id is evicted at capacity"
+        );
+        assert_eq!(recent.order.len(), RecentIds::CAPACITY);
+        assert_eq!(recent.set.len(), RecentIds::CAPACITY);
     }
 }
