@@ -10,8 +10,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    let dir = manifest_dir().join("../../models/all-MiniLM-L6-v2");
     assert!(
         dir.join("model.safetensors").is_file(),
         "encoder weights missing: run `bash models/fetch.sh`"

@@ -22,11 +22,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::upstream::{Mode, Upstream};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 const KEY_VAR: &str = "SWITCHYARD_E2E_UPSTREAM_KEY";
 const KEY: &str = "sk-e2e-canary-4f1d9c2b7a";
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 /// The Python with `openai` installed: $SWITCHYARD_PYTHON, the venv scripts/test.sh makes,

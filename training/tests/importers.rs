@@ -14,10 +14,16 @@ use indicatif::ProgressBar;
 use switchyard_core::TaskClass;
 use switchyard_training::import::{ImportReport, Source, import};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn fixture(source: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(source)
+    manifest_dir().join("tests/fixtures").join(source)
 }
 
 fn run(source: Source, path: &Path) -> ImportReport {
@@ -134,7 +140,7 @@ fn a_wrong_folder_is_a_clear_error() {
 
 /// The shared datasets, when this checkout sits next to them.
 fn shared(source: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = manifest_dir()
         .join("../../shared/datasets/routing")
         .join(source);
     if path.is_dir() {

@@ -13,6 +13,14 @@ use switchyard_embed::{ModelSource, SentenceEncoder};
 use switchyard_training::classifier::TrainConfig;
 use switchyard_training::train::{Phases, TrainRequest, train_classifier};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 struct Hidden;
 impl Phases for Hidden {
     fn phase(&self, _: &str) -> ProgressBar {
@@ -21,7 +29,7 @@ impl Phases for Hidden {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 fn encoder() -> SentenceEncoder {

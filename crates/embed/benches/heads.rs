@@ -8,15 +8,22 @@
 #![allow(clippy::expect_used, reason = "a benchmark fails loudly")]
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use switchyard_core::DeviceSpec;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::{ModelSource, SentenceEncoder};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn heads(c: &mut Criterion) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = manifest_dir().join("../..");
     let encoder = SentenceEncoder::load(
         &ModelSource::Dir(root.join("models/all-MiniLM-L6-v2")),
         DeviceSpec::Cpu,

@@ -18,9 +18,17 @@ use serde_json::{Value, json};
 use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{ErrorClass, Provider, Reply};
 
+/// This package's directory: from cargo at run time (the checkout being tested), falling back
+/// to the one it was compiled in. A test binary reused from a build in another checkout (a
+/// shared CARGO_TARGET_DIR) would otherwise look for the models in that other checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn gguf() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        manifest_dir().join("../../models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if path.is_file() {
         Some(path)
     } else {
