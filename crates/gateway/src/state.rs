@@ -307,7 +307,10 @@ impl RecentIds {
 
     fn key(id: &str) -> Option<u128> {
         let hex = id.strip_prefix(Self::PREFIX)?;
-        if hex.len() != 32 {
+        // Exactly as `new_id` writes them: `from_str_radix` alone would also take a sign or
+        // upper case, and so know ids no response ever carried.
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if hex.len() != 32 || !hex.bytes().all(lower_hex) {
             return None;
         }
         u128::from_str_radix(hex, 16).ok()
@@ -429,7 +432,14 @@ mod tests {
         recent.insert(&first);
         assert!(recent.contains(&first));
         assert!(!recent.contains(&RecentIds::new_id()));
+        let upper = format!(
+            "chatcmpl-sy-{}",
+            first["chatcmpl-sy-".len()..].to_uppercase()
+        );
+        let signed = format!("chatcmpl-sy-+{}", &first["chatcmpl-sy-".len() + 1..]);
         for bad in [
+            upper.as_str(),
+            signed.as_str(),
             "",
             "chatcmpl-sy-",
             "chatcmpl-sy-xyz",
