@@ -79,6 +79,20 @@ def rss_mb(pid):
     return {"rss_mb": get("VmRSS"), "peak_rss_mb": get("VmHWM")}
 
 
+def start_nginx(work, name, servers):
+    """An nginx process in `work` (one worker, no access log) serving `servers` (http-block text)."""
+    conf = work / f"{name}.conf"
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {work}/{name}.pid; error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; client_body_temp_path {work}/nginx; proxy_temp_path {work}/nginx;
+  fastcgi_temp_path {work}/nginx; uwsgi_temp_path {work}/nginx; scgi_temp_path {work}/nginx;
+  keepalive_requests 10000000;{servers}
+}}""")
+    return subprocess.Popen(["nginx", "-p", str(work), "-c", str(conf)])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--switchyard", required=True)
@@ -95,31 +109,15 @@ def main():
     try:
         nginx_port, sy_port, lite_port, proxy_port = free_port(), free_port(), free_port(), free_port()
         (work / "nginx").mkdir()
-        (work / "nginx.conf").write_text(f"""
-worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off; client_body_temp_path {work}/nginx; proxy_temp_path {work}/nginx;
-  fastcgi_temp_path {work}/nginx; uwsgi_temp_path {work}/nginx; scgi_temp_path {work}/nginx;
-  keepalive_requests 10000000;
+        procs.append(start_nginx(work, "nginx", f"""
   server {{ listen 127.0.0.1:{nginx_port};
-    location / {{ default_type application/json; return 200 '{COMPLETION}'; }} }}
-}}""")
-        procs.append(subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf")]))
+    location / {{ default_type application/json; return 200 '{COMPLETION}'; }} }}"""))
         # The reference proxy: a second nginx process (like Switchyard, its own process) with
         # proxy_pass to the upstream over kept-alive connections.
-        (work / "proxy.conf").write_text(f"""
-worker_processes 1; daemon off; pid {work}/proxy.pid; error_log {work}/proxy-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off; client_body_temp_path {work}/nginx; proxy_temp_path {work}/nginx;
-  fastcgi_temp_path {work}/nginx; uwsgi_temp_path {work}/nginx; scgi_temp_path {work}/nginx;
-  keepalive_requests 10000000;
+        procs.append(start_nginx(work, "proxy", f"""
   upstream fixed {{ server 127.0.0.1:{nginx_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{proxy_port};
-    location / {{ proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
-}}""")
-        procs.append(subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "proxy.conf")]))
+    location / {{ proxy_pass http://fixed; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}"""))
         upstream = f"http://127.0.0.1:{nginx_port}/v1"
         proxy_url = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
         wait_http(f"{upstream}/chat/completions")
