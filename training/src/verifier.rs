@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
+use switchyard_cache::guard::veto;
 use switchyard_cache::verifier::{
     FEATURE_LAYOUT, PairSource, Verifier, VerifierManifest, VerifierModel,
 };
@@ -72,6 +73,20 @@ struct Featurised {
     x: Vec<Vec<f32>>,
     cosine: Vec<f32>,
     y: Vec<bool>,
+    /// Whether the guard vetoes the pair: the cache never asks the verifier about it, so
+    /// validation scores it as never served. (Training keeps these pairs: dropping them
+    /// did no better on validation.)
+    vetoed: Vec<bool>,
+}
+
+/// Scores as the cache would act on them: a vetoed pair is never served, whatever its
+/// score.
+fn served_scores(scores: impl IntoIterator<Item = f32>, vetoed: &[bool]) -> Vec<f32> {
+    scores
+        .into_iter()
+        .zip(vetoed)
+        .map(|(s, &v)| if v { f32::NEG_INFINITY } else { s })
+        .collect()
 }
 
 fn featurise(pairs: &[&Pair], vectors: &HashMap<&str, Vec<f32>>) -> Featurised {
@@ -80,13 +95,16 @@ fn featurise(pairs: &[&Pair], vectors: &HashMap<&str, Vec<f32>>) -> Featurised {
         x: Vec::with_capacity(pairs.len()),
         cosine: Vec::with_capacity(pairs.len()),
         y: Vec::with_capacity(pairs.len()),
+        vetoed: Vec::with_capacity(pairs.len()),
     };
     for p in pairs {
         for t in [p.a.as_str(), p.b.as_str()] {
             lex.entry(t).or_insert_with(|| Lexical::of(t));
         }
         let (u, v) = (&vectors[p.a.as_str()], &vectors[p.b.as_str()]);
-        let f = pair_features(u, v, &lex[p.a.as_str()], &lex[p.b.as_str()]);
+        let (la, lb) = (&lex[p.a.as_str()], &lex[p.b.as_str()]);
+        let f = pair_features(u, v, la, lb);
+        out.vetoed.push(veto(la, lb).is_some());
         out.cosine.push(f[2 * u.len()]);
         out.x.push(f);
         out.y.push(p.label);
@@ -296,6 +314,7 @@ pub fn train_verifier(
                     &tr.y,
                     &xv[..primary_validation],
                     &va.y[..primary_validation],
+                    &va.vetoed[..primary_validation],
                     request.mlp_hidden / seeds,
                     17 + k as u64,
                 )
@@ -325,7 +344,7 @@ pub fn train_verifier(
             scale: scale.clone(),
             model,
         };
-        let scores: Vec<f32> = va.x.iter().map(|f| candidate.probability(f)).collect();
+        let scores = served_scores(va.x.iter().map(|f| candidate.probability(f)), &va.vetoed);
         let mut metrics = pair_metrics(&scores, &va.y);
         let primary = pair_metrics(&scores[..primary_validation], &va.y[..primary_validation]);
         for (k, v) in &primary {
@@ -404,6 +423,7 @@ fn train_mlp(
     y_train: &[bool],
     x_val: &[Vec<f32>],
     y_val: &[bool],
+    vetoed_val: &[bool],
     hidden: usize,
     seed: u64,
 ) -> candle_core::Result<VerifierModel> {
@@ -456,7 +476,7 @@ fn train_mlp(
             let loss = (softplus - (y * &z)?)?.mean_all()?;
             opt.backward_step(&loss)?;
         }
-        let scores = forward(&xv)?.to_vec1::<f32>()?;
+        let scores = served_scores(forward(&xv)?.to_vec1::<f32>()?, vetoed_val);
         let m = pair_metrics(&scores, y_val);
         let key = (m["recall_at_precision_0.90"], m["auc"]);
         if key > best_key {

@@ -48,8 +48,20 @@ pub struct Lexical {
     pub squashed: String,
     /// Lower-cased word tokens.
     pub words: BTreeSet<String>,
+    /// Adjacent word pairs ("convert benzene", "benzene into"), hashed: the order the
+    /// words come in.
+    pub bigrams: BTreeSet<u64>,
+    /// The words in order, hashed (for the order of the words two prompts share).
+    pub sequence: Vec<u64>,
+    /// Which question words it uses (what, how, why, …), one bit each.
+    pub question_words: u16,
     pub chars: usize,
 }
+
+/// Question words: "When was X discovered?" and "How was X discovered?" ask different things.
+const QUESTION_WORDS: [&str; 9] = [
+    "what", "how", "why", "when", "where", "who", "which", "whom", "whose",
+];
 
 impl Lexical {
     pub fn of(text: &str) -> Self {
@@ -77,12 +89,30 @@ impl Lexical {
             previous.clone_from(&lower);
             for word in lower.split(|c: char| !c.is_alphanumeric()) {
                 if !word.is_empty() {
+                    lex.sequence.push(word_hash(word));
                     lex.words.insert(word.to_owned());
                 }
             }
         }
+        for pair in lex.sequence.windows(2) {
+            lex.bigrams
+                .insert(pair[0].rotate_left(17) ^ pair[1].wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        for (bit, q) in QUESTION_WORDS.iter().enumerate() {
+            if lex.words.contains(*q) {
+                lex.question_words |= 1 << bit;
+            }
+        }
         lex
     }
+}
+
+/// A word's 64-bit hash (FNV-1a): sequences and word pairs are compared as numbers, so a
+/// lookup's lexical profiles allocate no string per word pair.
+fn word_hash(word: &str) -> u64 {
+    word.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn squash(text: &str) -> String {
@@ -179,16 +209,45 @@ pub fn veto(a: &Lexical, b: &Lexical) -> Option<Veto> {
     }
 }
 
-/// Lexical features of a pair for the verifier: each in [0, 1].
-pub fn pair_signals(a: &Lexical, b: &Lexical) -> [f32; 7] {
-    let jaccard = |x: &BTreeSet<String>, y: &BTreeSet<String>| -> f32 {
-        let union = x.union(y).count();
-        if union == 0 {
-            1.0
-        } else {
-            x.intersection(y).count() as f32 / union as f32
+/// Shared items as a share of all items; 1 when both sets are empty.
+fn jaccard<T: Ord>(x: &BTreeSet<T>, y: &BTreeSet<T>) -> f32 {
+    let union = x.union(y).count();
+    if union == 0 {
+        1.0
+    } else {
+        x.intersection(y).count() as f32 / union as f32
+    }
+}
+
+/// Of the pairs of words both prompts use once, the share the two put in opposite orders:
+/// "convert benzene into toluene" / "convert toluene into benzene". 0 when fewer than two
+/// words are shared.
+fn order_flips(a: &Lexical, b: &Lexical) -> f32 {
+    let once = |seq: &[u64], w: u64| seq.iter().filter(|&&x| x == w).count() == 1;
+    let shared: Vec<(usize, usize)> = a
+        .sequence
+        .iter()
+        .enumerate()
+        .filter(|&(_, &w)| once(&a.sequence, w) && once(&b.sequence, w))
+        .filter_map(|(i, &w)| b.sequence.iter().position(|&x| x == w).map(|j| (i, j)))
+        .take(24)
+        .collect();
+    let (mut pairs, mut flips) = (0u32, 0u32);
+    for (k, &(i1, j1)) in shared.iter().enumerate() {
+        for &(i2, j2) in &shared[k + 1..] {
+            pairs += 1;
+            flips += u32::from((i1 < i2) != (j1 < j2));
         }
-    };
+    }
+    if pairs == 0 {
+        0.0
+    } else {
+        flips as f32 / pairs as f32
+    }
+}
+
+/// Lexical features of a pair for the verifier: each in [0, 1].
+pub fn pair_signals(a: &Lexical, b: &Lexical) -> [f32; 10] {
     let (short, long) = (a.chars.min(b.chars), a.chars.max(b.chars));
     [
         f32::from(u8::from(a.numbers != b.numbers)),
@@ -208,6 +267,11 @@ pub fn pair_signals(a: &Lexical, b: &Lexical) -> [f32; 7] {
             let base = a.words.len().min(b.words.len()).max(1) as f32;
             (diff / base).min(4.0) / 4.0
         },
+        // Word order and question word: what a bag of words misses ("benzene into
+        // toluene" / "toluene into benzene"; "when was" / "how was").
+        jaccard(&a.bigrams, &b.bigrams),
+        f32::from(u8::from(a.question_words != b.question_words)),
+        order_flips(a, b),
     ]
 }
 
@@ -237,6 +301,23 @@ mod tests {
             v("Why isn't it safe?", "Why is it safe?"),
             Some(Veto::Negation)
         );
+    }
+
+    #[test]
+    fn order_and_question_word_signals() {
+        let s = |a: &str, b: &str| pair_signals(&Lexical::of(a), &Lexical::of(b));
+        let swapped = s(
+            "How do you convert benzene into toluene?",
+            "How do you convert toluene into benzene?",
+        );
+        assert_eq!(swapped[4], 1.0, "same words");
+        assert!(swapped[7] < 1.0, "bigrams differ");
+        assert!(swapped[9] > 0.0, "benzene and toluene swap places");
+        let same = s("How was IVF discovered?", "How was IVF discovered?");
+        assert_eq!((same[7], same[8], same[9]), (1.0, 0.0, 0.0));
+        let asked = s("How was IVF discovered?", "When was IVF discovered?");
+        assert_eq!(asked[8], 1.0, "how / when");
+        assert_eq!(asked[9], 0.0, "no shared word moved");
     }
 
     #[test]

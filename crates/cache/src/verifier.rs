@@ -4,10 +4,11 @@
 //!
 //! Plain cosine over sentence embeddings cannot tell "same topic" from "same question":
 //! on Quora Question Pairs no cosine threshold reaches 95% precision. The verifier sees
-//! where the two embeddings differ (|u − v|), where they agree (u ⊙ v), the cosine, and
+//! where the two embeddings differ (|u − v|), where they agree (u ⊙ v), the cosine,
 //! lexical signals the encoder blurs (numbers, quotes, identifiers, negation, overlap,
-//! length) — the standard sentence-pair classifier features (Conneau et al. 2017, InferSent)
-//! plus the guard's. The model — a logistic regression (linfa) or a one-hidden-layer MLP
+//! length, word order, question words), and where the pair lies (u + v: the topic, so the bar for "same question" can
+//! differ between topics) — the sentence-pair classifier features of Conneau et al. 2017
+//! (InferSent; u + v is the symmetric form of its u, v) plus the guard's. The model — a logistic regression (linfa) or a one-hidden-layer MLP
 //! (candle), whichever finds more duplicates at 90% precision on validation pairs — is
 //! trained by `switchyard train verifier`; at run time it is a few dot products.
 
@@ -19,10 +20,10 @@ use switchyard_core::vector::{dot, dot4};
 use crate::guard::{Lexical, pair_signals};
 
 /// How many lexical signals follow the embedding features.
-pub const LEXICAL_SIGNALS: usize = 7;
+pub const LEXICAL_SIGNALS: usize = 10;
 
 /// The layout of the feature vector, recorded in the artifact and checked on load.
-pub const FEATURE_LAYOUT: &str = "abs_diff[d] ++ product[d] ++ cosine ++ lexical[7]";
+pub const FEATURE_LAYOUT: &str = "abs_diff[d] ++ product[d] ++ cosine ++ lexical[10] ++ sum[d]";
 
 pub fn cosine(u: &[f32], v: &[f32]) -> f32 {
     let (nu, nv) = (dot(u, u).sqrt(), dot(v, v).sqrt());
@@ -33,13 +34,19 @@ pub fn cosine(u: &[f32], v: &[f32]) -> f32 {
     }
 }
 
+/// How many features `pair_features` gives for embeddings of dimension `dim`.
+pub const fn feature_count(dim: usize) -> usize {
+    3 * dim + 1 + LEXICAL_SIGNALS
+}
+
 /// The verifier's input for a pair of prompts and their embeddings. Symmetric in the pair.
 pub fn pair_features(u: &[f32], v: &[f32], a: &Lexical, b: &Lexical) -> Vec<f32> {
-    let mut f = Vec::with_capacity(2 * u.len() + 1 + LEXICAL_SIGNALS);
+    let mut f = Vec::with_capacity(feature_count(u.len()));
     f.extend(u.iter().zip(v).map(|(x, y)| (x - y).abs()));
     f.extend(u.iter().zip(v).map(|(x, y)| x * y));
     f.push(cosine(u, v));
     f.extend(pair_signals(a, b));
+    f.extend(u.iter().zip(v).map(|(x, y)| x + y));
     f
 }
 
@@ -182,11 +189,11 @@ impl Verifier {
                 v.model.name()
             )));
         }
-        if v.manifest.feature_layout != FEATURE_LAYOUT
-            || n != 2 * v.manifest.encoder.dim + 1 + LEXICAL_SIGNALS
+        if v.manifest.feature_layout != FEATURE_LAYOUT || n != feature_count(v.manifest.encoder.dim)
         {
             return Err(err(format!(
-                "feature layout {:?} with {n} features is not this build's {FEATURE_LAYOUT:?}",
+                "feature layout {:?} with {n} features is not this build's {FEATURE_LAYOUT:?}; \
+                 retrain it with `switchyard train verifier`",
                 v.manifest.feature_layout
             )));
         }
@@ -244,7 +251,7 @@ mod tests {
         let f1 = pair_features(&u, &v, &a, &b);
         let f2 = pair_features(&v, &u, &b, &a);
         assert_eq!(f1, f2);
-        assert_eq!(f1.len(), 2 * 3 + 1 + LEXICAL_SIGNALS);
+        assert_eq!(f1.len(), feature_count(3));
         assert!((f1[6] - 0.48).abs() < 1e-6, "cosine {}", f1[6]);
     }
 
