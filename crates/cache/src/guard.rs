@@ -5,7 +5,7 @@
 //! safe?", very close together; a cache that served one for the other would be wrong in a
 //! way the user never sees. These signals catch the commonest such cases outright.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -221,15 +221,27 @@ fn jaccard<T: Ord>(x: &BTreeSet<T>, y: &BTreeSet<T>) -> f32 {
 
 /// Of the pairs of words both prompts use once, the share the two put in opposite orders:
 /// "convert benzene into toluene" / "convert toluene into benzene". 0 when fewer than two
-/// words are shared.
+/// words are shared. At most the first 24 such words (in `a`'s order) are compared, so a
+/// long prompt costs linear time, not quadratic; below that cap the value is symmetric.
 fn order_flips(a: &Lexical, b: &Lexical) -> f32 {
-    let once = |seq: &[u64], w: u64| seq.iter().filter(|&&x| x == w).count() == 1;
+    // Each word's first position and how often it occurs.
+    let positions = |seq: &[u64]| {
+        let mut at: HashMap<u64, (usize, u32)> = HashMap::with_capacity(seq.len());
+        for (i, &w) in seq.iter().enumerate() {
+            at.entry(w).or_insert((i, 0)).1 += 1;
+        }
+        at
+    };
+    let (in_a, in_b) = (positions(&a.sequence), positions(&b.sequence));
     let shared: Vec<(usize, usize)> = a
         .sequence
         .iter()
         .enumerate()
-        .filter(|&(_, &w)| once(&a.sequence, w) && once(&b.sequence, w))
-        .filter_map(|(i, &w)| b.sequence.iter().position(|&x| x == w).map(|j| (i, j)))
+        .filter(|(_, w)| in_a.get(w).is_some_and(|&(_, n)| n == 1))
+        .filter_map(|(i, w)| match in_b.get(w) {
+            Some(&(j, 1)) => Some((i, j)),
+            _ => None,
+        })
         .take(24)
         .collect();
     let (mut pairs, mut flips) = (0u32, 0u32);
@@ -318,6 +330,20 @@ mod tests {
         let asked = s("How was IVF discovered?", "When was IVF discovered?");
         assert_eq!(asked[8], 1.0, "how / when");
         assert_eq!(asked[9], 0.0, "no shared word moved");
+    }
+
+    #[test]
+    fn order_flips_on_long_prompts() {
+        // 5,000 distinct words, the second prompt in reverse: every compared pair flips.
+        let words: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+        let forward = Lexical::of(&words.join(" "));
+        let reversed: Vec<&str> = words.iter().rev().map(String::as_str).collect();
+        let backward = Lexical::of(&reversed.join(" "));
+        assert_eq!(order_flips(&forward, &backward), 1.0);
+        assert_eq!(order_flips(&forward, &forward), 0.0);
+        // A word used twice on one side is not compared.
+        let twice = Lexical::of("alpha beta alpha gamma");
+        assert_eq!(order_flips(&twice, &Lexical::of("gamma beta")), 1.0);
     }
 
     #[test]
