@@ -6,9 +6,10 @@
 //! on Quora Question Pairs no cosine threshold reaches 95% precision. The verifier sees
 //! where the two embeddings differ (|u − v|), where they agree (u ⊙ v), the cosine,
 //! lexical signals the encoder blurs (numbers, quotes, identifiers, negation, overlap,
-//! length, word order, question words), and where the pair lies (u + v: the topic, so the bar for "same question" can
-//! differ between topics) — the sentence-pair classifier features of Conneau et al. 2017
-//! (InferSent; u + v is the symmetric form of its u, v) plus the guard's. The model — a logistic regression (linfa) or a one-hidden-layer MLP
+//! length, word order, question words), and where the pair lies (u + v: the topic, so the
+//! bar for "same question" can differ between topics) — the sentence-pair classifier
+//! features of Conneau et al. 2017 (InferSent; u + v is the symmetric form of its u, v)
+//! plus the guard's. The model — a logistic regression (linfa) or a one-hidden-layer MLP
 //! (candle), whichever finds more duplicates at 90% precision on validation pairs — is
 //! trained by `switchyard train verifier`; at run time it is a few dot products.
 

@@ -64,6 +64,9 @@ fn dot4_lanes(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 /// of each waiting for the last (the verifier's rows are ~1,000 long).
 #[inline(always)]
 fn dot_wide(a: &[f32], b: &[f32]) -> f32 {
+    // The shorter length for both, so the two remainders line up.
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 32];
     let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
     let tail = dot_lanes(ca.remainder(), cb.remainder());
@@ -87,6 +90,17 @@ mod tests {
             let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - plain).abs() < 1e-3, "n={n}");
         }
+    }
+
+    #[test]
+    fn dot4_uses_the_shorter_length() {
+        let a = [1.0f32; 40];
+        let short = [2.0f32; 35];
+        let long = [1.0f32; 40];
+        assert_eq!(
+            dot4(&a, [&short, &long, &long, &long]),
+            [70.0, 40.0, 40.0, 40.0]
+        );
     }
 
     #[test]
