@@ -44,6 +44,27 @@ struct Gateway {
 /// is replaced by a [router] section with the committed artifacts, `{cache}` by a
 /// [cache] section; a `toml` with its own [cache] section keeps it).
 async fn gateway(toml: &str) -> Gateway {
+    let (state, dir) = gateway_state(toml);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let serving = state.clone();
+    tokio::spawn(async move {
+        serve(serving, "127.0.0.1:0".parse().unwrap(), |addr| {
+            let _ = tx.send(addr);
+        })
+        .await
+        .unwrap();
+    });
+    let addr = rx.await.unwrap();
+    Gateway {
+        url: format!("http://{addr}"),
+        state,
+        dir,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// The gateway's state for `toml` (see [`gateway`]), with the temp dir holding its log.
+fn gateway_state(toml: &str) -> (Arc<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let root = root();
     let router = format!(
@@ -74,23 +95,7 @@ async fn gateway(toml: &str) -> Gateway {
     let path = dir.path().join("switchyard.toml");
     std::fs::write(&path, &text).unwrap();
     let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let state = build_state(&ConfigSource::File(path), config).unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let serving = state.clone();
-    tokio::spawn(async move {
-        serve(serving, "127.0.0.1:0".parse().unwrap(), |addr| {
-            let _ = tx.send(addr);
-        })
-        .await
-        .unwrap();
-    });
-    let addr = rx.await.unwrap();
-    Gateway {
-        url: format!("http://{addr}"),
-        state,
-        dir,
-        client: reqwest::Client::new(),
-    }
+    (build_state(&ConfigSource::File(path), config).unwrap(), dir)
 }
 
 fn provider(name: &str, up: &Upstream, kind: &str) -> String {
@@ -962,4 +967,93 @@ async fn a_cache_that_cannot_open_leaves_the_gateway_serving_uncached() {
         assert_eq!(header(&a, "x-switchyard-cache"), "bypass");
     }
     assert_eq!(up.hits(), 2, "every request reached the upstream");
+}
+
+/// What `switchyard serve` runs: several single-threaded event loops on one listening
+/// socket. Concurrent requests over many connections are all answered, a second server on
+/// the same address is refused (one `bind`, no `SO_REUSEPORT` to share the port with a
+/// stranger), and stopping lets every loop finish.
+#[tokio::test]
+async fn event_loops_share_one_socket_answer_everything_and_stop() {
+    let up = Upstream::start("loops").await;
+    let toml = format!(
+        "{}[models.m]\nprovider = \"up\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n[router]\nenabled = false\n",
+        provider("up", &up, "openai")
+    );
+    let (state, _dir) = gateway_state(&toml);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = state.clone();
+    let server = std::thread::spawn(move || {
+        switchyard_gateway::serve_on_threads(
+            serving,
+            "127.0.0.1:0".parse().unwrap(),
+            3,
+            |addr| bound_tx.send(addr).unwrap(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = bound_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let url = format!("http://{addr}/v1/chat/completions");
+
+    // 16 clients (16 connections at least) × 6 requests, all at once.
+    let mut tasks = Vec::new();
+    for c in 0..16 {
+        let (client, url) = (reqwest::Client::new(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut texts = Vec::new();
+            for r in 0..6 {
+                let answer = read(
+                    client
+                        .post(&url)
+                        .json(&chat("m", (c + r) % 2 == 0))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(answer.status, 200, "{:?}", answer.body);
+                texts.push(if answer.done {
+                    answer.text
+                } else {
+                    answer.body["choices"][0]["message"]["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
+            }
+            texts
+        }));
+    }
+    for t in tasks {
+        for text in t.await.unwrap() {
+            assert_eq!(text, up.text());
+        }
+    }
+    assert_eq!(up.hits(), 96);
+
+    let second = switchyard_gateway::serve_on_threads(
+        state.clone(),
+        addr,
+        2,
+        |_| panic!("a second server bound an address in use"),
+        async {},
+    );
+    assert_eq!(
+        second.unwrap_err().kind(),
+        std::io::ErrorKind::AddrInUse,
+        "a second server must not share the port"
+    );
+
+    stop_tx.send(()).unwrap();
+    let stopped = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    stopped.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after the stop"
+    );
 }

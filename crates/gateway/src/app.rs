@@ -486,8 +486,10 @@ async fn metrics(State(state): Shared) -> Response {
         .into_response()
 }
 
-/// Serves until SIGINT/SIGTERM; SIGHUP reloads the config file. `on_bound` gets the bound
-/// address (useful with port 0).
+/// Serves on the current runtime until SIGINT/SIGTERM; SIGHUP reloads the config file.
+/// `on_bound` gets the bound address (useful with port 0). The `switchyard serve` command
+/// uses [`serve_on_threads`]; this is the same server on one listener, for a program or a
+/// test that already runs a runtime.
 pub async fn serve(
     state: Arc<AppState>,
     listen: SocketAddr,
@@ -495,6 +497,93 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     on_bound(listener.local_addr()?);
+    start_background(&state);
+    serve_listener(state, listener, shutdown_signal()).await
+}
+
+/// Serves on `threads` event loops (0 = one per CPU core) until `stop` resolves (the
+/// command passes [`shutdown_signal`]: SIGINT/SIGTERM), then lets the requests in flight
+/// finish; SIGHUP reloads the config file. Blocks the calling thread,
+/// which runs the first loop and the background work (cache connection and maintenance,
+/// reloads).
+///
+/// Each loop is a single-threaded tokio runtime on its own thread accepting from the same
+/// listening socket (one `bind`, so a second server on the port fails with "address in
+/// use"): a request is read, forwarded over a connection of that thread's pool and answered
+/// on one thread, with no hand-over between threads. On a small machine that keeps wake-ups
+/// and cross-core traffic off the proxy's latency, which a work-stealing runtime adds to each
+/// request. Slow work never runs on a loop: embeddings and the local model have their own
+/// worker threads, the embedded cache runs on the blocking pool.
+pub fn serve_on_threads(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    threads: usize,
+    on_bound: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    };
+    let socket = std::net::TcpListener::bind(listen)?;
+    socket.set_nonblocking(true)?;
+    let bound = socket.local_addr()?;
+    let event_loop = || -> std::io::Result<(tokio::runtime::Runtime, tokio::net::TcpListener)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Registers the socket with this runtime's reactor.
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(socket.try_clone()?)?
+        };
+        Ok((runtime, listener))
+    };
+    let (main, first) = event_loop()?;
+    let (stop_all, stopped) = tokio::sync::watch::channel(false);
+    let mut others = Vec::with_capacity(threads - 1);
+    for i in 1..threads {
+        let (runtime, listener) = event_loop()?;
+        let (state, mut stopped) = (state.clone(), stopped.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("switchyard-io-{i}"))
+            .spawn(move || {
+                runtime.block_on(serve_listener(state, listener, async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                }))
+            });
+        match thread {
+            Ok(t) => others.push(t),
+            Err(e) => {
+                let _ = stop_all.send(true);
+                return Err(e);
+            }
+        }
+    }
+    drop(stopped);
+    on_bound(bound);
+    tracing::info!(threads, "serving on {bound}");
+    let result = main.block_on(async {
+        start_background(&state);
+        serve_listener(state, first, async move {
+            stop.await;
+            let _ = stop_all.send(true);
+        })
+        .await
+    });
+    for t in others {
+        match t.join() {
+            Ok(Err(e)) => tracing::error!(error = %e, "an event loop stopped with an error"),
+            Err(_) => tracing::error!("an event loop panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
+}
+
+/// Starts the work beside the request handlers: the cache's connection and maintenance,
+/// and the SIGHUP reloader. Call once, on a runtime that lives as long as the server.
+fn start_background(state: &Arc<AppState>) {
     if let Some(plan) = &state.cache_plan {
         let connecting = matches!(
             &*state
@@ -526,6 +615,15 @@ pub async fn serve(
             }
         }
     });
+}
+
+/// Serves connections from `listener` until `stop` resolves, then waits for the requests in
+/// flight.
+async fn serve_listener(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // No Nagle: response headers, SSE chunks and streamed bodies go out as separate writes,
     // and each must leave at once rather than wait for the client's ACK of the last one.
     let listener = listener.tap_io(|tcp| {
@@ -534,11 +632,12 @@ pub async fn serve(
         }
     });
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(stop)
         .await
 }
 
-async fn shutdown() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

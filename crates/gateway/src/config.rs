@@ -168,6 +168,11 @@ pub struct ServerConfig {
     /// Overall deadline for one request, retries and fallbacks included.
     #[serde(default = "ServerConfig::default_deadline")]
     pub deadline_ms: u64,
+    /// Event loops serving connections, each a single-threaded runtime on its own thread
+    /// with its own listening socket on the same address (`SO_REUSEPORT`); 0 = one per
+    /// CPU core. See [`crate::serve_on_threads`].
+    #[serde(default)]
+    pub io_threads: usize,
 }
 
 impl ServerConfig {
@@ -185,6 +190,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             max_body_bytes: Self::default_max_body(),
             deadline_ms: Self::default_deadline(),
+            io_threads: 0,
         }
     }
 }
@@ -584,6 +590,12 @@ impl Config {
                     "{:?} is not HOST:PORT (e.g. 127.0.0.1:8080)",
                     self.server.listen
                 ),
+            ));
+        }
+        if self.server.io_threads > 1024 {
+            return Err(ConfigError::new(
+                "server.io_threads",
+                "must be at most 1024 (0 = one per CPU core)",
             ));
         }
         self.validate_cache()?;

@@ -19,5 +19,7 @@ pub mod state;
 pub mod tenants;
 pub mod traffic;
 
-pub use app::{ConfigSource, app, build_state, load_config, reload, serve};
+pub use app::{
+    ConfigSource, app, build_state, load_config, reload, serve, serve_on_threads, shutdown_signal,
+};
 pub use config::{Config, ConfigError};

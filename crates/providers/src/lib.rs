@@ -221,32 +221,53 @@ impl std::fmt::Debug for Reply {
     }
 }
 
-/// One configured upstream with its pooled HTTP client.
+/// The calling thread's pooled HTTP client for this connect timeout.
+///
+/// One client per thread, not one per process: a pooled connection is driven by a task on
+/// the runtime that opened it, so with one client shared by the gateway's event loops (one
+/// single-threaded runtime per thread) a request could go out on another loop's connection
+/// and its response come back through a cross-thread wake-up each way. Per-thread clients
+/// keep a request, its connection and its response on one thread.
+fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    thread_local! {
+        static CLIENTS: std::cell::RefCell<Vec<(Duration, reqwest::Client)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CLIENTS.with_borrow_mut(|clients| {
+        if let Some((_, client)) = clients.iter().find(|(t, _)| *t == connect_timeout) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()?;
+        clients.push((connect_timeout, client.clone()));
+        Ok(client)
+    })
+}
+
+fn client(spec: &ProviderSpec) -> Result<reqwest::Client, AttemptError> {
+    http_client(spec.timeouts.connect).map_err(|e| {
+        AttemptError::new(
+            ErrorClass::Connect,
+            format!("{}: cannot build an HTTP client: {e}", spec.name),
+        )
+    })
+}
+
+/// One configured upstream; HTTP connections are pooled per thread ([`http_client`]).
 #[derive(Debug, Clone)]
 pub struct Provider {
     spec: ProviderSpec,
-    client: reqwest::Client,
     local: Option<std::sync::Arc<local::LocalEngine>>,
 }
 
 impl Provider {
     pub fn new(spec: ProviderSpec) -> Result<Self, AttemptError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(spec.timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| {
-                AttemptError::new(
-                    ErrorClass::Connect,
-                    format!("{}: cannot build an HTTP client: {e}", spec.name),
-                )
-            })?;
-        Ok(Self {
-            spec,
-            client,
-            local: None,
-        })
+        // Fails here, at start-up or reload, rather than on the first request.
+        client(&spec)?;
+        Ok(Self { spec, local: None })
     }
 
     /// A provider of kind [`ProviderKind::Local`] around a loaded engine.
@@ -274,10 +295,14 @@ impl Provider {
     /// Error messages are scrubbed of the API key: some upstreams echo it back.
     pub async fn chat(&self, request: Value, stream: bool) -> Result<Reply, AttemptError> {
         let result = match self.spec.kind {
-            ProviderKind::Openai => openai::chat(&self.client, &self.spec, request, stream).await,
-            ProviderKind::Anthropic => {
-                anthropic::chat(&self.client, &self.spec, &request, stream).await
-            }
+            ProviderKind::Openai => match client(&self.spec) {
+                Ok(c) => openai::chat(&c, &self.spec, request, stream).await,
+                Err(e) => Err(e),
+            },
+            ProviderKind::Anthropic => match client(&self.spec) {
+                Ok(c) => anthropic::chat(&c, &self.spec, &request, stream).await,
+                Err(e) => Err(e),
+            },
             ProviderKind::Local => match &self.local {
                 Some(engine) => engine.chat(&request, stream).await,
                 None => Err(AttemptError::new(

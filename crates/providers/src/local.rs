@@ -19,12 +19,16 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
 use crate::{AttemptError, ErrorClass, Reply, Usage};
+
+mod llama;
+mod q4_1;
+
+pub use llama::{Llama, MAX_SEQ_LEN};
 
 /// Where the model is and how many may wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,42 +114,12 @@ fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File), String>
     Ok((content, file))
 }
 
-/// Loads the weights for candle's CPU kernels. candle 0.11 has SIMD dot products for Q4_0,
-/// Q8_0 and the k-quants but runs Q4_1, Q5_0 and Q5_1 through scalar code (about 7× slower
-/// than llama.cpp on SmolLM2 Q4_1), so tensors in those formats are converted to Q8_0 at load:
-/// every weight of a 32-value block is then stored to within 1/254 of the block's range
-/// (Q4_1 itself keeps 1/15). Costs a second at load and the Q8_0 file size in memory.
-pub fn load_weights(path: &Path) -> Result<ModelWeights, String> {
-    use candle_core::quantized::{GgmlDType, QTensor};
+/// Loads the model's weights ([`Llama`]: Q4_1 matrices run this crate's SIMD product,
+/// other formats candle's kernels).
+pub fn load_weights(path: &Path) -> Result<Llama, String> {
     let (content, mut file) = read_gguf(path)?;
-    let slow = |d: GgmlDType| matches!(d, GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
-    let err = |e: candle_core::Error| load_error(path, format!("cannot load the weights: {e}"));
-    if !content.tensor_infos.values().any(|i| slow(i.ggml_dtype)) {
-        return ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(err);
-    }
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(content.tensor_infos.len());
-    for (name, info) in &content.tensor_infos {
-        let t = content.tensor(&mut file, name, &Device::Cpu).map_err(err)?;
-        let t = if slow(info.ggml_dtype) {
-            QTensor::quantize(&t.dequantize(&Device::Cpu).map_err(err)?, GgmlDType::Q8_0)
-                .map_err(err)?
-        } else {
-            t
-        };
-        tensors.push((name.clone(), t));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &refs).map_err(err)?;
-    drop(tensors);
-    buffer.set_position(0);
-    let content = gguf_file::Content::read(&mut buffer).map_err(err)?;
-    ModelWeights::from_gguf(content, &mut buffer, &Device::Cpu).map_err(err)
+    Llama::from_gguf(&content, &mut file)
+        .map_err(|e| load_error(path, format!("cannot load the weights: {e}")))
 }
 
 impl LocalEngine {
@@ -530,7 +504,7 @@ impl Drop for LocalEngine {
 }
 
 fn worker(
-    mut model: ModelWeights,
+    mut model: Llama,
     tokenizer: &Tokenizer,
     eos: &[u32],
     rx: &std::sync::Mutex<Receiver<Job>>,
@@ -566,7 +540,7 @@ fn partial_stop(text: &str, stop: &[String]) -> usize {
 }
 
 fn generate(
-    model: &mut ModelWeights,
+    model: &mut Llama,
     tokenizer: &Tokenizer,
     eos: &[u32],
     job: Job,

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use switchyard_gateway::state::{RouterStack, Runtime};
-use switchyard_gateway::{ConfigSource, build_state, load_config, serve};
+use switchyard_gateway::{
+    ConfigSource, build_state, load_config, serve_on_threads, shutdown_signal,
+};
 
 /// Run the OpenAI-compatible gateway.
 ///
@@ -72,16 +74,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "no models configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, fetch the local model with `bash models/fetch.sh local-llm`, or pass --config FILE (see switchyard.example.toml); chat requests will fail until then"
         );
     }
+    let threads = config.server.io_threads;
     let state = build_state(&source, config).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(state, listen, |bound| {
-        // The one line scripts and tests wait for.
+    // The one line scripts and tests wait for.
+    let announce = |bound: SocketAddr| {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "switchyard listening on http://{bound}");
-    }))?;
+    };
+    serve_on_threads(state, listen, threads, announce, shutdown_signal())
+        .with_context(|| format!("cannot serve on {listen}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,250 @@
+//! A llama-family decoder over a GGUF file, for the local provider.
+//!
+//! The same network as candle-transformers' `quantized_llama` (pre-norm blocks of grouped
+//! query attention with rotary positions and a SwiGLU MLP, tied or separate output head),
+//! built here so that each weight matrix can be given the kernel that suits its format:
+//! Q4_1 matrices keep their 4-bit blocks and run [`super::q4_1`]'s product, every other
+//! format candle's own. (candle's GGUF loader decides the kernel from the tensor type alone,
+//! and its Q4_1 product is scalar code.)
+
+use std::collections::HashMap;
+use std::io::{Read, Seek};
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+
+use super::q4_1::Q4_1Weights;
+
+/// Longest context the rotary tables cover.
+pub const MAX_SEQ_LEN: usize = 4096;
+
+struct Layer {
+    attention_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+    kv_cache: Option<(Tensor, Tensor)>,
+}
+
+/// The decoder's weights and its key/value cache.
+pub struct Llama {
+    embeddings: Tensor,
+    hidden: usize,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f32,
+    cos: Tensor,
+    sin: Tensor,
+    masks: HashMap<(usize, usize), Tensor>,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("layers", &self.layers.len())
+            .field("hidden", &self.hidden)
+            .field("heads", &self.heads)
+            .field("kv_heads", &self.kv_heads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads one tensor. Q4_1 ones are wrapped for [`super::q4_1`]'s product; Q5_0 and Q5_1,
+/// which candle also dots in scalar code, are converted to Q8_0 (every weight of a block kept
+/// to within 1/254 of the block's range; costs the Q8_0 size in memory).
+fn read_tensor<R: Read + Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+    name: &str,
+) -> Result<QTensor> {
+    let Some(info) = content.tensor_infos.get(name) else {
+        candle_core::bail!("the GGUF has no tensor {name}");
+    };
+    match info.ggml_dtype {
+        GgmlDType::Q4_1 => {}
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
+            let t = content.tensor(reader, name, &Device::Cpu)?;
+            return QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0);
+        }
+        _ => return content.tensor(reader, name, &Device::Cpu),
+    }
+    let values = info.shape.elem_count();
+    let bytes = values / GgmlDType::Q4_1.block_size() * GgmlDType::Q4_1.type_size();
+    reader.seek(std::io::SeekFrom::Start(
+        content.tensor_data_offset + info.offset,
+    ))?;
+    let mut data = vec![0u8; bytes];
+    reader.read_exact(&mut data)?;
+    Q4_1Weights::qtensor(data, info.shape.clone())
+}
+
+impl Llama {
+    pub fn from_gguf<R: Read + Seek>(content: &gguf_file::Content, reader: &mut R) -> Result<Self> {
+        let meta = |key: &str| match content.metadata.get(&format!("llama.{key}")) {
+            Some(v) => Ok(v),
+            None => candle_core::bail!("the GGUF has no llama.{key}"),
+        };
+        let heads = meta("attention.head_count")?.to_u32()? as usize;
+        let kv_heads = meta("attention.head_count_kv")?.to_u32()? as usize;
+        let blocks = meta("block_count")?.to_u32()? as usize;
+        let hidden = meta("embedding_length")?.to_u32()? as usize;
+        let rope_dim = meta("rope.dimension_count")?.to_u32()? as usize;
+        let eps = meta("attention.layer_norm_rms_epsilon")?.to_f32()?;
+        let freq_base = meta("rope.freq_base")
+            .and_then(|v| v.to_f32())
+            .unwrap_or(10_000.0);
+        if heads == 0
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+            || !hidden.is_multiple_of(heads)
+        {
+            candle_core::bail!(
+                "unsupported attention shape: {heads} heads, {kv_heads} kv heads, width {hidden}"
+            );
+        }
+        let (cos, sin) = rotary_tables(rope_dim, freq_base)?;
+        let mut tensor = |name: &str| read_tensor(content, reader, name);
+        let embeddings_q = tensor("token_embd.weight")?;
+        let embeddings = embeddings_q.dequantize(&Device::Cpu)?;
+        let norm = tensor("output_norm.weight")?.dequantize(&Device::Cpu)?;
+        let output = match content.tensor_infos.contains_key("output.weight") {
+            true => tensor("output.weight")?,
+            false => embeddings_q,
+        };
+        let mut layers = Vec::with_capacity(blocks);
+        for i in 0..blocks {
+            let mut matmul =
+                |name: &str| QMatMul::from_qtensor(tensor(&format!("blk.{i}.{name}.weight"))?);
+            layers.push(Layer {
+                wq: matmul("attn_q")?,
+                wk: matmul("attn_k")?,
+                wv: matmul("attn_v")?,
+                wo: matmul("attn_output")?,
+                gate: matmul("ffn_gate")?,
+                up: matmul("ffn_up")?,
+                down: matmul("ffn_down")?,
+                attention_norm: tensor(&format!("blk.{i}.attn_norm.weight"))?
+                    .dequantize(&Device::Cpu)?,
+                ffn_norm: tensor(&format!("blk.{i}.ffn_norm.weight"))?.dequantize(&Device::Cpu)?,
+                kv_cache: None,
+            });
+        }
+        Ok(Self {
+            embeddings,
+            hidden,
+            layers,
+            norm,
+            output: QMatMul::from_qtensor(output)?,
+            heads,
+            kv_heads,
+            head_dim: hidden / heads,
+            eps,
+            cos,
+            sin,
+            masks: HashMap::new(),
+        })
+    }
+
+    /// Forgets the key/value cache (a new conversation starts at position 0).
+    pub fn clear_kv_cache(&mut self) {
+        for layer in &mut self.layers {
+            layer.kv_cache = None;
+        }
+    }
+
+    /// Logits for the last of `tokens` (shape `(1, seq)`), which sit at positions
+    /// `index_pos..index_pos + seq` after the cached ones.
+    pub fn forward(&mut self, tokens: &Tensor, index_pos: usize) -> Result<Tensor> {
+        let (batch, seq) = tokens.dims2()?;
+        if index_pos + seq > MAX_SEQ_LEN {
+            candle_core::bail!(
+                "context of {} tokens is longer than {MAX_SEQ_LEN}",
+                index_pos + seq
+            );
+        }
+        let mask = match seq {
+            1 => None,
+            _ => Some(self.mask(seq, index_pos)?),
+        };
+        let mut x = self
+            .embeddings
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((batch, seq, self.hidden))?;
+        let cos = self.cos.narrow(0, index_pos, seq)?;
+        let sin = self.sin.narrow(0, index_pos, seq)?;
+        let (heads, kv_heads, head_dim, eps) = (self.heads, self.kv_heads, self.head_dim, self.eps);
+        for layer in &mut self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attention_norm, eps)?;
+            let split = |t: Tensor, n: usize| {
+                t.reshape((batch, seq, n, head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = split(layer.wq.forward(&h)?, heads)?;
+            let k = split(layer.wk.forward(&h)?, kv_heads)?;
+            let v = split(layer.wv.forward(&h)?, kv_heads)?;
+            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let (k, v) = match (&layer.kv_cache, index_pos) {
+                (Some((kc, vc)), 1..) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
+                _ => (k, v),
+            };
+            layer.kv_cache = Some((k.clone(), v.clone()));
+            let k = candle_transformers::utils::repeat_kv(k, heads / kv_heads)?;
+            let v = candle_transformers::utils::repeat_kv(v, heads / kv_heads)?;
+            let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+            let scores = match &mask {
+                None => scores,
+                Some(mask) => {
+                    let blocked = Tensor::new(f32::NEG_INFINITY, &Device::Cpu)?
+                        .broadcast_as(scores.shape())?;
+                    mask.broadcast_as(scores.shape())?
+                        .where_cond(&blocked, &scores)?
+                }
+            };
+            let attention = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)?;
+            let attention = attention
+                .transpose(1, 2)?
+                .reshape((batch, seq, self.hidden))?;
+            x = (layer.wo.forward(&attention)? + x)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let gated =
+                (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            x = (layer.down.forward(&gated)? + x)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        self.output.forward(&x.i((.., seq - 1, ..))?)
+    }
+
+    fn mask(&mut self, seq: usize, index_pos: usize) -> Result<Tensor> {
+        if let Some(mask) = self.masks.get(&(seq, index_pos)) {
+            return Ok(mask.clone());
+        }
+        let mask = candle_transformers::utils::build_causal_mask(seq, index_pos, &Device::Cpu)?;
+        self.masks.insert((seq, index_pos), mask.clone());
+        Ok(mask)
+    }
+}
+
+/// cos and sin of position × frequency, `(MAX_SEQ_LEN, rope_dim / 2)`.
+fn rotary_tables(rope_dim: usize, freq_base: f32) -> Result<(Tensor, Tensor)> {
+    let inverse: Vec<f32> = (0..rope_dim)
+        .step_by(2)
+        .map(|i| 1.0 / freq_base.powf(i as f32 / rope_dim as f32))
+        .collect();
+    let inverse = Tensor::new(inverse.as_slice(), &Device::Cpu)?;
+    let angles = Tensor::arange(0, MAX_SEQ_LEN as u32, &Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .reshape((MAX_SEQ_LEN, 1))?
+        .broadcast_mul(&inverse.reshape((1, rope_dim / 2))?)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
