@@ -20,13 +20,12 @@ pub const MAX_SEQ_LEN: usize = 4096;
 
 struct Layer {
     attention_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    /// q, k and v.
+    qkv: Projections,
     wo: QMatMul,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
+    /// The MLP's gate and up projections.
+    gate_up: Projections,
     down: QMatMul,
     kv_cache: Option<(Tensor, Tensor)>,
 }
@@ -70,21 +69,98 @@ fn read_tensor<R: Read + Seek>(
         candle_core::bail!("the GGUF has no tensor {name}");
     };
     match info.ggml_dtype {
-        GgmlDType::Q4_1 => {}
+        GgmlDType::Q4_1 => {
+            let data = read_bytes(content, reader, info)?;
+            Q4_1Weights::qtensor(data, info.shape.clone())
+        }
         GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
             let t = content.tensor(reader, name, &Device::Cpu)?;
-            return QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0);
+            QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)
         }
-        _ => return content.tensor(reader, name, &Device::Cpu),
+        _ => content.tensor(reader, name, &Device::Cpu),
     }
-    let values = info.shape.elem_count();
-    let bytes = values / GgmlDType::Q4_1.block_size() * GgmlDType::Q4_1.type_size();
+}
+
+/// A tensor's bytes as stored.
+fn read_bytes<R: Read + Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+    info: &gguf_file::TensorInfo,
+) -> Result<Vec<u8>> {
+    let dtype = info.ggml_dtype;
+    let bytes = info.shape.elem_count() / dtype.block_size() * dtype.type_size();
     reader.seek(std::io::SeekFrom::Start(
         content.tensor_data_offset + info.offset,
     ))?;
     let mut data = vec![0u8; bytes];
     reader.read_exact(&mut data)?;
-    Q4_1Weights::qtensor(data, info.shape.clone())
+    Ok(data)
+}
+
+/// Projections of the same input. When all are Q4_1 matrices of the same width their rows
+/// are stacked into one matrix: one product per token instead of several, so the activations
+/// are quantized once and the thread pool is woken once.
+enum Projections {
+    Stacked { matmul: QMatMul, widths: Vec<usize> },
+    Separate(Vec<QMatMul>),
+}
+
+impl Projections {
+    fn load<R: Read + Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        names: &[String],
+    ) -> Result<Self> {
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            match content.tensor_infos.get(name) {
+                Some(info) => infos.push(info),
+                None => candle_core::bail!("the GGUF has no tensor {name}"),
+            }
+        }
+        let stackable = infos.iter().all(|i| {
+            i.ggml_dtype == GgmlDType::Q4_1
+                && i.shape.rank() == 2
+                && i.shape.dims()[1] == infos[0].shape.dims()[1]
+        });
+        if !stackable {
+            let mut separate = Vec::with_capacity(names.len());
+            for name in names {
+                separate.push(QMatMul::from_qtensor(read_tensor(content, reader, name)?)?);
+            }
+            return Ok(Self::Separate(separate));
+        }
+        let mut data = Vec::new();
+        let mut widths = Vec::with_capacity(infos.len());
+        for info in &infos {
+            // Rows are outputs, so stacking the matrices stacks their outputs.
+            data.extend(read_bytes(content, reader, info)?);
+            widths.push(info.shape.dims()[0]);
+        }
+        let rows = widths.iter().sum::<usize>();
+        let columns = infos[0].shape.dims()[1];
+        let matmul = QMatMul::from_qtensor(Q4_1Weights::qtensor(data, (rows, columns))?)?;
+        Ok(Self::Stacked { matmul, widths })
+    }
+
+    /// Each projection of `x`, in the order loaded.
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Separate(matmuls) => matmuls.iter().map(|m| m.forward(x)).collect(),
+            Self::Stacked { matmul, widths } => {
+                let y = matmul.forward(x)?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&w| {
+                        let part = y.narrow(candle_core::D::Minus1, start, w);
+                        start += w;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 impl Llama {
@@ -122,19 +198,24 @@ impl Llama {
         };
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
+            let name = |part: &str| format!("blk.{i}.{part}.weight");
+            let qkv = Projections::load(
+                content,
+                reader,
+                &[name("attn_q"), name("attn_k"), name("attn_v")],
+            )?;
+            let gate_up = Projections::load(content, reader, &[name("ffn_gate"), name("ffn_up")])?;
             let mut matmul =
-                |name: &str| QMatMul::from_qtensor(tensor(&format!("blk.{i}.{name}.weight"))?);
+                |part: &str| QMatMul::from_qtensor(read_tensor(content, reader, &name(part))?);
             layers.push(Layer {
-                wq: matmul("attn_q")?,
-                wk: matmul("attn_k")?,
-                wv: matmul("attn_v")?,
+                qkv,
+                gate_up,
                 wo: matmul("attn_output")?,
-                gate: matmul("ffn_gate")?,
-                up: matmul("ffn_up")?,
                 down: matmul("ffn_down")?,
-                attention_norm: tensor(&format!("blk.{i}.attn_norm.weight"))?
+                attention_norm: read_tensor(content, reader, &name("attn_norm"))?
                     .dequantize(&Device::Cpu)?,
-                ffn_norm: tensor(&format!("blk.{i}.ffn_norm.weight"))?.dequantize(&Device::Cpu)?,
+                ffn_norm: read_tensor(content, reader, &name("ffn_norm"))?
+                    .dequantize(&Device::Cpu)?,
                 kv_cache: None,
             });
         }
@@ -189,9 +270,9 @@ impl Llama {
                     .transpose(1, 2)?
                     .contiguous()
             };
-            let q = split(layer.wq.forward(&h)?, heads)?;
-            let k = split(layer.wk.forward(&h)?, kv_heads)?;
-            let v = split(layer.wv.forward(&h)?, kv_heads)?;
+            let [q, k, v] = <[Tensor; 3]>::try_from(layer.qkv.forward(&h)?)
+                .map_err(|_| candle_core::Error::Msg("q, k and v expected".into()))?;
+            let (q, k, v) = (split(q, heads)?, split(k, kv_heads)?, split(v, kv_heads)?);
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let (k, v) = match (&layer.kv_cache, index_pos) {
@@ -217,8 +298,9 @@ impl Llama {
                 .reshape((batch, seq, self.hidden))?;
             x = (layer.wo.forward(&attention)? + x)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gated =
-                (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let [gate, up] = <[Tensor; 2]>::try_from(layer.gate_up.forward(&h)?)
+                .map_err(|_| candle_core::Error::Msg("gate and up expected".into()))?;
+            let gated = (candle_nn::ops::silu(&gate)? * up)?;
             x = (layer.down.forward(&gated)? + x)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
