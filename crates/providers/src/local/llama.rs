@@ -7,7 +7,6 @@
 //! format candle's own. (candle's GGUF loader decides the kernel from the tensor type alone,
 //! and its Q4_1 product is scalar code.)
 
-use std::collections::HashMap;
 use std::io::{Read, Seek};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
@@ -43,7 +42,6 @@ pub struct Llama {
     eps: f32,
     cos: Tensor,
     sin: Tensor,
-    masks: HashMap<(usize, usize), Tensor>,
 }
 
 impl std::fmt::Debug for Llama {
@@ -231,7 +229,6 @@ impl Llama {
             eps,
             cos,
             sin,
-            masks: HashMap::new(),
         })
     }
 
@@ -254,7 +251,13 @@ impl Llama {
         }
         let mask = match seq {
             1 => None,
-            _ => Some(self.mask(seq, index_pos)?),
+            // Built per prompt, not cached: a cache keyed by prompt length would keep a
+            // seq × seq mask for every length a long-running worker ever saw.
+            _ => Some(candle_transformers::utils::build_causal_mask(
+                seq,
+                index_pos,
+                &Device::Cpu,
+            )?),
         };
         let mut x = self
             .embeddings
@@ -305,15 +308,6 @@ impl Llama {
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         self.output.forward(&x.i((.., seq - 1, ..))?)
-    }
-
-    fn mask(&mut self, seq: usize, index_pos: usize) -> Result<Tensor> {
-        if let Some(mask) = self.masks.get(&(seq, index_pos)) {
-            return Ok(mask.clone());
-        }
-        let mask = candle_transformers::utils::build_causal_mask(seq, index_pos, &Device::Cpu)?;
-        self.masks.insert((seq, index_pos), mask.clone());
-        Ok(mask)
     }
 }
 

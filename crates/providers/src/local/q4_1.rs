@@ -107,6 +107,52 @@ fn has_avx2() -> bool {
         && std::arch::is_x86_feature_detected!("f16c")
 }
 
+/// One Q4_1 block against 32 activations: the 8 partial integer sums as floats, the scale
+/// `d` and the minimum `m`.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `block` points at 20 readable bytes, `a` at 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn block_products(
+    block: *const u8,
+    a: std::arch::x86_64::__m256i,
+) -> (std::arch::x86_64::__m256, f32, f32) {
+    use std::arch::x86_64::*;
+    let low = _mm_set1_epi8(0x0f);
+    // SAFETY: 20 readable bytes at `block` (the caller's contract); unaligned loads.
+    let (scales, packed) = unsafe {
+        (
+            std::ptr::read_unaligned(block.cast::<i32>()),
+            _mm_loadu_si128(block.add(4).cast::<__m128i>()),
+        )
+    };
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(scales));
+    let q = _mm256_set_m128i(
+        _mm_and_si128(_mm_srli_epi16(packed, 4), low),
+        _mm_and_si128(packed, low),
+    );
+    // u4 × i8 pairs summed to i16 (|15·127·2| fits), then pairs of those to i32.
+    let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
+    (
+        _mm256_cvtepi32_ps(products),
+        _mm_cvtss_f32(dm),
+        _mm_cvtss_f32(_mm_movehdup_ps(dm)),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
+}
+
 /// [`dot_portable`] with AVX2: the 32 products of a block in two instructions, the scales
 /// converted by F16C.
 ///
@@ -118,35 +164,19 @@ fn has_avx2() -> bool {
 #[allow(unsafe_code)]
 unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     use std::arch::x86_64::*;
-    let low = _mm_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
     for (b, [da, sa]) in ds.iter().enumerate() {
         // SAFETY: block b spans w[20b..20b + 20] and qs[32b..32b + 32], in bounds by the
-        // caller's contract; the loads are unaligned ones.
-        let (scales, packed, a) = unsafe {
-            let block = w.as_ptr().add(b * BLOCK_BYTES);
-            (
-                std::ptr::read_unaligned(block.cast::<i32>()),
-                _mm_loadu_si128(block.add(4).cast::<__m128i>()),
-                _mm256_loadu_si256(qs.as_ptr().add(b * BLOCK).cast::<__m256i>()),
-            )
+        // caller's contract.
+        let (products, d, m) = unsafe {
+            let a = _mm256_loadu_si256(qs.as_ptr().add(b * BLOCK).cast::<__m256i>());
+            block_products(w.as_ptr().add(b * BLOCK_BYTES), a)
         };
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(scales));
-        let d = _mm_cvtss_f32(dm);
-        let m = _mm_cvtss_f32(_mm_movehdup_ps(dm));
-        let lo = _mm_and_si128(packed, low);
-        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-        let q = _mm256_set_m128i(hi, lo);
-        // u4 × i8 pairs summed to i16 (|15·127·2| fits), then pairs of those to i32.
-        let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), _mm256_set1_ps(d * da), acc);
+        acc = _mm256_fmadd_ps(products, _mm256_set1_ps(d * da), acc);
         mins += m * sa;
     }
-    let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter))) + mins
+    horizontal_sum(acc) + mins
 }
 
 /// [`dot_avx2`] for four weight rows at once: each activation block is loaded once for the
@@ -159,8 +189,6 @@ unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
 #[allow(unsafe_code)]
 unsafe fn dot4_avx2(w: [&[u8]; 4], qs: &[i8], ds: &[[f32; 2]]) -> [f32; 4] {
     use std::arch::x86_64::*;
-    let low = _mm_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut mins = [0f32; 4];
     for (b, [da, sa]) in ds.iter().enumerate() {
@@ -168,34 +196,12 @@ unsafe fn dot4_avx2(w: [&[u8]; 4], qs: &[i8], ds: &[[f32; 2]]) -> [f32; 4] {
         let a = unsafe { _mm256_loadu_si256(qs.as_ptr().add(b * BLOCK).cast::<__m256i>()) };
         for r in 0..4 {
             // SAFETY: see above.
-            let (scales, packed) = unsafe {
-                let block = w[r].as_ptr().add(b * BLOCK_BYTES);
-                (
-                    std::ptr::read_unaligned(block.cast::<i32>()),
-                    _mm_loadu_si128(block.add(4).cast::<__m128i>()),
-                )
-            };
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(scales));
-            let q = _mm256_set_m128i(
-                _mm_and_si128(_mm_srli_epi16(packed, 4), low),
-                _mm_and_si128(packed, low),
-            );
-            let products = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones);
-            let scale = _mm256_set1_ps(_mm_cvtss_f32(dm) * da);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products), scale, acc[r]);
-            mins[r] += _mm_cvtss_f32(_mm_movehdup_ps(dm)) * sa;
+            let (products, d, m) = unsafe { block_products(w[r].as_ptr().add(b * BLOCK_BYTES), a) };
+            acc[r] = _mm256_fmadd_ps(products, _mm256_set1_ps(d * da), acc[r]);
+            mins[r] += m * sa;
         }
     }
-    let mut out = [0f32; 4];
-    for r in 0..4 {
-        let half = _mm_add_ps(
-            _mm256_castps256_ps128(acc[r]),
-            _mm256_extractf128_ps(acc[r], 1),
-        );
-        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        out[r] = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter))) + mins[r];
-    }
-    out
+    [0, 1, 2, 3].map(|r| horizontal_sum(acc[r]) + mins[r])
 }
 
 /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
