@@ -3,6 +3,8 @@
 
 /// Dot product in eight independent lanes, so the compiler can vectorise it (a plain
 /// `sum()` of products is a serial chain of float adds, which it may not reorder).
+/// Inlined where it is called, so it runs at the caller's optimisation level.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes(a, b)
 }

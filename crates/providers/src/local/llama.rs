@@ -26,7 +26,98 @@ struct Layer {
     /// The MLP's gate and up projections.
     gate_up: Projections,
     down: QMatMul,
-    kv_cache: Option<(Tensor, Tensor)>,
+    kv: KvCache,
+}
+
+/// One layer's keys and values so far, `[position][kv head][head_dim]`: a token's entries
+/// are appended in place (the cache used to be re-concatenated, and repeated for every
+/// query head, on each generated token).
+#[derive(Default)]
+struct KvCache {
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Makes `positions` the cached length before positions `positions..` are added (0 starts
+    /// a new sequence; less than the cached length rewinds).
+    fn rewind(&mut self, positions: usize, width: usize) -> Result<()> {
+        if positions > self.len {
+            candle_core::bail!(
+                "position {positions} is past the {} cached positions",
+                self.len
+            );
+        }
+        self.len = positions;
+        self.keys.truncate(positions * width);
+        self.values.truncate(positions * width);
+        Ok(())
+    }
+
+    /// Appends positions given as `[position][kv head][head_dim]`.
+    fn extend(&mut self, keys: &[f32], values: &[f32], width: usize) {
+        self.keys.extend_from_slice(keys);
+        self.values.extend_from_slice(values);
+        self.len += keys.len() / width.max(1);
+    }
+
+    /// The cached keys and values as `(1, kv_heads, len, head_dim)` tensors.
+    fn tensors(&self, kv_heads: usize, head_dim: usize) -> Result<(Tensor, Tensor)> {
+        let shape = (1, self.len, kv_heads, head_dim);
+        let k = Tensor::from_slice(&self.keys, shape, &Device::Cpu)?.transpose(1, 2)?;
+        let v = Tensor::from_slice(&self.values, shape, &Device::Cpu)?.transpose(1, 2)?;
+        Ok((k, v))
+    }
+
+    /// Attention of one position's queries (`[head][head_dim]`) over every cached position:
+    /// per head, softmax(q·k / √d) weighted sum of the values of its key/value head.
+    fn attend(&self, q: &[f32], heads: usize, kv_heads: usize, head_dim: usize) -> Vec<f32> {
+        let group = heads / kv_heads;
+        let width = kv_heads * head_dim;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut out = vec![0f32; heads * head_dim];
+        let mut weights = vec![0f32; self.len];
+        for (h, (q, out)) in q
+            .chunks_exact(head_dim)
+            .zip(out.chunks_exact_mut(head_dim))
+            .enumerate()
+        {
+            let offset = (h / group) * head_dim;
+            let mut max = f32::NEG_INFINITY;
+            for (p, w) in weights.iter_mut().enumerate() {
+                let k = &self.keys[p * width + offset..p * width + offset + head_dim];
+                *w = switchyard_core::vector::dot(q, k) * scale;
+                max = max.max(*w);
+            }
+            let mut sum = 0f32;
+            for w in &mut weights {
+                *w = (*w - max).exp();
+                sum += *w;
+            }
+            let inverse = 1.0 / sum;
+            for (p, &w) in weights.iter().enumerate() {
+                let v = &self.values[p * width + offset..p * width + offset + head_dim];
+                let w = w * inverse;
+                for (o, v) in out.iter_mut().zip(v) {
+                    *o += w * v;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Interleaved rotary positions in place on `[head][head_dim]` values at one position:
+/// pairs `(2i, 2i + 1)` turned by angle `i` of that position (candle's `rope_i`).
+fn rope_in_place(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (pair, (c, s)) in head.chunks_exact_mut(2).zip(cos.iter().zip(sin)) {
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * c - b * s;
+            pair[1] = a * s + b * c;
+        }
+    }
 }
 
 /// The decoder's weights and its key/value cache.
@@ -42,6 +133,9 @@ pub struct Llama {
     eps: f32,
     cos: Tensor,
     sin: Tensor,
+    /// The same tables as plain rows, for one generated position at a time.
+    cos_rows: Vec<f32>,
+    sin_rows: Vec<f32>,
 }
 
 impl std::fmt::Debug for Llama {
@@ -214,7 +308,7 @@ impl Llama {
                     .dequantize(&Device::Cpu)?,
                 ffn_norm: read_tensor(content, reader, &name("ffn_norm"))?
                     .dequantize(&Device::Cpu)?,
-                kv_cache: None,
+                kv: KvCache::default(),
             });
         }
         Ok(Self {
@@ -227,6 +321,8 @@ impl Llama {
             kv_heads,
             head_dim: hidden / heads,
             eps,
+            cos_rows: cos.flatten_all()?.to_vec1()?,
+            sin_rows: sin.flatten_all()?.to_vec1()?,
             cos,
             sin,
         })
@@ -235,7 +331,7 @@ impl Llama {
     /// Forgets the key/value cache (a new conversation starts at position 0).
     pub fn clear_kv_cache(&mut self) {
         for layer in &mut self.layers {
-            layer.kv_cache = None;
+            layer.kv = KvCache::default();
         }
     }
 
@@ -259,6 +355,9 @@ impl Llama {
                 &Device::Cpu,
             )?),
         };
+        if batch != 1 {
+            candle_core::bail!("the decoder runs one sequence at a time, not {batch}");
+        }
         let mut x = self
             .embeddings
             .index_select(&tokens.flatten_all()?, 0)?
@@ -266,39 +365,60 @@ impl Llama {
         let cos = self.cos.narrow(0, index_pos, seq)?;
         let sin = self.sin.narrow(0, index_pos, seq)?;
         let (heads, kv_heads, head_dim, eps) = (self.heads, self.kv_heads, self.head_dim, self.eps);
+        let width = kv_heads * head_dim;
+        let half = head_dim / 2;
+        let angles = index_pos * half..(index_pos + 1) * half;
         for layer in &mut self.layers {
             let h = candle_nn::ops::rms_norm(&x, &layer.attention_norm, eps)?;
-            let split = |t: Tensor, n: usize| {
-                t.reshape((batch, seq, n, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
             let [q, k, v] = <[Tensor; 3]>::try_from(layer.qkv.forward(&h)?)
                 .map_err(|_| candle_core::Error::Msg("q, k and v expected".into()))?;
-            let (q, k, v) = (split(q, heads)?, split(k, kv_heads)?, split(v, kv_heads)?);
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let (k, v) = match (&layer.kv_cache, index_pos) {
-                (Some((kc, vc)), 1..) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-                _ => (k, v),
+            layer.kv.rewind(index_pos, width)?;
+            let attention = if seq == 1 {
+                // One generated token: plain loops over the cache, no tensor operations (each
+                // costs an allocation, and candle's softmax a hand-off to its thread pool).
+                let values = |t: Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1() };
+                let (mut q, mut k, v) = (values(q)?, values(k)?, values(v)?);
+                let (cos, sin) = (
+                    &self.cos_rows[angles.clone()],
+                    &self.sin_rows[angles.clone()],
+                );
+                rope_in_place(&mut q, head_dim, cos, sin);
+                rope_in_place(&mut k, head_dim, cos, sin);
+                layer.kv.extend(&k, &v, width);
+                let out = layer.kv.attend(&q, heads, kv_heads, head_dim);
+                Tensor::from_vec(out, (batch, seq, self.hidden), &Device::Cpu)?
+            } else {
+                let split = |t: Tensor, n: usize| {
+                    t.reshape((batch, seq, n, head_dim))?
+                        .transpose(1, 2)?
+                        .contiguous()
+                };
+                let (q, k, v) = (split(q, heads)?, split(k, kv_heads)?, split(v, kv_heads)?);
+                let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+                let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+                // Into the cache as [position][kv head][head_dim], then attend over all of it.
+                let rows = |t: &Tensor| -> Result<Vec<f32>> {
+                    t.transpose(1, 2)?.contiguous()?.flatten_all()?.to_vec1()
+                };
+                layer.kv.extend(&rows(&k)?, &rows(&v)?, width);
+                let (k, v) = layer.kv.tensors(kv_heads, head_dim)?;
+                let k = candle_transformers::utils::repeat_kv(k.contiguous()?, heads / kv_heads)?;
+                let v = candle_transformers::utils::repeat_kv(v.contiguous()?, heads / kv_heads)?;
+                let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+                let scores = match &mask {
+                    None => scores,
+                    Some(mask) => {
+                        let blocked = Tensor::new(f32::NEG_INFINITY, &Device::Cpu)?
+                            .broadcast_as(scores.shape())?;
+                        mask.broadcast_as(scores.shape())?
+                            .where_cond(&blocked, &scores)?
+                    }
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?
+                    .matmul(&v.contiguous()?)?
+                    .transpose(1, 2)?
+                    .reshape((batch, seq, self.hidden))?
             };
-            layer.kv_cache = Some((k.clone(), v.clone()));
-            let k = candle_transformers::utils::repeat_kv(k, heads / kv_heads)?;
-            let v = candle_transformers::utils::repeat_kv(v, heads / kv_heads)?;
-            let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
-            let scores = match &mask {
-                None => scores,
-                Some(mask) => {
-                    let blocked = Tensor::new(f32::NEG_INFINITY, &Device::Cpu)?
-                        .broadcast_as(scores.shape())?;
-                    mask.broadcast_as(scores.shape())?
-                        .where_cond(&blocked, &scores)?
-                }
-            };
-            let attention = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)?;
-            let attention = attention
-                .transpose(1, 2)?
-                .reshape((batch, seq, self.hidden))?;
             x = (layer.wo.forward(&attention)? + x)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
             let [gate, up] = <[Tensor; 2]>::try_from(layer.gate_up.forward(&h)?)

@@ -240,8 +240,30 @@ fn matmul(
         }
         dot_portable(w, qs, ds)
     };
+    if m == 1 {
+        // One row (a generated token): each thread takes one contiguous share of the columns
+        // and writes its own part of `dst`. A shared cursor over small tasks made the threads
+        // trade a cache line per task, which cost more than the imbalance it evens out.
+        let pool = candle_core::utils::barrier_pool();
+        let threads = pool.n_workers() + 1;
+        let share = n.div_ceil(threads);
+        let parts: Vec<Mutex<&mut [f32]>> = dst[..n].chunks_mut(share).map(Mutex::new).collect();
+        pool.execute(|thread| {
+            let Some(part) = parts.get(thread) else {
+                return;
+            };
+            let mut part = part
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let first = thread * share;
+            for (c, out) in part.iter_mut().enumerate() {
+                *out = dot(first + c, 0);
+            }
+        });
+        return Ok(());
+    }
     // Work items are column ranges; each range's outputs (all rows) go to its own buffer,
-    // which a worker takes under an uncontended lock. One row: the buffers are `dst` itself.
+    // which a worker takes under an uncontended lock.
     let tasks = n.div_ceil(COLUMNS_PER_TASK);
     let mut scratch = if m == 1 {
         Vec::new()
