@@ -25,8 +25,10 @@ use tokenizers::Tokenizer;
 
 use crate::{AttemptError, ErrorClass, Reply, Usage};
 
+mod blocks;
 mod llama;
 mod q4_1;
+mod q8_0;
 
 pub use llama::{Llama, MAX_SEQ_LEN};
 

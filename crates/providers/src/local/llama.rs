@@ -3,8 +3,8 @@
 //! The same network as candle-transformers' `quantized_llama` (pre-norm blocks of grouped
 //! query attention with rotary positions and a SwiGLU MLP, tied or separate output head),
 //! built here so that each weight matrix can be given the kernel that suits its format:
-//! Q4_1 matrices keep their 4-bit blocks and run [`super::q4_1`]'s product, every other
-//! format candle's own. (candle's GGUF loader decides the kernel from the tensor type alone,
+//! Q4_1 matrices keep their 4-bit blocks and run [`super::q4_1`]'s product, a Q8_0 output
+//! head [`super::q8_0`]'s, every other format candle's own. (candle's GGUF loader decides the kernel from the tensor type alone,
 //! and its Q4_1 product is scalar code.)
 
 use std::io::{Read, Seek};
@@ -13,6 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 
 use super::q4_1::Q4_1Weights;
+use super::q8_0::Q8_0Weights;
 
 /// Longest context the rotary tables cover.
 pub const MAX_SEQ_LEN: usize = 4096;
@@ -284,9 +285,18 @@ impl Llama {
         let embeddings_q = tensor("token_embd.weight")?;
         let embeddings = embeddings_q.dequantize(&Device::Cpu)?;
         let norm = tensor("output_norm.weight")?.dequantize(&Device::Cpu)?;
-        let output = match content.tensor_infos.contains_key("output.weight") {
-            true => tensor("output.weight")?,
-            false => embeddings_q,
+        // A separate output head, or the embeddings tied to it. A Q8_0 one (SmolLM2's) runs
+        // [`super::q8_0`]'s product: it is read in full for every generated token.
+        let output_name = match content.tensor_infos.contains_key("output.weight") {
+            true => "output.weight",
+            false => "token_embd.weight",
+        };
+        let output = match content.tensor_infos.get(output_name) {
+            Some(info) if info.ggml_dtype == GgmlDType::Q8_0 => {
+                Q8_0Weights::qtensor(read_bytes(content, reader, info)?, info.shape.clone())?
+            }
+            _ if output_name == "token_embd.weight" => embeddings_q,
+            _ => tensor(output_name)?,
         };
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {

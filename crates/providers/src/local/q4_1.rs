@@ -3,7 +3,7 @@
 //! candle 0.11 stores Q4_1 tensors but dots them in scalar code, so the local model used to
 //! convert them to Q8_0 at load — 1.7× the bytes streamed from memory per generated token,
 //! which on a small CPU is what bounds generation speed. [`Q4_1Weights`] keeps the GGUF's
-//! own blocks and implements candle's [`QuantizedType`], so a [`QMatMul`] over it runs this
+//! own blocks (through [`super::blocks`], candle's [`QuantizedType`]), so a [`QMatMul`] over it runs this
 //! module's product: activations are quantized to 8 bits per 32-value block (a scale `d` and
 //! `s = d·Σq`, as ggml's Q8_1), and each output is
 //! `Σ_blocks d_w·d_a·Σ(q_w·q_a) + m_w·s_a` — on x86-64 with AVX2 the inner sum is one
@@ -12,51 +12,60 @@
 //! governs it as it does candle's own kernels.
 //!
 //! [`QMatMul`]: candle_core::quantized::QMatMul
+//! [`QuantizedType`]: candle_core::quantized::QuantizedType
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor, QuantizedType};
-use candle_core::{CpuStorage, Result, Shape};
+use candle_core::Result;
+use candle_core::quantized::GgmlDType;
 
-/// Values per block.
-pub const BLOCK: usize = 32;
+use super::blocks::{BLOCK, BlockFormat, BlockWeights, check_sizes};
+
 /// Bytes per block: f16 scale `d`, f16 minimum `m`, 16 bytes of 4-bit values (value `j` in
 /// the low nibble of byte `j`, value `j + 16` in its high nibble); x = d·q + m.
 const BLOCK_BYTES: usize = 20;
 /// Output columns per unit of work handed to a thread.
 const COLUMNS_PER_TASK: usize = 16;
 
-/// A Q4_1 matrix in GGUF's block layout, rows of `k` values (weights are stored transposed:
-/// one row per output).
-pub struct Q4_1Weights {
-    data: Vec<u8>,
-}
+/// The Q4_1 format: [`BLOCK_BYTES`]-byte blocks, this module's product.
+pub struct Q4_1;
 
-impl Q4_1Weights {
-    /// Wraps a GGUF tensor's raw Q4_1 bytes as a candle [`QTensor`] of `shape`.
-    pub fn qtensor(data: Vec<u8>, shape: impl Into<Shape>) -> Result<QTensor> {
-        let shape = shape.into();
-        let values = shape.elem_count();
-        if !values.is_multiple_of(BLOCK) || data.len() != values / BLOCK * BLOCK_BYTES {
-            candle_core::bail!(
-                "Q4_1 tensor of shape {shape:?}: {} bytes for {values} values",
-                data.len()
-            );
-        }
-        QTensor::new(QStorage::Cpu(Box::new(Self { data })), shape)
+/// A Q4_1 matrix as stored in the GGUF.
+pub type Q4_1Weights = BlockWeights<Q4_1>;
+
+impl BlockFormat for Q4_1 {
+    const DTYPE: GgmlDType = GgmlDType::Q4_1;
+    const NAME: &'static str = "Q4_1";
+    const BLOCK_BYTES: usize = BLOCK_BYTES;
+
+    fn matmul(
+        weights: &[u8],
+        mkn: (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> Result<()> {
+        matmul(weights, mkn, lhs, dst)
+    }
+
+    fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
+        dequantize_into(data, out);
+    }
+
+    fn quantize(xs: &[f32]) -> Vec<u8> {
+        quantize(xs)
     }
 }
 
 /// Activation rows quantized to 8 bits per block.
-struct Q8Rows {
-    qs: Vec<i8>,
+pub(super) struct Q8Rows {
+    pub(super) qs: Vec<i8>,
     /// Per block: the scale `d` and `s = d·Σq`.
-    ds: Vec<[f32; 2]>,
+    pub(super) ds: Vec<[f32; 2]>,
 }
 
 impl Q8Rows {
-    fn quantize(xs: &[f32]) -> Self {
+    pub(super) fn quantize(xs: &[f32]) -> Self {
         let blocks = xs.len() / BLOCK;
         let mut qs = vec![0i8; blocks * BLOCK];
         let mut ds = Vec::with_capacity(blocks);
@@ -76,7 +85,7 @@ impl Q8Rows {
     }
 }
 
-fn f16_to_f32(bits: u16) -> f32 {
+pub(super) fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
 }
 
@@ -101,7 +110,7 @@ fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(super) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("f16c")
@@ -146,7 +155,7 @@ unsafe fn block_products(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
+pub(super) fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
     use std::arch::x86_64::*;
     let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
@@ -204,6 +213,28 @@ unsafe fn dot4_avx2(w: [&[u8]; 4], qs: &[i8], ds: &[[f32; 2]]) -> [f32; 4] {
     [0, 1, 2, 3].map(|r| horizontal_sum(acc[r]) + mins[r])
 }
 
+/// `dst[j] = dot(j)` for every column `j`, over candle's thread pool: each thread takes one
+/// contiguous share of the columns and writes its own part of `dst` (one activation row, as
+/// for a generated token). A shared cursor over small tasks made the threads trade a cache
+/// line per task, which cost more than the imbalance it evens out.
+pub(super) fn one_row(dst: &mut [f32], dot: impl Fn(usize) -> f32 + Sync) {
+    let pool = candle_core::utils::barrier_pool();
+    let share = dst.len().div_ceil(pool.n_workers() + 1).max(1);
+    let parts: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(share).map(Mutex::new).collect();
+    pool.execute(|thread| {
+        let Some(part) = parts.get(thread) else {
+            return;
+        };
+        let mut part = part
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = thread * share;
+        for (c, out) in part.iter_mut().enumerate() {
+            *out = dot(first + c);
+        }
+    });
+}
+
 /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
 fn matmul(
     weights: &[u8],
@@ -211,20 +242,7 @@ fn matmul(
     lhs: &[f32],
     dst: &mut [f32],
 ) -> Result<()> {
-    if !k.is_multiple_of(BLOCK) || lhs.len() != m * k || dst.len() < m * n {
-        candle_core::bail!(
-            "Q4_1 matmul: bad sizes (m {m}, k {k}, n {n}, lhs {}, dst {})",
-            lhs.len(),
-            dst.len()
-        );
-    }
-    let row_bytes = k / BLOCK * BLOCK_BYTES;
-    if weights.len() != n * row_bytes {
-        candle_core::bail!(
-            "Q4_1 matmul: {} weight bytes for {n} rows of {k}",
-            weights.len()
-        );
-    }
+    let row_bytes = check_sizes::<Q4_1>(weights, (m, k, n), lhs, dst)?;
     let acts = Q8Rows::quantize(lhs);
     #[cfg(target_arch = "x86_64")]
     let simd = has_avx2();
@@ -241,25 +259,7 @@ fn matmul(
         dot_portable(w, qs, ds)
     };
     if m == 1 {
-        // One row (a generated token): each thread takes one contiguous share of the columns
-        // and writes its own part of `dst`. A shared cursor over small tasks made the threads
-        // trade a cache line per task, which cost more than the imbalance it evens out.
-        let pool = candle_core::utils::barrier_pool();
-        let threads = pool.n_workers() + 1;
-        let share = n.div_ceil(threads);
-        let parts: Vec<Mutex<&mut [f32]>> = dst[..n].chunks_mut(share).map(Mutex::new).collect();
-        pool.execute(|thread| {
-            let Some(part) = parts.get(thread) else {
-                return;
-            };
-            let mut part = part
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let first = thread * share;
-            for (c, out) in part.iter_mut().enumerate() {
-                *out = dot(first + c, 0);
-            }
-        });
+        one_row(&mut dst[..n], |col| dot(col, 0));
         return Ok(());
     }
     // Work items are column ranges; each range's outputs (all rows) go to its own buffer,
@@ -336,69 +336,6 @@ fn matmul(
     Ok(())
 }
 
-impl QuantizedType for Q4_1Weights {
-    fn dtype(&self) -> GgmlDType {
-        GgmlDType::Q4_1
-    }
-
-    fn matmul_t(&self, mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) -> Result<()> {
-        matmul(&self.data, mkn, lhs, dst)
-    }
-
-    fn matmul_t_f16(
-        &self,
-        _: (usize, usize, usize),
-        _: &[half::f16],
-        _: &mut [half::f16],
-    ) -> Result<()> {
-        candle_core::bail!("Q4_1 weights: f16 activations are not supported")
-    }
-
-    fn embedding(&self, ids: &[u32], rows: usize, hidden: usize) -> Result<CpuStorage> {
-        let row_bytes = hidden / BLOCK * BLOCK_BYTES;
-        let mut out = Vec::with_capacity(ids.len() * hidden);
-        for &id in ids {
-            let id = id as usize;
-            if id >= rows || !hidden.is_multiple_of(BLOCK) {
-                candle_core::bail!("Q4_1 embedding: id {id} of {rows} rows of {hidden}");
-            }
-            dequantize_into(&self.data[id * row_bytes..(id + 1) * row_bytes], &mut out);
-        }
-        Ok(CpuStorage::F32(out))
-    }
-
-    fn dequantize(&self, elem_count: usize) -> Result<CpuStorage> {
-        let mut out = Vec::with_capacity(elem_count);
-        dequantize_into(&self.data, &mut out);
-        out.truncate(elem_count);
-        Ok(CpuStorage::F32(out))
-    }
-
-    fn storage_size_in_bytes(&self) -> usize {
-        self.data.len()
-    }
-
-    fn as_ptr(&self) -> *const u8 {
-        self.data.as_ptr()
-    }
-
-    fn block_size(&self) -> usize {
-        BLOCK
-    }
-
-    fn from_float(&mut self, xs: &[f32]) {
-        self.data = quantize(xs);
-    }
-
-    fn from_float_imatrix(&mut self, xs: &[f32], _: &[f32], _: usize) {
-        self.data = quantize(xs);
-    }
-
-    fn size(&self) -> usize {
-        self.data.len()
-    }
-}
-
 fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
     for block in data.chunks_exact(BLOCK_BYTES) {
         let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
@@ -429,19 +366,7 @@ fn quantize(xs: &[f32]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1) with some larger outliers.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|i| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let v = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                if i % 97 == 0 { v * 8.0 } else { v }
-            })
-            .collect()
-    }
+    use crate::local::blocks::test_values as values;
 
     fn reference(w: &[f32], (m, k, n): (usize, usize, usize), lhs: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
@@ -539,15 +464,5 @@ mod tests {
             (simd - portable).abs() <= 1e-4 * portable.abs().max(1.0),
             "{simd} vs {portable}"
         );
-    }
-
-    #[test]
-    fn bad_sizes_are_errors_not_panics() {
-        let weights = quantize(&values(64 * 4, 6));
-        let mut dst = vec![0f32; 4];
-        assert!(matmul(&weights, (1, 60, 4), &[0.0; 60], &mut dst).is_err());
-        assert!(matmul(&weights, (1, 64, 5), &[0.0; 64], &mut [0.0; 5]).is_err());
-        assert!(matmul(&weights, (1, 64, 4), &[0.0; 63], &mut dst).is_err());
-        assert!(Q4_1Weights::qtensor(vec![0; 19], (1, 32)).is_err());
     }
 }
