@@ -341,6 +341,22 @@ fn a_cached_step_matches_the_whole_prompt_at_once() {
     );
     assert!(mean <= 0.025 * spread, "logits differ by {mean} on average");
 
+    // A second prompt continuing a cached one (the tensor path over the cache's prefix)
+    // agrees too.
+    model.forward(&input(&text[..10]), 0).unwrap();
+    let continued = values(model.forward(&input(&text[10..]), 10).unwrap());
+    let worst_continued = whole
+        .iter()
+        .zip(&continued)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("continued prompt: largest logit difference {worst_continued}");
+    assert_eq!(argmax(&whole), argmax(&continued));
+    assert!(
+        worst_continued <= 0.06 * spread,
+        "{worst_continued} of {spread}"
+    );
+
     // A position past what the cache holds is an error, not a silent gap.
     let err = model.forward(&input(&[1]), text.len() + 5).unwrap_err();
     assert!(err.to_string().contains("cached positions"), "{err}");
