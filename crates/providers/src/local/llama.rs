@@ -280,6 +280,13 @@ impl Llama {
                 "unsupported attention shape: {heads} heads, {kv_heads} kv heads, width {hidden}"
             );
         }
+        if rope_dim != hidden / heads {
+            // Partial rotary embeddings (rotating only part of each head) are not built here.
+            candle_core::bail!(
+                "unsupported rotary embedding: {rope_dim} of {} dimensions per head",
+                hidden / heads
+            );
+        }
         let (cos, sin) = rotary_tables(rope_dim, freq_base)?;
         let mut tensor = |name: &str| read_tensor(content, reader, name);
         let embeddings_q = tensor("token_embd.weight")?;
