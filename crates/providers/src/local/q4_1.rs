@@ -34,29 +34,6 @@ pub struct Q4_1;
 /// A Q4_1 matrix as stored in the GGUF.
 pub type Q4_1Weights = BlockWeights<Q4_1>;
 
-impl BlockFormat for Q4_1 {
-    const DTYPE: GgmlDType = GgmlDType::Q4_1;
-    const NAME: &'static str = "Q4_1";
-    const BLOCK_BYTES: usize = BLOCK_BYTES;
-
-    fn matmul(
-        weights: &[u8],
-        mkn: (usize, usize, usize),
-        lhs: &[f32],
-        dst: &mut [f32],
-    ) -> Result<()> {
-        matmul(weights, mkn, lhs, dst)
-    }
-
-    fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
-        dequantize_into(data, out);
-    }
-
-    fn quantize(xs: &[f32]) -> Vec<u8> {
-        quantize(xs)
-    }
-}
-
 /// Activation rows quantized to 8 bits per block.
 pub(super) struct Q8Rows {
     pub(super) qs: Vec<i8>,
@@ -235,131 +212,137 @@ pub(super) fn one_row(dst: &mut [f32], dot: impl Fn(usize) -> f32 + Sync) {
     });
 }
 
-/// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
-fn matmul(
-    weights: &[u8],
-    (m, k, n): (usize, usize, usize),
-    lhs: &[f32],
-    dst: &mut [f32],
-) -> Result<()> {
-    let row_bytes = check_sizes::<Q4_1>(weights, (m, k, n), lhs, dst)?;
-    let acts = Q8Rows::quantize(lhs);
-    #[cfg(target_arch = "x86_64")]
-    let simd = has_avx2();
-    let dot = |col: usize, row: usize| {
-        let w = &weights[col * row_bytes..(col + 1) * row_bytes];
-        let qs = &acts.qs[row * k..(row + 1) * k];
-        let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
+impl BlockFormat for Q4_1 {
+    const DTYPE: GgmlDType = GgmlDType::Q4_1;
+    const NAME: &'static str = "Q4_1";
+    const BLOCK_BYTES: usize = BLOCK_BYTES;
+
+    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
+    fn matmul(
+        weights: &[u8],
+        (m, k, n): (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> Result<()> {
+        let row_bytes = check_sizes::<Q4_1>(weights, (m, k, n), lhs, dst)?;
+        let acts = Q8Rows::quantize(lhs);
         #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
-            #[allow(unsafe_code)]
-            return unsafe { dot_avx2(w, qs, ds) };
-        }
-        dot_portable(w, qs, ds)
-    };
-    if m == 1 {
-        one_row(&mut dst[..n], |col| dot(col, 0));
-        return Ok(());
-    }
-    // Work items are column ranges; each range's outputs (all rows) go to its own buffer,
-    // which a worker takes under an uncontended lock.
-    let tasks = n.div_ceil(COLUMNS_PER_TASK);
-    let mut scratch = if m == 1 {
-        Vec::new()
-    } else {
-        vec![0f32; m * n]
-    };
-    let outputs: Vec<Mutex<&mut [f32]>> = if m == 1 {
-        dst[..n]
-            .chunks_mut(COLUMNS_PER_TASK)
-            .map(Mutex::new)
-            .collect()
-    } else {
-        scratch
-            .chunks_mut(m * COLUMNS_PER_TASK)
-            .map(Mutex::new)
-            .collect()
-    };
-    let next = AtomicUsize::new(0);
-    candle_core::utils::barrier_pool().execute(|_| {
-        loop {
-            let task = next.fetch_add(1, Ordering::Relaxed);
-            let Some(out) = outputs.get(task) else { break };
-            let mut out = out
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let first = task * COLUMNS_PER_TASK;
-            let width = (n - first).min(COLUMNS_PER_TASK);
-            let at = |c: usize, row: usize| if m == 1 { c } else { c * m + row };
-            // Column-major within the task: each weight row is read once for all `m` rows.
-            let mut c = 0;
+        let simd = has_avx2();
+        let dot = |col: usize, row: usize| {
+            let w = &weights[col * row_bytes..(col + 1) * row_bytes];
+            let qs = &acts.qs[row * k..(row + 1) * k];
+            let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
             #[cfg(target_arch = "x86_64")]
-            // Four weight rows at a time pays off for several activation rows (the prompt); for
-            // one row (generation) it measured slower than one weight row at a time.
-            while simd && m > 1 && c + 4 <= width {
-                let col = first + c;
-                let w = [0, 1, 2, 3]
-                    .map(|i| &weights[(col + i) * row_bytes..(col + i + 1) * row_bytes]);
-                for row in 0..m {
-                    let qs = &acts.qs[row * k..(row + 1) * k];
-                    let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
-                    // SAFETY: the features were detected; each row, qs and ds hold k / 32 blocks.
-                    #[allow(unsafe_code)]
-                    let four = unsafe { dot4_avx2(w, qs, ds) };
-                    for (i, v) in four.into_iter().enumerate() {
-                        out[at(c + i, row)] = v;
+            if simd {
+                // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
+                #[allow(unsafe_code)]
+                return unsafe { dot_avx2(w, qs, ds) };
+            }
+            dot_portable(w, qs, ds)
+        };
+        if m == 1 {
+            one_row(&mut dst[..n], |col| dot(col, 0));
+            return Ok(());
+        }
+        // Work items are column ranges; each range's outputs (all rows) go to its own buffer,
+        // which a worker takes under an uncontended lock.
+        let tasks = n.div_ceil(COLUMNS_PER_TASK);
+        let mut scratch = if m == 1 {
+            Vec::new()
+        } else {
+            vec![0f32; m * n]
+        };
+        let outputs: Vec<Mutex<&mut [f32]>> = if m == 1 {
+            dst[..n]
+                .chunks_mut(COLUMNS_PER_TASK)
+                .map(Mutex::new)
+                .collect()
+        } else {
+            scratch
+                .chunks_mut(m * COLUMNS_PER_TASK)
+                .map(Mutex::new)
+                .collect()
+        };
+        let next = AtomicUsize::new(0);
+        candle_core::utils::barrier_pool().execute(|_| {
+            loop {
+                let task = next.fetch_add(1, Ordering::Relaxed);
+                let Some(out) = outputs.get(task) else { break };
+                let mut out = out
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let first = task * COLUMNS_PER_TASK;
+                let width = (n - first).min(COLUMNS_PER_TASK);
+                let at = |c: usize, row: usize| if m == 1 { c } else { c * m + row };
+                // Column-major within the task: each weight row is read once for all `m` rows.
+                let mut c = 0;
+                #[cfg(target_arch = "x86_64")]
+                // Four weight rows at a time pays off for several activation rows (the prompt); for
+                // one row (generation) it measured slower than one weight row at a time.
+                while simd && m > 1 && c + 4 <= width {
+                    let col = first + c;
+                    let w = [0, 1, 2, 3]
+                        .map(|i| &weights[(col + i) * row_bytes..(col + i + 1) * row_bytes]);
+                    for row in 0..m {
+                        let qs = &acts.qs[row * k..(row + 1) * k];
+                        let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
+                        // SAFETY: the features were detected; each row, qs and ds hold k / 32 blocks.
+                        #[allow(unsafe_code)]
+                        let four = unsafe { dot4_avx2(w, qs, ds) };
+                        for (i, v) in four.into_iter().enumerate() {
+                            out[at(c + i, row)] = v;
+                        }
+                    }
+                    c += 4;
+                }
+                for c in c..width {
+                    for row in 0..m {
+                        out[at(c, row)] = dot(first + c, row);
                     }
                 }
-                c += 4;
             }
-            for c in c..width {
-                for row in 0..m {
-                    out[at(c, row)] = dot(first + c, row);
+        });
+        drop(outputs);
+        if m > 1 {
+            for task in 0..tasks {
+                let first = task * COLUMNS_PER_TASK;
+                let width = (n - first).min(COLUMNS_PER_TASK);
+                let block = &scratch[first * m..(first + width) * m];
+                for c in 0..width {
+                    for row in 0..m {
+                        dst[row * n + first + c] = block[c * m + row];
+                    }
                 }
             }
         }
-    });
-    drop(outputs);
-    if m > 1 {
-        for task in 0..tasks {
-            let first = task * COLUMNS_PER_TASK;
-            let width = (n - first).min(COLUMNS_PER_TASK);
-            let block = &scratch[first * m..(first + width) * m];
-            for c in 0..width {
-                for row in 0..m {
-                    dst[row * n + first + c] = block[c * m + row];
-                }
-            }
+        Ok(())
+    }
+
+    fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
+        for block in data.chunks_exact(BLOCK_BYTES) {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
+            out.extend(block[4..].iter().map(|b| d * f32::from(b & 0x0f) + m));
+            out.extend(block[4..].iter().map(|b| d * f32::from(b >> 4) + m));
         }
     }
-    Ok(())
-}
 
-fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
-    for block in data.chunks_exact(BLOCK_BYTES) {
-        let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-        let m = f16_to_f32(u16::from_le_bytes([block[2], block[3]]));
-        out.extend(block[4..].iter().map(|b| d * f32::from(b & 0x0f) + m));
-        out.extend(block[4..].iter().map(|b| d * f32::from(b >> 4) + m));
+    /// Q4_1 blocks for `xs` (whole blocks; a tail shorter than a block is dropped).
+    fn quantize(xs: &[f32]) -> Vec<u8> {
+        let mut data = Vec::with_capacity(xs.len() / BLOCK * BLOCK_BYTES);
+        for x in xs.chunks_exact(BLOCK) {
+            let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let d = (max - min) / 15.0;
+            let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let (d16, m16) = (half::f16::from_f32(d), half::f16::from_f32(min));
+            data.extend(d16.to_bits().to_le_bytes());
+            data.extend(m16.to_bits().to_le_bytes());
+            let q = |v: f32| ((v - min) * inverse).round().clamp(0.0, 15.0) as u8;
+            data.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+        }
+        data
     }
-}
-
-/// Q4_1 blocks for `xs` (whole blocks; a tail shorter than a block is dropped).
-fn quantize(xs: &[f32]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(xs.len() / BLOCK * BLOCK_BYTES);
-    for x in xs.chunks_exact(BLOCK) {
-        let min = x.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let d = (max - min) / 15.0;
-        let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let (d16, m16) = (half::f16::from_f32(d), half::f16::from_f32(min));
-        data.extend(d16.to_bits().to_le_bytes());
-        data.extend(m16.to_bits().to_le_bytes());
-        let q = |v: f32| ((v - min) * inverse).round().clamp(0.0, 15.0) as u8;
-        data.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
-    }
-    data
 }
 
 #[cfg(test)]
@@ -384,9 +367,9 @@ mod tests {
     #[test]
     fn quantize_dequantize_keeps_each_value_within_half_a_step() {
         let xs = values(32 * 8, 1);
-        let q = quantize(&xs);
+        let q = Q4_1::quantize(&xs);
         let mut back = Vec::new();
-        dequantize_into(&q, &mut back);
+        Q4_1::dequantize_into(&q, &mut back);
         for (block, (x, y)) in xs.chunks(32).zip(back.chunks(32)).enumerate() {
             let range = x.iter().copied().fold(f32::MIN, f32::max)
                 - x.iter().copied().fold(f32::MAX, f32::min);
@@ -404,13 +387,13 @@ mod tests {
         // 203 outputs: tasks of 16 end with 11, so with several rows four-row groups and single
         // rows both run.
         let (k, n) = (576, 203);
-        let weights = quantize(&values(k * n, 2));
+        let weights = Q4_1::quantize(&values(k * n, 2));
         let mut w = Vec::new();
-        dequantize_into(&weights, &mut w);
+        Q4_1::dequantize_into(&weights, &mut w);
         for m in [1, 3, 17] {
             let lhs = values(m * k, 3 + m as u64);
             let mut got = vec![f32::NAN; m * n];
-            matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
+            Q4_1::matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
             // Exactly what the kernel computes: the dequantized weights times the activations
             // as quantized to 8 bits, summed in f64.
             let acts = Q8Rows::quantize(&lhs);
@@ -434,7 +417,7 @@ mod tests {
             // Each row equals that row computed alone.
             for row in 0..m {
                 let mut alone = vec![0f32; n];
-                matmul(
+                Q4_1::matmul(
                     &weights,
                     (1, k, n),
                     &lhs[row * k..(row + 1) * k],
@@ -454,7 +437,7 @@ mod tests {
             return;
         }
         let k = 1536;
-        let weights = quantize(&values(k, 4));
+        let weights = Q4_1::quantize(&values(k, 4));
         let acts = Q8Rows::quantize(&values(k, 5));
         let portable = dot_portable(&weights, &acts.qs, &acts.ds);
         #[allow(unsafe_code)]

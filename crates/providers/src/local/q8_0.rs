@@ -23,29 +23,6 @@ pub struct Q8_0;
 /// A Q8_0 matrix as stored in the GGUF.
 pub type Q8_0Weights = BlockWeights<Q8_0>;
 
-impl BlockFormat for Q8_0 {
-    const DTYPE: GgmlDType = GgmlDType::Q8_0;
-    const NAME: &'static str = "Q8_0";
-    const BLOCK_BYTES: usize = BLOCK_BYTES;
-
-    fn matmul(
-        weights: &[u8],
-        mkn: (usize, usize, usize),
-        lhs: &[f32],
-        dst: &mut [f32],
-    ) -> Result<()> {
-        matmul(weights, mkn, lhs, dst)
-    }
-
-    fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
-        dequantize_into(data, out);
-    }
-
-    fn quantize(xs: &[f32]) -> Vec<u8> {
-        quantize(xs)
-    }
-}
-
 /// One weight row · one quantized activation row, in plain Rust.
 fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     let mut total = 0f32;
@@ -126,53 +103,59 @@ unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     super::q4_1::horizontal_sum(_mm256_add_ps(even, odd))
 }
 
-/// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
-fn matmul(
-    weights: &[u8],
-    (m, k, n): (usize, usize, usize),
-    lhs: &[f32],
-    dst: &mut [f32],
-) -> Result<()> {
-    let row_bytes = check_sizes::<Q8_0>(weights, (m, k, n), lhs, dst)?;
-    let acts = Q8Rows::quantize(lhs);
-    #[cfg(target_arch = "x86_64")]
-    let simd = super::q4_1::has_avx2();
-    // The output head sees one row (the last position); a prompt's rows go one at a time.
-    for (row, out) in dst.chunks_mut(n).take(m).enumerate() {
-        let qs = &acts.qs[row * k..(row + 1) * k];
-        let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
-        one_row(out, |col| {
-            let w = &weights[col * row_bytes..(col + 1) * row_bytes];
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
-                #[allow(unsafe_code)]
-                return unsafe { dot_avx2(w, qs, ds) };
-            }
-            dot_portable(w, qs, ds)
-        });
-    }
-    Ok(())
-}
+impl BlockFormat for Q8_0 {
+    const DTYPE: GgmlDType = GgmlDType::Q8_0;
+    const NAME: &'static str = "Q8_0";
+    const BLOCK_BYTES: usize = BLOCK_BYTES;
 
-fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
-    for block in data.chunks_exact(BLOCK_BYTES) {
-        let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-        out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
+    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
+    fn matmul(
+        weights: &[u8],
+        (m, k, n): (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> Result<()> {
+        let row_bytes = check_sizes::<Q8_0>(weights, (m, k, n), lhs, dst)?;
+        let acts = Q8Rows::quantize(lhs);
+        #[cfg(target_arch = "x86_64")]
+        let simd = super::q4_1::has_avx2();
+        // The output head sees one row (the last position); a prompt's rows go one at a time.
+        for (row, out) in dst.chunks_mut(n).take(m).enumerate() {
+            let qs = &acts.qs[row * k..(row + 1) * k];
+            let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
+            one_row(out, |col| {
+                let w = &weights[col * row_bytes..(col + 1) * row_bytes];
+                #[cfg(target_arch = "x86_64")]
+                if simd {
+                    // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
+                    #[allow(unsafe_code)]
+                    return unsafe { dot_avx2(w, qs, ds) };
+                }
+                dot_portable(w, qs, ds)
+            });
+        }
+        Ok(())
     }
-}
 
-/// Q8_0 blocks for `xs` (whole blocks; a tail shorter than a block is dropped).
-fn quantize(xs: &[f32]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(xs.len() / BLOCK * BLOCK_BYTES);
-    for x in xs.chunks_exact(BLOCK) {
-        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let d = amax / 127.0;
-        let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
-        data.extend(half::f16::from_f32(d).to_bits().to_le_bytes());
-        data.extend(x.iter().map(|v| (v * inverse).round() as i8 as u8));
+    fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
+        for block in data.chunks_exact(BLOCK_BYTES) {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            out.extend(block[2..].iter().map(|&q| d * f32::from(q as i8)));
+        }
     }
-    data
+
+    /// Q8_0 blocks for `xs` (whole blocks; a tail shorter than a block is dropped).
+    fn quantize(xs: &[f32]) -> Vec<u8> {
+        let mut data = Vec::with_capacity(xs.len() / BLOCK * BLOCK_BYTES);
+        for x in xs.chunks_exact(BLOCK) {
+            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+            data.extend(half::f16::from_f32(d).to_bits().to_le_bytes());
+            data.extend(x.iter().map(|v| (v * inverse).round() as i8 as u8));
+        }
+        data
+    }
 }
 
 #[cfg(test)]
@@ -188,9 +171,9 @@ mod tests {
     fn matmul_matches_the_dequantized_product_and_candles_q8_0() {
         let (k, n) = (576, 203);
         let xs = values(k * n, 7);
-        let weights = quantize(&xs);
+        let weights = Q8_0::quantize(&xs);
         let mut w = Vec::new();
-        dequantize_into(&weights, &mut w);
+        Q8_0::dequantize_into(&weights, &mut w);
         // Our blocks are candle's: the same bytes read by candle's own Q8_0 type agree.
         let ours =
             QMatMul::from_qtensor(Q8_0Weights::qtensor(weights.clone(), (n, k)).unwrap()).unwrap();
@@ -205,7 +188,7 @@ mod tests {
         for m in [1, 3] {
             let lhs = values(m * k, 11 + m as u64);
             let mut got = vec![f32::NAN; m * n];
-            matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
+            Q8_0::matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
             // Exactly what the kernel computes: dequantized weights times the activations as
             // quantized to 8 bits, summed in f64.
             let acts = Q8Rows::quantize(&lhs);
@@ -246,7 +229,7 @@ mod tests {
             return;
         }
         for k in [576, 1536, 32 * 7] {
-            let weights = quantize(&values(k, 4));
+            let weights = Q8_0::quantize(&values(k, 4));
             let acts = Q8Rows::quantize(&values(k, 5));
             let portable = dot_portable(&weights, &acts.qs, &acts.ds);
             #[allow(unsafe_code)]
