@@ -3,6 +3,7 @@
 //! this crate ([`super::q4_1`], [`super::q8_0`]).
 
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor, QuantizedType};
 use candle_core::{CpuStorage, Result, Shape};
@@ -16,13 +17,15 @@ pub(super) trait BlockFormat: Send + Sync + 'static {
     const NAME: &'static str;
     /// Bytes per block of [`BLOCK`] values.
     const BLOCK_BYTES: usize;
-    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values, `n` weight rows.
-    fn matmul(
+    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values, `n` weight rows,
+    /// the sizes checked ([`matmul`]) and the activations quantized.
+    fn product(
         weights: &[u8],
         mkn: (usize, usize, usize),
-        lhs: &[f32],
+        row_bytes: usize,
+        acts: &Q8Rows,
         dst: &mut [f32],
-    ) -> Result<()>;
+    );
     fn dequantize_into(data: &[u8], out: &mut Vec<f32>);
     /// Blocks for `xs` (whole blocks; a tail shorter than a block is dropped).
     fn quantize(xs: &[f32]) -> Vec<u8>;
@@ -30,7 +33,7 @@ pub(super) trait BlockFormat: Send + Sync + 'static {
 
 /// Checks a product's sizes against `weights` in format `F` (`k` a whole number of blocks,
 /// `lhs` `m × k`, `dst` at least `m × n`, `n` weight rows of `k`); returns a row's bytes.
-pub(super) fn check_sizes<F: BlockFormat>(
+fn check_sizes<F: BlockFormat>(
     weights: &[u8],
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
@@ -53,6 +56,19 @@ pub(super) fn check_sizes<F: BlockFormat>(
         );
     }
     Ok(row_bytes)
+}
+
+/// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` rows of
+/// `weights` in format `F`: sizes checked, activations quantized to 8 bits, then `F`'s product.
+pub(super) fn matmul<F: BlockFormat>(
+    weights: &[u8],
+    mkn: (usize, usize, usize),
+    lhs: &[f32],
+    dst: &mut [f32],
+) -> Result<()> {
+    let row_bytes = check_sizes::<F>(weights, mkn, lhs, dst)?;
+    F::product(weights, mkn, row_bytes, &Q8Rows::quantize(lhs), dst);
+    Ok(())
 }
 
 /// A matrix in format `F`'s block layout, rows of `k` values (weights are stored transposed:
@@ -88,7 +104,7 @@ impl<F: BlockFormat> QuantizedType for BlockWeights<F> {
     }
 
     fn matmul_t(&self, mkn: (usize, usize, usize), lhs: &[f32], dst: &mut [f32]) -> Result<()> {
-        F::matmul(&self.data, mkn, lhs, dst)
+        matmul::<F>(&self.data, mkn, lhs, dst)
     }
 
     fn matmul_t_f16(
@@ -145,6 +161,77 @@ impl<F: BlockFormat> QuantizedType for BlockWeights<F> {
     }
 }
 
+/// Activation rows quantized to 8 bits per block.
+pub(super) struct Q8Rows {
+    pub(super) qs: Vec<i8>,
+    /// Per block: the scale `d` and `s = d·Σq`.
+    pub(super) ds: Vec<[f32; 2]>,
+}
+
+impl Q8Rows {
+    pub(super) fn quantize(xs: &[f32]) -> Self {
+        let blocks = xs.len() / BLOCK;
+        let mut qs = vec![0i8; blocks * BLOCK];
+        let mut ds = Vec::with_capacity(blocks);
+        for (x, q) in xs.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
+            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, x) in q.iter_mut().zip(x) {
+                // |x·inverse| ≤ 127 by construction (NaN becomes 0).
+                *q = (x * inverse).round() as i8;
+                sum += i32::from(*q);
+            }
+            ds.push([d, d * sum as f32]);
+        }
+        Self { qs, ds }
+    }
+}
+
+pub(super) fn f16_to_f32(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
+}
+
+/// `dst[j] = dot(j)` for every column `j`, over candle's thread pool: each thread takes one
+/// contiguous share of the columns and writes its own part of `dst` (one activation row, as
+/// for a generated token). A shared cursor over small tasks made the threads trade a cache
+/// line per task, which cost more than the imbalance it evens out.
+pub(super) fn one_row(dst: &mut [f32], dot: impl Fn(usize) -> f32 + Sync) {
+    let pool = candle_core::utils::barrier_pool();
+    let share = dst.len().div_ceil(pool.n_workers() + 1).max(1);
+    let parts: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(share).map(Mutex::new).collect();
+    pool.execute(|thread| {
+        let Some(part) = parts.get(thread) else {
+            return;
+        };
+        let mut part = part
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = thread * share;
+        for (c, out) in part.iter_mut().enumerate() {
+            *out = dot(first + c);
+        }
+    });
+}
+
 /// Deterministic test values in [-1, 1), every 97th eight times larger (outliers).
 #[cfg(test)]
 pub(super) fn test_values(n: usize, seed: u64) -> Vec<f32> {
@@ -169,9 +256,9 @@ mod tests {
     fn bad_sizes_are_errors<F: BlockFormat>() {
         let weights = F::quantize(&test_values(64 * 4, 6));
         let mut dst = vec![0f32; 4];
-        assert!(F::matmul(&weights, (1, 60, 4), &[0.0; 60], &mut dst).is_err());
-        assert!(F::matmul(&weights, (1, 64, 5), &[0.0; 64], &mut [0.0; 5]).is_err());
-        assert!(F::matmul(&weights, (1, 64, 4), &[0.0; 63], &mut dst).is_err());
+        assert!(matmul::<F>(&weights, (1, 60, 4), &[0.0; 60], &mut dst).is_err());
+        assert!(matmul::<F>(&weights, (1, 64, 5), &[0.0; 64], &mut [0.0; 5]).is_err());
+        assert!(matmul::<F>(&weights, (1, 64, 4), &[0.0; 63], &mut dst).is_err());
         let short = vec![0; F::BLOCK_BYTES - 1];
         let err = BlockWeights::<F>::qtensor(short, (1, 32)).unwrap_err();
         assert!(err.to_string().contains(F::NAME), "{err}");

@@ -4,8 +4,8 @@
 //! query attention with rotary positions and a SwiGLU MLP, tied or separate output head),
 //! built here so that each weight matrix can be given the kernel that suits its format:
 //! Q4_1 matrices keep their 4-bit blocks and run [`super::q4_1`]'s product, a Q8_0 output
-//! head [`super::q8_0`]'s, every other format candle's own. (candle's GGUF loader decides the kernel from the tensor type alone,
-//! and its Q4_1 product is scalar code.)
+//! head [`super::q8_0`]'s, every other format candle's own. (candle's GGUF loader decides
+//! the kernel from the tensor type alone, and its Q4_1 product is scalar code.)
 
 use std::io::{Read, Seek};
 

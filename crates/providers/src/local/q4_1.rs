@@ -3,8 +3,8 @@
 //! candle 0.11 stores Q4_1 tensors but dots them in scalar code, so the local model used to
 //! convert them to Q8_0 at load — 1.7× the bytes streamed from memory per generated token,
 //! which on a small CPU is what bounds generation speed. [`Q4_1Weights`] keeps the GGUF's
-//! own blocks (through [`super::blocks`], candle's [`QuantizedType`]), so a [`QMatMul`] over it runs this
-//! module's product: activations are quantized to 8 bits per 32-value block (a scale `d` and
+//! own blocks (through [`super::blocks`], candle's [`QuantizedType`]), so a [`QMatMul`] over
+//! it runs this module's product: activations are quantized to 8 bits per 32-value block (a scale `d` and
 //! `s = d·Σq`, as ggml's Q8_1), and each output is
 //! `Σ_blocks d_w·d_a·Σ(q_w·q_a) + m_w·s_a` — on x86-64 with AVX2 the inner sum is one
 //! `vpmaddubsw` + `vpmaddwd` per block (llama.cpp's method), elsewhere the same sum in
@@ -17,10 +17,13 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::Result;
 use candle_core::quantized::GgmlDType;
 
-use super::blocks::{BLOCK, BlockFormat, BlockWeights, check_sizes};
+#[cfg(target_arch = "x86_64")]
+use super::blocks::has_avx2;
+use super::blocks::{
+    BLOCK, BlockFormat, BlockWeights, Q8Rows, f16_to_f32, horizontal_sum, one_row,
+};
 
 /// Bytes per block: f16 scale `d`, f16 minimum `m`, 16 bytes of 4-bit values (value `j` in
 /// the low nibble of byte `j`, value `j + 16` in its high nibble); x = d·q + m.
@@ -33,38 +36,6 @@ pub struct Q4_1;
 
 /// A Q4_1 matrix as stored in the GGUF.
 pub type Q4_1Weights = BlockWeights<Q4_1>;
-
-/// Activation rows quantized to 8 bits per block.
-pub(super) struct Q8Rows {
-    pub(super) qs: Vec<i8>,
-    /// Per block: the scale `d` and `s = d·Σq`.
-    pub(super) ds: Vec<[f32; 2]>,
-}
-
-impl Q8Rows {
-    pub(super) fn quantize(xs: &[f32]) -> Self {
-        let blocks = xs.len() / BLOCK;
-        let mut qs = vec![0i8; blocks * BLOCK];
-        let mut ds = Vec::with_capacity(blocks);
-        for (x, q) in xs.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
-            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, x) in q.iter_mut().zip(x) {
-                // |x·inverse| ≤ 127 by construction (NaN becomes 0).
-                *q = (x * inverse).round() as i8;
-                sum += i32::from(*q);
-            }
-            ds.push([d, d * sum as f32]);
-        }
-        Self { qs, ds }
-    }
-}
-
-pub(super) fn f16_to_f32(bits: u16) -> f32 {
-    half::f16::from_bits(bits).to_f32()
-}
 
 /// One weight row (`blocks` Q4_1 blocks) · one quantized activation row, in plain Rust.
 fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
@@ -84,13 +55,6 @@ fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
         total += d * da * sum as f32 + m * sa;
     }
     total
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(super) fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
 }
 
 /// One Q4_1 block against 32 activations: the 8 partial integer sums as floats, the scale
@@ -127,16 +91,6 @@ unsafe fn block_products(
         _mm_cvtss_f32(dm),
         _mm_cvtss_f32(_mm_movehdup_ps(dm)),
     )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(super) fn horizontal_sum(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
 }
 
 /// [`dot_portable`] with AVX2: the 32 products of a block in two instructions, the scales
@@ -190,42 +144,18 @@ unsafe fn dot4_avx2(w: [&[u8]; 4], qs: &[i8], ds: &[[f32; 2]]) -> [f32; 4] {
     [0, 1, 2, 3].map(|r| horizontal_sum(acc[r]) + mins[r])
 }
 
-/// `dst[j] = dot(j)` for every column `j`, over candle's thread pool: each thread takes one
-/// contiguous share of the columns and writes its own part of `dst` (one activation row, as
-/// for a generated token). A shared cursor over small tasks made the threads trade a cache
-/// line per task, which cost more than the imbalance it evens out.
-pub(super) fn one_row(dst: &mut [f32], dot: impl Fn(usize) -> f32 + Sync) {
-    let pool = candle_core::utils::barrier_pool();
-    let share = dst.len().div_ceil(pool.n_workers() + 1).max(1);
-    let parts: Vec<Mutex<&mut [f32]>> = dst.chunks_mut(share).map(Mutex::new).collect();
-    pool.execute(|thread| {
-        let Some(part) = parts.get(thread) else {
-            return;
-        };
-        let mut part = part
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first = thread * share;
-        for (c, out) in part.iter_mut().enumerate() {
-            *out = dot(first + c);
-        }
-    });
-}
-
 impl BlockFormat for Q4_1 {
     const DTYPE: GgmlDType = GgmlDType::Q4_1;
     const NAME: &'static str = "Q4_1";
     const BLOCK_BYTES: usize = BLOCK_BYTES;
 
-    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
-    fn matmul(
+    fn product(
         weights: &[u8],
         (m, k, n): (usize, usize, usize),
-        lhs: &[f32],
+        row_bytes: usize,
+        acts: &Q8Rows,
         dst: &mut [f32],
-    ) -> Result<()> {
-        let row_bytes = check_sizes::<Q4_1>(weights, (m, k, n), lhs, dst)?;
-        let acts = Q8Rows::quantize(lhs);
+    ) {
         #[cfg(target_arch = "x86_64")]
         let simd = has_avx2();
         let dot = |col: usize, row: usize| {
@@ -242,7 +172,7 @@ impl BlockFormat for Q4_1 {
         };
         if m == 1 {
             one_row(&mut dst[..n], |col| dot(col, 0));
-            return Ok(());
+            return;
         }
         // Work items are column ranges; each range's outputs (all rows) go to its own buffer,
         // which a worker takes under an uncontended lock.
@@ -315,7 +245,6 @@ impl BlockFormat for Q4_1 {
                 }
             }
         }
-        Ok(())
     }
 
     fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
@@ -348,6 +277,7 @@ impl BlockFormat for Q4_1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local::blocks::matmul;
 
     use crate::local::blocks::test_values as values;
 
@@ -393,7 +323,7 @@ mod tests {
         for m in [1, 3, 17] {
             let lhs = values(m * k, 3 + m as u64);
             let mut got = vec![f32::NAN; m * n];
-            Q4_1::matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
+            matmul::<Q4_1>(&weights, (m, k, n), &lhs, &mut got).unwrap();
             // Exactly what the kernel computes: the dequantized weights times the activations
             // as quantized to 8 bits, summed in f64.
             let acts = Q8Rows::quantize(&lhs);
@@ -417,7 +347,7 @@ mod tests {
             // Each row equals that row computed alone.
             for row in 0..m {
                 let mut alone = vec![0f32; n];
-                Q4_1::matmul(
+                matmul::<Q4_1>(
                     &weights,
                     (1, k, n),
                     &lhs[row * k..(row + 1) * k],

@@ -8,11 +8,9 @@
 //! `Σ_blocks d_w·d_a·Σ(q_w·q_a)`; with AVX2 a block's 32 signed products are `vpsignb` +
 //! `vpmaddubsw` + `vpmaddwd` (llama.cpp's method), elsewhere the same sum in plain Rust.
 
-use candle_core::Result;
 use candle_core::quantized::GgmlDType;
 
-use super::blocks::{BLOCK, BlockFormat, BlockWeights, check_sizes};
-use super::q4_1::{Q8Rows, f16_to_f32, one_row};
+use super::blocks::{BLOCK, BlockFormat, BlockWeights, Q8Rows, f16_to_f32, one_row};
 
 /// Bytes per block: f16 scale `d`, then 32 signed 8-bit values; x = d·q.
 const BLOCK_BYTES: usize = 34;
@@ -100,7 +98,7 @@ unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     if b < blocks {
         even = step(b, even);
     }
-    super::q4_1::horizontal_sum(_mm256_add_ps(even, odd))
+    super::blocks::horizontal_sum(_mm256_add_ps(even, odd))
 }
 
 impl BlockFormat for Q8_0 {
@@ -108,17 +106,15 @@ impl BlockFormat for Q8_0 {
     const NAME: &'static str = "Q8_0";
     const BLOCK_BYTES: usize = BLOCK_BYTES;
 
-    /// `dst[i·n + j] = lhs row i · weight row j` for `m` rows of `k` values and `n` weight rows.
-    fn matmul(
+    fn product(
         weights: &[u8],
         (m, k, n): (usize, usize, usize),
-        lhs: &[f32],
+        row_bytes: usize,
+        acts: &Q8Rows,
         dst: &mut [f32],
-    ) -> Result<()> {
-        let row_bytes = check_sizes::<Q8_0>(weights, (m, k, n), lhs, dst)?;
-        let acts = Q8Rows::quantize(lhs);
+    ) {
         #[cfg(target_arch = "x86_64")]
-        let simd = super::q4_1::has_avx2();
+        let simd = super::blocks::has_avx2();
         // The output head sees one row (the last position); a prompt's rows go one at a time.
         for (row, out) in dst.chunks_mut(n).take(m).enumerate() {
             let qs = &acts.qs[row * k..(row + 1) * k];
@@ -134,7 +130,6 @@ impl BlockFormat for Q8_0 {
                 dot_portable(w, qs, ds)
             });
         }
-        Ok(())
     }
 
     fn dequantize_into(data: &[u8], out: &mut Vec<f32>) {
@@ -161,6 +156,7 @@ impl BlockFormat for Q8_0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local::blocks::matmul;
     use candle_core::quantized::QMatMul;
     use candle_core::{Device, Module, Tensor};
 
@@ -188,7 +184,7 @@ mod tests {
         for m in [1, 3] {
             let lhs = values(m * k, 11 + m as u64);
             let mut got = vec![f32::NAN; m * n];
-            Q8_0::matmul(&weights, (m, k, n), &lhs, &mut got).unwrap();
+            matmul::<Q8_0>(&weights, (m, k, n), &lhs, &mut got).unwrap();
             // Exactly what the kernel computes: dequantized weights times the activations as
             // quantized to 8 bits, summed in f64.
             let acts = Q8Rows::quantize(&lhs);
@@ -224,7 +220,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_and_portable_dots_agree() {
-        if !super::super::q4_1::has_avx2() {
+        if !super::super::blocks::has_avx2() {
             eprintln!("skipped: this CPU has no AVX2/FMA/F16C");
             return;
         }
