@@ -50,7 +50,7 @@ pub struct EvalRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum RouteEvalError {
     #[error(transparent)]
-    Scorer(#[from] switchyard_scorer::ScorerError),
+    Router(#[from] switchyard_router::RouterError),
     #[error(transparent)]
     Policy(#[from] switchyard_core::policy::PolicyError),
     #[error("{0}")]
@@ -164,7 +164,7 @@ fn actual_of(
         let c = match (o.cost_usd, prices.0.get(m)) {
             (Some(c), _) => c,
             (None, Some(price)) => price.cost(
-                o.input_tokens.unwrap_or(p.features.input_tokens as u64) as f64,
+                o.input_tokens.unwrap_or(p.input_tokens) as f64,
                 o.output_tokens.unwrap_or(0) as f64,
             ),
             (None, None) => {
@@ -385,7 +385,7 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
             "routing needs at least two candidate models".to_owned(),
         ));
     }
-    scorer.check_known(candidates.iter().map(String::as_str))?;
+    let specs = switchyard_router::named_candidates(scorer, candidates, &req.prices)?;
     let (test, actual) = all_with_outcomes(&req.test, candidates, &req.prices)?;
     if test.len() < 10 {
         return Err(RouteEvalError::Data(format!(
@@ -404,11 +404,17 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
     }
     let neighbours: Vec<(&RoutedPrompt, Actual)> = train.into_iter().zip(train_actual).collect();
 
-    // The router's predictions.
+    // The router's predictions, as it would serve them.
     let predicted: Predicted = test
         .iter()
         .map(|p| {
-            let cands = scorer.candidates(&p.features, Some(candidates), &req.prices)?;
+            let cands = switchyard_router::predict_candidates(
+                scorer,
+                &p.features,
+                p.input_tokens,
+                None,
+                &specs,
+            )?;
             let by_model: BTreeMap<&str, (f64, f64)> = cands
                 .iter()
                 .map(|c| (c.model.as_str(), (c.quality, c.cost_usd)))
@@ -418,7 +424,7 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 .map(|m| by_model.get(m.as_str()).copied().unwrap_or((0.0, 0.0)))
                 .collect())
         })
-        .collect::<Result<_, switchyard_scorer::ScorerError>>()?;
+        .collect::<Result<_, switchyard_router::RouterError>>()?;
     let (params, router_choices) = sweep(&predicted, candidates, req.policy)?;
 
     // kNN: k chosen by validation AIQ.
@@ -766,8 +772,8 @@ mod tests {
                     v
                 },
                 task: TaskClass::Chat,
-                input_tokens: 10,
             },
+            input_tokens: 10,
             embedding: vec![x as f32, (1.0 - x * x).sqrt() as f32],
         }
     }

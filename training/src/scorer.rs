@@ -16,7 +16,7 @@ use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::sha256_file;
 use switchyard_scorer::{
     Clusters, Family, ModelSummary, PromptFeatures, QualityConfig, SCORER_FORMAT_VERSION,
-    ScoredModel, Scorer, ScorerManifest, TrainingRow, Usage, features, fit_all, fit_kmeans,
+    ScoredModel, Scorer, ScorerManifest, TrainingRow, Usage, fit_all, fit_kmeans,
 };
 
 use crate::cache::{EmbeddingCache, text_key};
@@ -32,8 +32,10 @@ pub struct RoutedPrompt {
     pub text: String,
     pub split: Split,
     pub outcomes: BTreeMap<String, Outcome>,
-    /// The router's view: embedding, task probabilities, difficulty, length.
+    /// The router's view: embedding, task probabilities, difficulty, estimated length.
     pub features: PromptFeatures,
+    /// Prompt tokens for cost: the data's real count when it has one, else the estimate.
+    pub input_tokens: u64,
     pub embedding: Vec<f32>,
 }
 
@@ -56,11 +58,6 @@ pub struct LoadedPrompt {
     pub outcomes: BTreeMap<String, Outcome>,
 }
 
-/// Prompt length in tokens when the data does not say: about four characters a token.
-pub fn estimate_tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(4)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ScorerTrainError {
     #[error(transparent)]
@@ -73,6 +70,8 @@ pub enum ScorerTrainError {
     Fit(#[from] switchyard_scorer::QualityError),
     #[error(transparent)]
     Scorer(#[from] switchyard_scorer::ScorerError),
+    #[error(transparent)]
+    Router(#[from] switchyard_router::RouterError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -138,7 +137,9 @@ pub fn load_routed(
     Ok((prompts, data_files))
 }
 
-/// Embeds (through the cache) and classifies every prompt: the router's features.
+/// Embeds (through the cache) and featurises every prompt exactly as the router does when
+/// it serves ([`switchyard_router::featurize`]): the length feature is the estimate of the
+/// text, whatever the data's real token counts; those only size the cost.
 pub fn featurise(
     prompts: Vec<LoadedPrompt>,
     encoder: &SentenceEncoder,
@@ -153,12 +154,12 @@ pub fn featurise(
         })?;
     let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
     let vectors = embed_all(&texts, encoder, &mut cache, progress)?;
-    let classes = heads.classify(&vectors)?;
+    let featurised = switchyard_router::featurize(heads, &vectors, &texts)?;
     Ok(prompts
         .into_iter()
         .zip(vectors)
-        .zip(classes)
-        .map(|((prompt, embedding), class)| {
+        .zip(featurised)
+        .map(|((prompt, embedding), routed)| {
             let LoadedPrompt {
                 id,
                 family,
@@ -168,15 +169,10 @@ pub fn featurise(
             let input_tokens = outcomes
                 .values()
                 .find_map(|o| o.input_tokens)
-                .and_then(|t| usize::try_from(t).ok())
-                .unwrap_or_else(|| estimate_tokens(&text));
-            let probs: Vec<f32> = class.task_probs.iter().map(|(_, p)| *p).collect();
+                .unwrap_or(routed.estimated_tokens);
             RoutedPrompt {
-                features: PromptFeatures {
-                    features: features(&embedding, &probs, class.difficulty, input_tokens),
-                    task: class.task,
-                    input_tokens,
-                },
+                features: routed.prompt,
+                input_tokens,
                 split: split_of(&text),
                 embedding,
                 id,

@@ -171,6 +171,15 @@ impl Control {
     }
 }
 
+/// Whether an entry the store returned may be served. The store filtered on the scope key
+/// (and, on the exact path, expiry); both are checked again here: sharing across scopes never
+/// rests on a hash alone, and nearest entries may have expired since the last purge.
+fn servable(e: &CacheEntry, scope: &CacheScope, now: i64, max_age: Option<Duration>) -> bool {
+    e.scope == *scope
+        && e.expires_ms > now
+        && max_age.is_none_or(|age| now.saturating_sub(e.created_ms) <= age.as_millis() as i64)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -287,9 +296,55 @@ impl Cache {
         judged
     }
 
-    /// The entry to serve for `text` (with embedding `vector`) in `scope`, if any; marks it
-    /// as hit. `threshold` overrides the configured one (a route's own).
+    /// The entry to serve for `text` (with embedding `vector`) in `scope`, if any: the
+    /// exact entry, else the best similar one; marks it as hit. `threshold` overrides the
+    /// configured one (a route's own).
     pub async fn lookup(
+        &self,
+        scope: &CacheScope,
+        text: &str,
+        vector: &[f32],
+        max_age: Option<Duration>,
+        threshold: Option<f32>,
+    ) -> Result<Option<Found>, CacheError> {
+        if let Some(found) = self.lookup_exact(scope, text, max_age).await? {
+            return Ok(Some(found));
+        }
+        self.lookup_similar(scope, text, vector, max_age, threshold)
+            .await
+    }
+
+    /// The entry stored for exactly `text` in `scope`, if servable; marks it as hit. Needs
+    /// no embedding, so a repeat is answered before the prompt is embedded.
+    pub async fn lookup_exact(
+        &self,
+        scope: &CacheScope,
+        text: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Option<Found>, CacheError> {
+        let now = now_ms();
+        let key = exact_key(text);
+        let Some(c) = self.store.exact(scope, &key, now).await? else {
+            return Ok(None);
+        };
+        if !servable(&c.entry, scope, now, max_age) {
+            return Ok(None);
+        }
+        self.store.touch(&c.entry.id, now).await?;
+        Ok(Some(Found {
+            entry: c.entry,
+            exact: true,
+            judgement: Judgement {
+                cosine: 1.0,
+                veto: None,
+                probability: None,
+            },
+        }))
+    }
+
+    /// The best entry of `scope` similar enough to `text` (embedding `vector`) by the
+    /// configured method, if any; marks it as hit.
+    pub async fn lookup_similar(
         &self,
         scope: &CacheScope,
         text: &str,
@@ -299,30 +354,6 @@ impl Cache {
     ) -> Result<Option<Found>, CacheError> {
         let threshold = threshold.unwrap_or(self.settings.threshold);
         let now = now_ms();
-        // The store filtered on the scope key (and, on the exact path, expiry). Scope and
-        // expiry are checked again here: sharing across scopes never rests on a hash alone,
-        // and nearest entries may have expired since the last purge.
-        let servable = |e: &CacheEntry| {
-            e.scope == *scope
-                && e.expires_ms > now
-                && max_age
-                    .is_none_or(|age| now.saturating_sub(e.created_ms) <= age.as_millis() as i64)
-        };
-        let key = exact_key(text);
-        if let Some(c) = self.store.exact(scope, &key, now).await?
-            && servable(&c.entry)
-        {
-            self.store.touch(&c.entry.id, now).await?;
-            return Ok(Some(Found {
-                entry: c.entry,
-                exact: true,
-                judgement: Judgement {
-                    cosine: 1.0,
-                    veto: None,
-                    probability: None,
-                },
-            }));
-        }
         let query = Lexical::of(text);
         let candidates = self
             .store
@@ -330,7 +361,7 @@ impl Cache {
             .await?;
         let candidates: Vec<CacheCandidate> = candidates
             .into_iter()
-            .filter(|c| servable(&c.entry))
+            .filter(|c| servable(&c.entry, scope, now, max_age))
             .collect();
         let judgements = self.judge_all(&query, vector, &candidates);
         let best = candidates

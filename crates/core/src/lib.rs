@@ -13,6 +13,7 @@ pub mod policy;
 pub mod pricing;
 pub mod record;
 pub mod task;
+pub mod tokens;
 pub mod vector;
 
 pub use cache::{

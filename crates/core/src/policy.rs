@@ -147,6 +147,9 @@ pub struct Decision {
     /// The prompt's predicted difficulty in [0, 1], when the caller classified it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difficulty: Option<f64>,
+    /// The version of the learned router that decided (its heads and scorer), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -299,6 +302,7 @@ pub fn decide(
         excluded,
         task: None,
         difficulty: None,
+        router_version: None,
     })
 }
 

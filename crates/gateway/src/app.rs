@@ -19,8 +19,9 @@ use switchyard_core::{Embedder, Truncation};
 use crate::cache::{CacheState, Prepared};
 use crate::chat::chat_completions;
 use crate::config::{Config, ConfigError};
-use crate::error::{ApiError, parse_body};
-use crate::plan::{ChatView, embed_error, plan};
+use crate::error::{ApiError, ErrorKind, parse_body};
+use crate::plan::{embed_error, embed_prompt, plan, resolve};
+use crate::request::ChatView;
 use crate::state::{AppState, RouterStack, Runtime};
 use crate::tenants::{DEFAULT_TENANT, authenticate};
 use crate::traffic::{FeedbackRecord, Rotation, TrafficLog, now_rfc3339};
@@ -170,8 +171,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
+        ErrorKind::NotFound,
         format!("no endpoint {} {}", request.method(), request.uri().path()),
     )
 }
@@ -180,8 +180,7 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.runtime().config.server.max_body_bytes;
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
+            ErrorKind::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes (server.max_body_bytes)"),
         )
     })
@@ -209,7 +208,20 @@ async fn route(
     let tenant = authenticate(&runtime.config.tenants, &headers)?;
     let value = parse_json(&read_body(&state, body).await?)?;
     let view = ChatView::parse(&value)?;
-    let p = plan(&state, &runtime, tenant, &view, None).await?;
+    let resolved = resolve(&runtime, tenant, &view.model)?;
+    let prompt = view.prompt();
+    let mut embed_ms = 0.0;
+    let embedding = match state.router.as_ref() {
+        Some(stack) if resolved.target.routes_on_embedding() && !prompt.trim().is_empty() => {
+            let t = Instant::now();
+            let e = embed_prompt(stack, prompt).await?;
+            embed_ms = crate::plan::ms(t);
+            Some(e)
+        }
+        _ => None,
+    };
+    let mut p = plan(&state, &runtime, &resolved, &view, embedding.as_deref())?;
+    p.latency.embed_ms = embed_ms;
     Ok(Json(json!({
         "route": p.route,
         "model": p.order.first(),
@@ -276,8 +288,7 @@ async fn embeddings(
     }
     let Some(router) = state.router.as_ref() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
+            ErrorKind::Unavailable,
             "the encoder is not loaded ([router] enabled = false)",
         ));
     };
@@ -286,12 +297,10 @@ async fn embeddings(
         && !(m == &id || id.ends_with(&format!("/{m}")) || m == "switchyard-encoder")
     {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
+            ErrorKind::ModelNotFound,
             format!("this gateway embeds with {id:?} only (model {m:?} is not served)"),
         )
-        .param("model")
-        .code("model_not_found"));
+        .param("model"));
     }
     let texts = match request.input {
         EmbeddingInput::One(s) => vec![s],
@@ -347,8 +356,7 @@ async fn invalidate_cache(
 ) -> Result<Json<Value>, ApiError> {
     use switchyard_cache::Invalidate;
     let runtime = state.runtime();
-    let forbidden =
-        |m: &str| ApiError::new(StatusCode::FORBIDDEN, "permission_error", m.to_owned());
+    let forbidden = |m: &str| ApiError::new(ErrorKind::Forbidden, m.to_owned());
     let Some(var) = &runtime.config.cache.admin_key_env else {
         return Err(forbidden(
             "cache invalidation is off: set [cache] admin_key_env to the name of an env var holding an admin key",
@@ -367,8 +375,7 @@ async fn invalidate_cache(
         != Some(crate::tenants::sha256_hex(admin.as_bytes()))
     {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
+            ErrorKind::AdminKeyRequired,
             "cache invalidation needs the admin key as `Authorization: Bearer KEY`",
         ));
     }
@@ -387,8 +394,7 @@ async fn invalidate_cache(
     };
     let Some(cache) = state.cache() else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
+            ErrorKind::Unavailable,
             "the cache is not ready (GET /ready says why)",
         ));
     };
@@ -396,7 +402,7 @@ async fn invalidate_cache(
         .backend()
         .invalidate(what)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string()))?;
+        .map_err(ApiError::internal)?;
     Ok(Json(json!({"removed": removed})))
 }
 
@@ -417,8 +423,7 @@ async fn feedback(
     }
     if !state.knows(&f.request_id) {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
+            ErrorKind::NotFound,
             format!(
                 "no recent request {:?} (ids come from the x-switchyard-request-id header)",
                 f.request_id
@@ -428,8 +433,7 @@ async fn feedback(
     }
     let Some(log) = &state.log else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
+            ErrorKind::Unavailable,
             "the traffic log is off ([log] enabled = false), so feedback cannot be stored",
         ));
     };
@@ -451,7 +455,8 @@ async fn ready(State(state): Shared) -> Response {
         json!({
             "encoder": r.worker.info().describe(),
             "heads": "loaded",
-            "scorer_models": r.scorer.model_ids().len(),
+            "scorer_models": r.router.scorer().model_ids().len(),
+            "router_version": r.router.version(),
         })
     });
     let body = json!({

@@ -1,46 +1,313 @@
-//! `POST /v1/chat/completions`: plan, forward with retries and fallback, answer (whole or
-//! streamed), explain in headers, account, log.
+//! `POST /v1/chat/completions`, one straight pipeline:
+//!
+//! admit → parse → resolve the target once → exact cache → embed once → semantic cache
+//! (a hit answers here, before any routing) → route → fallback → respond.
+//!
+//! Each step records what it did in the request's [`Trace`], which writes the headers,
+//! metrics and the traffic record once, at the end.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde_json::Value;
-use switchyard_providers::{AttemptError, ChunkStream, ErrorClass, Reply, Usage};
+use switchyard_cache::{Cache, CacheScope, Control, Found};
+use switchyard_providers::fallback::Success;
+use switchyard_providers::{Reply, Usage};
 
 use crate::error::ApiError;
-use crate::plan::{ChatView, Plan, embed_prompt, ms, plan};
+use crate::forward::forward;
+use crate::plan::{Resolved, embed_prompt, ms, plan, resolve};
+use crate::request::ChatView;
 use crate::state::{AppState, Runtime};
-use crate::tenants::{DEFAULT_TENANT, authenticate, sha256_hex};
-use crate::traffic::{Attempt, TRAFFIC_VERSION, TrafficRecord, now_rfc3339};
-use switchyard_cache::{Cache, CacheScope};
+use crate::stream::{Upstream, relay};
+use crate::tenants::authenticate;
+use crate::trace::{Ending, Trace};
+use crate::traffic::CacheOutcome;
 
-/// What every response carries, successful or not.
-struct Context {
-    state: Arc<AppState>,
-    runtime: Arc<Runtime>,
-    request_id: String,
-    started: Instant,
-    tenant: String,
-    requested: String,
-    prompt: String,
-    stream: bool,
-    plan: Option<Plan>,
-    attempts: Vec<Attempt>,
-    upstream_ms: f64,
-    /// `hit`, `semantic-hit`, `miss` or `bypass`.
-    cache: &'static str,
-    cache_ms: f64,
-    /// The served cache entry's id and, for a semantic hit, its score.
-    cache_entry: Option<(String, Option<f32>)>,
+pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut trace = Trace::start(&state);
+    match pipeline(&state, &headers, &body, &mut trace).await {
+        Ok(Answer::Cached { body, wants_usage }) => answer_from_cache(trace, body, wants_usage),
+        Ok(Answer::Upstream {
+            success,
+            store,
+            wants_usage,
+        }) => respond(trace, success, store, wants_usage),
+        Err(e) => trace.fail(e),
+    }
+}
+
+/// Where the answer comes from.
+enum Answer {
+    Cached {
+        body: Value,
+        wants_usage: bool,
+    },
+    Upstream {
+        success: Success,
+        store: Option<StoreJob>,
+        wants_usage: bool,
+    },
+}
+
+async fn pipeline(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    trace: &mut Trace,
+) -> Result<Answer, ApiError> {
+    let runtime = trace.runtime.clone();
+    let tenant = admit(state, &runtime, headers, trace)?;
+    let (value, view) = parse(body, trace)?;
+    let resolved = resolve(&runtime, tenant, &view.model)?;
+    let mut lookup = CacheLookup::prepare(state, &resolved, &view, &value, headers, trace)?;
+    if let Some(body) = lookup.exact(state, trace).await {
+        return Ok(Answer::Cached {
+            body,
+            wants_usage: view.wants_usage(),
+        });
+    }
+    let wants_vector = lookup.wants_vector() || resolved.target.routes_on_embedding();
+    let embedding = embed_once(state, wants_vector, trace).await?;
+    if let Some(body) = lookup.similar(state, embedding.as_deref(), trace).await {
+        return Ok(Answer::Cached {
+            body,
+            wants_usage: view.wants_usage(),
+        });
+    }
+    let planned = plan(state, &runtime, &resolved, &view, embedding.as_deref())?;
+    observe_routing(state, &planned, trace.embed_ms);
+    let order = planned.order.clone();
+    trace.plan = Some(planned);
+    let t = Instant::now();
+    let result = forward(
+        state,
+        &runtime,
+        &order,
+        value,
+        view.stream(),
+        trace.started(),
+        &mut trace.attempts,
+    )
+    .await;
+    trace.upstream_ms = ms(t);
+    let store = embedding.and_then(|vector| lookup.store_job(&trace.asked.prompt, vector));
+    Ok(Answer::Upstream {
+        success: result?,
+        store,
+        wants_usage: view.wants_usage(),
+    })
+}
+
+/// Authenticates the key and admits the tenant under its budget and rate limit.
+fn admit<'r>(
+    state: &AppState,
+    runtime: &'r Runtime,
+    headers: &HeaderMap,
+    trace: &mut Trace,
+) -> Result<Option<(&'r str, &'r crate::config::TenantConfig)>, ApiError> {
+    let tenant = authenticate(&runtime.config.tenants, headers)?;
+    if let Some((name, config)) = tenant {
+        trace.asked.tenant = name.to_owned();
+        state.ledger.admit(name, config)?;
+    }
+    Ok(tenant)
+}
+
+fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let view = ChatView::parse(&value)?;
+    trace.asked.model = view.model.clone();
+    trace.asked.prompt = view.prompt();
+    trace.asked.stream = view.stream();
+    Ok((value, view))
+}
+
+/// The prompt's embedding, computed once for both the semantic cache and the router.
+async fn embed_once(
+    state: &AppState,
+    wanted: bool,
+    trace: &mut Trace,
+) -> Result<Option<Vec<f32>>, ApiError> {
+    let prompt = &trace.asked.prompt;
+    let Some(stack) = state
+        .router
+        .as_ref()
+        .filter(|_| wanted && !prompt.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let t = Instant::now();
+    let vector = embed_prompt(stack, prompt.clone()).await?;
+    trace.embed_ms = ms(t);
+    Ok(Some(vector))
+}
+
+fn observe_routing(state: &AppState, planned: &crate::plan::Plan, embed_ms: f64) {
+    if let (Some(route), Some(_)) = (&planned.route, &planned.decision) {
+        let l = &planned.latency;
+        state.metrics.observe(
+            "switchyard_routing_duration_seconds",
+            vec![("route", route.clone())],
+            (embed_ms + l.classify_ms + l.score_ms) / 1e3,
+        );
+    }
+}
+
+/// The cache's part in one request: whether it is used, its scope, and what it found.
+struct CacheLookup {
+    cache: Option<Arc<Cache>>,
+    scope: Option<CacheScope>,
+    threshold: Option<f32>,
+    control: Control,
+}
+
+impl CacheLookup {
+    fn prepare(
+        state: &AppState,
+        resolved: &Resolved<'_>,
+        view: &ChatView,
+        body: &Value,
+        headers: &HeaderMap,
+        trace: &Trace,
+    ) -> Result<Self, ApiError> {
+        let control = crate::cache::control(headers)
+            .map_err(|e| ApiError::invalid(e).param(crate::cache::CONTROL_HEADER))?;
+        let scope_of = resolved.target.cache_scope();
+        let cache = state
+            .cache()
+            .filter(|_| scope_of.is_some() && view.n.unwrap_or(1) == 1)
+            .filter(|_| !trace.asked.prompt.trim().is_empty())
+            // With both no-cache and no-store the cache has nothing to do for this request.
+            .filter(|_| !(control.no_cache && control.no_store));
+        let scope = scope_of
+            .filter(|_| cache.is_some())
+            .map(|(name, _)| crate::cache::scope(&trace.asked.tenant, name, body));
+        let threshold = scope_of.and_then(|(_, t)| t);
+        Ok(Self {
+            cache,
+            scope,
+            threshold,
+            control,
+        })
+    }
+
+    /// Whether the semantic lookup or the store will need the prompt's vector.
+    fn wants_vector(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    fn looked_up(&self) -> Option<(&Arc<Cache>, &CacheScope)> {
+        let cache = self.cache.as_ref().filter(|_| !self.control.no_cache)?;
+        Some((cache, self.scope.as_ref()?))
+    }
+
+    async fn exact(&mut self, state: &AppState, trace: &mut Trace) -> Option<Value> {
+        let (cache, scope) = self.looked_up()?;
+        let t = Instant::now();
+        let found = cache
+            .lookup_exact(scope, &trace.asked.prompt, self.control.max_age)
+            .await;
+        trace.cache.ms += ms(t);
+        match found {
+            // A miss is counted by the semantic lookup that follows it.
+            Ok(None) => {
+                trace.cache.outcome = CacheOutcome::Miss;
+                None
+            }
+            other => self.settle(state, other, trace),
+        }
+    }
+
+    async fn similar(
+        &mut self,
+        state: &AppState,
+        vector: Option<&[f32]>,
+        trace: &mut Trace,
+    ) -> Option<Value> {
+        let (cache, scope) = self.looked_up()?;
+        let Some(vector) = vector else {
+            return self.settle(state, Ok(None), trace);
+        };
+        let t = Instant::now();
+        let found = cache
+            .lookup_similar(
+                scope,
+                &trace.asked.prompt,
+                vector,
+                self.control.max_age,
+                self.threshold,
+            )
+            .await;
+        trace.cache.ms += ms(t);
+        self.settle(state, found, trace)
+    }
+
+    /// Counts the lookup and, on a hit, the stored answer re-issued under this request's
+    /// id. A failed lookup turns the cache off for this request; an entry that cannot be
+    /// replayed is a miss.
+    fn settle(
+        &mut self,
+        state: &AppState,
+        found: Result<Option<Found>, switchyard_core::CacheError>,
+        trace: &mut Trace,
+    ) -> Option<Value> {
+        let (outcome, label) = match &found {
+            Ok(Some(f)) if f.exact => (CacheOutcome::Hit, "hit"),
+            Ok(Some(_)) => (CacheOutcome::SemanticHit, "semantic_hit"),
+            Ok(None) => (CacheOutcome::Miss, "miss"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache lookup failed; answering without it");
+                self.cache = None;
+                (CacheOutcome::Bypass, "error")
+            }
+        };
+        state.metrics.add(
+            "switchyard_cache_lookups_total",
+            vec![("outcome", label.into())],
+            1.0,
+        );
+        trace.cache.outcome = if outcome.served() {
+            CacheOutcome::Miss
+        } else {
+            outcome
+        };
+        let found = found.ok().flatten()?;
+        let body = crate::cache::replay_body(
+            &found.entry.response,
+            &trace.request_id,
+            &found.entry.model,
+        )?;
+        let method = self.cache.as_ref().map(|c| c.settings().method);
+        let score = method
+            .filter(|_| !found.exact)
+            .and_then(|m| found.judgement.score(m));
+        trace.cache.outcome = outcome;
+        trace.cache.entry = Some((found.entry.id.clone(), score));
+        trace.cache.model = Some(found.entry.model);
+        Some(body)
+    }
+
+    fn store_job(&self, prompt: &str, vector: Vec<f32>) -> Option<StoreJob> {
+        let cache = self.cache.clone().filter(|_| !self.control.no_store)?;
+        let scope = self.scope.clone()?;
+        Some(StoreJob {
+            cache,
+            scope,
+            prompt: prompt.to_owned(),
+            vector,
+        })
+    }
 }
 
 /// What storing an answer in the cache needs.
-struct StoreJob {
+#[derive(Debug)]
+pub struct StoreJob {
     cache: Arc<Cache>,
     scope: CacheScope,
     prompt: String,
@@ -49,363 +316,68 @@ struct StoreJob {
 
 impl StoreJob {
     /// Stores the completion in the background; the client never waits for it.
-    fn store(self, state: &Arc<AppState>, body: &Value, model: &str) {
+    pub fn store(self, state: &Arc<AppState>, body: &Value, model: &str) {
         if !crate::cache::storable(body) {
             return;
         }
         let (state, response, model) = (state.clone(), body.to_string(), model.to_owned());
         tokio::spawn(async move {
-            let outcome = match self
+            let stored = self
                 .cache
-                .insert(self.scope, &self.prompt, self.vector, response, &model)
-                .await
-            {
+                .insert(self.scope, &self.prompt, self.vector, response, &model);
+            let outcome = match stored.await {
                 Ok(_) => "ok",
                 Err(e) => {
                     tracing::warn!(error = %e, "cache store failed");
                     "error"
                 }
             };
-            state.metrics.add(
-                "switchyard_cache_stores_total",
-                vec![("outcome", outcome.into())],
-                1.0,
-            );
+            let labels = vec![("outcome", outcome.into())];
+            state
+                .metrics
+                .add("switchyard_cache_stores_total", labels, 1.0);
         });
     }
 }
 
-impl Context {
-    fn route_label(&self) -> String {
-        match &self.plan {
-            Some(Plan { route: Some(r), .. }) => r.clone(),
-            Some(_) => "pinned".into(),
-            None => "-".into(),
-        }
-    }
-
-    fn explain(&self, headers: &mut HeaderMap, model: Option<&str>, cost: Option<f64>) {
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        };
-        set("x-switchyard-request-id", self.request_id.clone());
-        set("x-switchyard-route", self.route_label());
-        set("x-switchyard-cache", self.cache.into());
-        if let Some((id, score)) = &self.cache_entry {
-            set("x-switchyard-cache-entry", id.clone());
-            if let Some(score) = score {
-                set("x-switchyard-cache-score", format!("{score:.3}"));
-            }
-        }
-        set("x-switchyard-attempts", self.attempts.len().to_string());
-        if let Some(model) = model {
-            set("x-switchyard-model", model.to_owned());
-        }
-        if let Some(cost) = cost {
-            set("x-switchyard-cost-usd", format!("{cost:.8}"));
-        }
-        if let Some(d) = self.plan.as_ref().and_then(|p| p.decision.as_ref()) {
-            if let Some(task) = d.task {
-                set("x-switchyard-task", task.to_string());
-            }
-            if let Some(difficulty) = d.difficulty {
-                set("x-switchyard-difficulty", format!("{difficulty:.3}"));
-            }
-            let chosen = model.unwrap_or(&d.chosen);
-            if let Some(r) = d.ranked.iter().find(|r| r.model == chosen) {
-                set(
-                    "x-switchyard-predicted-quality",
-                    format!("{:.3}", r.quality),
-                );
-            }
-        }
-    }
-
-    /// Accounts, counts and logs the finished request.
-    fn finish(
-        self,
-        status: u16,
-        model: Option<&str>,
-        usage: Option<Usage>,
-        cost: Option<f64>,
-        error: Option<String>,
-    ) {
-        let route = self.route_label();
-        let m = &self.state.metrics;
-        let served = model.unwrap_or("-").to_owned();
-        m.add(
-            "switchyard_requests_total",
-            vec![
-                ("route", route.clone()),
-                ("model", served.clone()),
-                ("status", status.to_string()),
-            ],
-            1.0,
-        );
-        m.observe(
-            "switchyard_request_duration_seconds",
-            vec![("route", route.clone())],
-            self.started.elapsed().as_secs_f64(),
-        );
-        if let (Some(model), Some(first)) =
-            (model, self.plan.as_ref().and_then(|p| p.order.first()))
-            && model != first
-        {
-            m.add(
-                "switchyard_fallbacks_total",
-                vec![("route", route.clone())],
-                1.0,
-            );
-        }
-        if let Some(u) = usage {
-            m.add(
-                "switchyard_tokens_total",
-                vec![("model", served.clone()), ("kind", "prompt".into())],
-                u.prompt_tokens as f64,
-            );
-            m.add(
-                "switchyard_tokens_total",
-                vec![("model", served.clone()), ("kind", "completion".into())],
-                u.completion_tokens as f64,
-            );
-            self.state.ledger.charge(
-                &self.tenant,
-                u.prompt_tokens + u.completion_tokens,
-                cost.unwrap_or(0.0),
-            );
-        }
-        if let Some(c) = cost {
-            m.add("switchyard_cost_usd_total", vec![("model", served)], c);
-        }
-        let Some(log) = &self.state.log else { return };
-        let mut latency = self
-            .plan
-            .as_ref()
-            .map(|p| p.latency.clone())
-            .unwrap_or_default();
-        latency.upstream_ms = self.upstream_ms;
-        latency.cache_ms = self.cache_ms;
-        latency.total_ms = ms(self.started);
-        let log_prompts = self.runtime.config.log.log_prompts;
-        let record = TrafficRecord {
-            v: TRAFFIC_VERSION,
-            request_id: self.request_id,
-            time: now_rfc3339(),
-            tenant: self.tenant,
-            route: self.plan.as_ref().and_then(|p| p.route.clone()),
-            requested: self.requested,
-            prompt_sha256: sha256_hex(self.prompt.as_bytes()),
-            prompt: log_prompts.then_some(self.prompt),
-            stream: self.stream,
-            decision: self.plan.and_then(|p| p.decision),
-            attempts: self.attempts,
-            model: model.map(str::to_owned),
-            usage,
-            cost_usd: cost,
-            cache: self.cache.into(),
-            status,
-            error,
-            latency,
-        };
-        log.traffic(&record);
-    }
-
-    fn fail(self, error: ApiError) -> Response {
-        let mut response = error.clone().into_response();
-        self.explain(response.headers_mut(), None, None);
-        let status = error.status.as_u16();
-        if self.plan.is_none() {
-            self.state.metrics.add(
-                "switchyard_rejected_total",
-                vec![("reason", error.kind.into())],
-                1.0,
-            );
-        }
-        self.finish(status, None, None, None, Some(error.message));
-        response
-    }
+/// A stored answer, as JSON or replayed as an SSE stream; free, and no provider is called.
+fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> Response {
+    let model = trace.cache.model.clone().unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    trace.explain(&mut headers, Some(&model), Some(0.0));
+    let response = if trace.asked.stream {
+        set_event_stream(&mut headers);
+        let events = crate::cache::replay_stream(&body, wants_usage);
+        let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+        (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+    } else {
+        (StatusCode::OK, headers, axum::Json(body)).into_response()
+    };
+    let ending = Ending {
+        status: 200,
+        model: Some(model),
+        cost: Some(0.0),
+        ..Ending::default()
+    };
+    trace.finish(ending);
+    response
 }
 
-fn cost_of(runtime: &Runtime, model: &str, usage: Option<Usage>) -> Option<f64> {
-    let (m, u) = (runtime.models.get(model)?, usage?);
-    Some(
-        m.price
-            .cost(u.prompt_tokens as f64, u.completion_tokens as f64),
-    )
+pub fn set_event_stream(headers: &mut HeaderMap) {
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
 }
 
-pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let runtime = state.runtime();
-    let mut ctx = Context {
-        state: state.clone(),
-        runtime: runtime.clone(),
-        request_id: crate::state::RecentIds::new_id(),
-        started: Instant::now(),
-        tenant: DEFAULT_TENANT.into(),
-        requested: String::new(),
-        prompt: String::new(),
-        stream: false,
-        plan: None,
-        attempts: Vec::new(),
-        upstream_ms: 0.0,
-        cache: "bypass",
-        cache_ms: 0.0,
-        cache_entry: None,
-    };
-    state.remember(&ctx.request_id);
-    let tenant = match authenticate(&runtime.config.tenants, &headers) {
-        Ok(t) => t,
-        Err(e) => return ctx.fail(e),
-    };
-    if let Some((name, config)) = tenant {
-        ctx.tenant = name.to_owned();
-        if let Err(e) = state.ledger.admit(name, config) {
-            return ctx.fail(e);
-        }
-    }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return ctx.fail(ApiError::invalid(format!(
-                "the body is not valid JSON: {e}"
-            )));
-        }
-    };
-    let view = match ChatView::parse(&value) {
-        Ok(v) => v,
-        Err(e) => return ctx.fail(e),
-    };
-    ctx.requested = view.model.clone();
-    ctx.prompt = view.prompt();
-    ctx.stream = view.stream();
-    let control = match crate::cache::control(&headers) {
-        Ok(c) => c,
-        Err(e) => return ctx.fail(ApiError::invalid(e).param(crate::cache::CONTROL_HEADER)),
-    };
-    // The cache's scope is the route, or the pinned model; a route may opt out.
-    let cache_route = match runtime.routes.get(&view.model) {
-        Some(r) if r.cache => Some((r.name.clone(), r.cache_threshold)),
-        Some(_) => None,
-        None if runtime.models.contains_key(&view.model) => Some((view.model.clone(), None)),
-        None => None,
-    };
-    let cache = state
-        .cache()
-        .filter(|_| cache_route.is_some() && view.n.unwrap_or(1) == 1)
-        // With both no-cache and no-store the cache has nothing to do for this request.
-        .filter(|_| !ctx.prompt.trim().is_empty())
-        .filter(|_| !(control.no_cache && control.no_store));
-    let mut embedding = None;
-    let mut embed_ms = 0.0;
-    if let (Some(_), Some(router)) = (&cache, state.router.as_ref()) {
-        let t = Instant::now();
-        match embed_prompt(router, ctx.prompt.clone()).await {
-            Ok(e) => embedding = Some(e),
-            Err(e) => return ctx.fail(e),
-        }
-        embed_ms = ms(t);
-    }
-    let mut planned = match plan(&state, &runtime, tenant, &view, embedding.clone()).await {
-        Ok(p) => p,
-        Err(e) => return ctx.fail(e),
-    };
-    planned.latency.embed_ms += embed_ms;
-    let mut store_job = None;
-    if let (Some(cache), Some((route, threshold)), Some(vector)) = (cache, cache_route, embedding) {
-        let scope = crate::cache::scope(&ctx.tenant, &route, &value);
-        if control.no_cache {
-            ctx.cache = "bypass";
-        } else {
-            let t = Instant::now();
-            let found = cache
-                .lookup(&scope, &ctx.prompt, &vector, control.max_age, threshold)
-                .await;
-            ctx.cache_ms = ms(t);
-            let outcome = match &found {
-                Ok(Some(f)) if f.exact => "hit",
-                Ok(Some(_)) => "semantic_hit",
-                Ok(None) => "miss",
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache lookup failed; answering without it");
-                    "error"
-                }
-            };
-            state.metrics.add(
-                "switchyard_cache_lookups_total",
-                vec![("outcome", outcome.into())],
-                1.0,
-            );
-            ctx.cache = if outcome == "error" { "bypass" } else { "miss" };
-            if let Ok(Some(found)) = found
-                && let Some(body) = crate::cache::replay_body(
-                    &found.entry.response,
-                    &ctx.request_id,
-                    &found.entry.model,
-                )
-            {
-                ctx.plan = Some(planned);
-                ctx.cache = if found.exact { "hit" } else { "semantic-hit" };
-                let score = (!found.exact)
-                    .then(|| found.judgement.score(cache.settings().method))
-                    .flatten();
-                ctx.cache_entry = Some((found.entry.id.clone(), score));
-                return answer_from_cache(ctx, &found.entry.model, body, view.wants_usage());
-            }
-        }
-        if !control.no_store {
-            store_job = Some(StoreJob {
-                cache,
-                scope,
-                prompt: ctx.prompt.clone(),
-                vector,
-            });
-        }
-    }
-    if let Some(route) = &planned.route {
-        let l = &planned.latency;
-        state.metrics.observe(
-            "switchyard_routing_duration_seconds",
-            vec![("route", route.clone())],
-            (l.embed_ms + l.classify_ms + l.score_ms) / 1e3,
-        );
-    }
-    let order = planned.order.clone();
-    ctx.plan = Some(planned);
-    let deadline = ctx.started + runtime.deadline;
-    let t = Instant::now();
-    let result = forward(
-        &state,
-        &runtime,
-        &order,
-        value,
-        ctx.stream,
-        deadline,
-        &mut ctx.attempts,
-    )
-    .await;
-    ctx.upstream_ms = ms(t);
-    let (model, reply) = match result {
-        Ok(ok) => ok,
-        Err(e) => return ctx.fail(e),
-    };
+/// The upstream's answer, whole or streamed.
+fn respond(trace: Trace, success: Success, store: Option<StoreJob>, wants_usage: bool) -> Response {
+    let Success { model, reply, .. } = success;
     match reply {
-        Reply::Full { mut body, usage } => {
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("model".into(), Value::String(model.clone()));
-            }
-            let cost = cost_of(&runtime, &model, usage);
-            if let Some(job) = store_job {
-                job.store(&state, &body, &model);
-            }
-            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-            ctx.explain(response.headers_mut(), Some(&model), cost);
-            ctx.finish(200, Some(&model), usage, cost, None);
-            response
-        }
+        Reply::Full { body, usage } => respond_full(trace, &model, body, usage, store),
         Reply::Stream { first, rest } => {
-            let expected = ctx
+            let expected = trace
                 .plan
                 .as_ref()
                 .and_then(|p| p.decision.as_ref())
@@ -413,23 +385,12 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
                 .map(|r| r.cost_usd);
             let mut headers = HeaderMap::new();
             // The actual cost is known only at the end; the header carries the estimate.
-            ctx.explain(&mut headers, Some(&model), expected);
-            headers.insert(
-                "content-type",
-                HeaderValue::from_static("text/event-stream"),
-            );
-            headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-            let wants_usage = view.wants_usage();
-            let deadline = tokio::time::Instant::from_std(deadline);
+            trace.explain(&mut headers, Some(&model), expected);
+            set_event_stream(&mut headers);
+            let deadline = tokio::time::Instant::from_std(trace.started() + trace.runtime.deadline);
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-            tokio::spawn(pump(
-                ctx,
-                Upstream { model, first, rest },
-                wants_usage,
-                deadline,
-                tx,
-                store_job,
-            ));
+            let upstream = Upstream { model, first, rest };
+            tokio::spawn(relay(trace, upstream, wants_usage, deadline, tx, store));
             let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             }));
@@ -438,276 +399,37 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
     }
 }
 
-/// A stored answer, as JSON or replayed as an SSE stream; free, and no provider is called.
-fn answer_from_cache(ctx: Context, model: &str, body: Value, wants_usage: bool) -> Response {
-    let mut headers = HeaderMap::new();
-    ctx.explain(&mut headers, Some(model), Some(0.0));
-    let response = if ctx.stream {
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-        let events = crate::cache::replay_stream(&body, wants_usage);
-        let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
-        (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
-    } else {
-        (StatusCode::OK, headers, axum::Json(body)).into_response()
+fn respond_full(
+    trace: Trace,
+    model: &str,
+    mut body: Value,
+    usage: Option<Usage>,
+    store: Option<StoreJob>,
+) -> Response {
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("model".into(), Value::String(model.to_owned()));
+    }
+    let cost = cost_of(&trace.runtime, model, usage);
+    if let Some(job) = store {
+        job.store(&trace.state, &body, model);
+    }
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    trace.explain(response.headers_mut(), Some(model), cost);
+    let ending = Ending {
+        status: 200,
+        model: Some(model.to_owned()),
+        usage,
+        cost,
+        error: None,
     };
-    ctx.finish(200, Some(model), None, Some(0.0), None);
+    trace.finish(ending);
     response
 }
 
-/// The upstream's answer as it started streaming.
-struct Upstream {
-    model: String,
-    first: Value,
-    rest: ChunkStream,
-}
-
-fn sse(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
-}
-
-/// Copies the upstream's chunks to the client; on the end, accounts and logs.
-async fn pump(
-    ctx: Context,
-    upstream: Upstream,
-    wants_usage: bool,
-    deadline: tokio::time::Instant,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-    store_job: Option<StoreJob>,
-) {
-    let Upstream {
-        model,
-        first,
-        mut rest,
-    } = upstream;
-    let mut capture = store_job
-        .as_ref()
-        .map(|_| crate::cache::StreamCapture::default());
-    let mut usage: Option<Usage> = None;
-    let mut next = Some(Ok(first));
-    let mut error: Option<String> = None;
-    let mut client_gone = false;
-    while let Some(item) = next.take() {
-        match item {
-            Ok(mut chunk) => {
-                if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
-                    usage = Some(u);
-                }
-                if let Some(c) = capture.as_mut() {
-                    c.push(&chunk);
-                }
-                let usage_only = chunk
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty);
-                if !usage_only || wants_usage {
-                    if let Some(obj) = chunk.as_object_mut() {
-                        obj.insert("model".into(), Value::String(model.clone()));
-                        if !wants_usage {
-                            obj.remove("usage");
-                        }
-                    }
-                    if tx.send(sse(&chunk)).await.is_err() {
-                        client_gone = true;
-                        break;
-                    }
-                }
-            }
-            Err(e) => {
-                let e: AttemptError = e;
-                let body = serde_json::json!({"error": {"message": format!("the upstream stream broke after it started, so it cannot fall back: {}", e.message), "type": "upstream_error", "param": null, "code": e.class.as_str()}});
-                let _ = tx.send(sse(&body)).await;
-                error = Some(e.message);
-                break;
-            }
-        }
-        next = match tokio::time::timeout_at(deadline, rest.next()).await {
-            Ok(n) => n,
-            Err(_) => Some(Err(AttemptError::new(
-                ErrorClass::Timeout,
-                "the request deadline passed mid-stream",
-            ))),
-        };
-    }
-    if error.is_none() && !client_gone {
-        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-    }
-    if client_gone {
-        error = Some("the client disconnected mid-stream".into());
-    }
-    if error.is_none()
-        && let (Some(job), Some(capture)) = (store_job, capture)
-        && let Some(body) = capture.finish(&model)
-    {
-        job.store(&ctx.state, &body, &model);
-    }
-    let cost = cost_of(&ctx.runtime, &model, usage);
-    ctx.finish(200, Some(&model), usage, cost, error);
-}
-
-/// Tries the models in order: retries per target, fallback across targets, breakers.
-pub async fn forward(
-    state: &AppState,
-    runtime: &Runtime,
-    order: &[String],
-    mut request: Value,
-    stream: bool,
-    deadline: Instant,
-    attempts: &mut Vec<Attempt>,
-) -> Result<(String, Reply), ApiError> {
-    let mut failures: Vec<String> = Vec::new();
-    let mut all_breakers_open = true;
-    for model in order {
-        let Some(m) = runtime.models.get(model) else {
-            continue;
-        };
-        let Some(provider) = runtime.providers.get(&m.provider) else {
-            continue;
-        };
-        let breaker = state.breaker(model, runtime.breaker);
-        // The one request body, re-pointed at each model in turn (cloned only per send).
-        if let Some(obj) = request.as_object_mut() {
-            obj.insert("model".into(), Value::String(m.upstream_model.clone()));
-        }
-        let mut last: Option<AttemptError> = None;
-        for retry in 0..=runtime.retry.max_retries {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(deadline_error(runtime.deadline, &failures));
-            }
-            if !breaker.try_acquire() {
-                attempts.push(Attempt {
-                    model: model.clone(),
-                    status: None,
-                    latency_ms: 0.0,
-                    error_class: Some(ErrorClass::BreakerOpen),
-                    error: Some("circuit breaker open".into()),
-                });
-                state.metrics.add(
-                    "switchyard_attempts_total",
-                    vec![("model", model.clone()), ("outcome", "breaker_open".into())],
-                    1.0,
-                );
-                last = Some(AttemptError::new(
-                    ErrorClass::BreakerOpen,
-                    format!("{model}: circuit breaker open"),
-                ));
-                break;
-            }
-            all_breakers_open = false;
-            let started = Instant::now();
-            let result =
-                match tokio::time::timeout(deadline - now, provider.chat(request.clone(), stream))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(AttemptError::new(
-                        ErrorClass::Timeout,
-                        format!("{model}: the request deadline passed"),
-                    )),
-                };
-            let latency = started.elapsed();
-            state.metrics.observe(
-                "switchyard_upstream_duration_seconds",
-                vec![("model", model.clone())],
-                latency.as_secs_f64(),
-            );
-            match result {
-                Ok(reply) => {
-                    breaker.record(true);
-                    state.metrics.add(
-                        "switchyard_attempts_total",
-                        vec![("model", model.clone()), ("outcome", "ok".into())],
-                        1.0,
-                    );
-                    attempts.push(Attempt {
-                        model: model.clone(),
-                        status: Some(200),
-                        latency_ms: latency.as_secs_f64() * 1e3,
-                        error_class: None,
-                        error: None,
-                    });
-                    return Ok((model.clone(), reply));
-                }
-                Err(e) => {
-                    breaker.record(!e.counts_against_target());
-                    state.metrics.add(
-                        "switchyard_attempts_total",
-                        vec![
-                            ("model", model.clone()),
-                            ("outcome", e.class.as_str().into()),
-                        ],
-                        1.0,
-                    );
-                    tracing::warn!(model = %model, class = e.class.as_str(), error = %e.message, "upstream attempt failed");
-                    attempts.push(Attempt {
-                        model: model.clone(),
-                        status: e.status,
-                        latency_ms: latency.as_secs_f64() * 1e3,
-                        error_class: Some(e.class),
-                        error: Some(e.message.clone()),
-                    });
-                    if !e.falls_back() {
-                        let status = e
-                            .status
-                            .and_then(|s| StatusCode::from_u16(s).ok())
-                            .unwrap_or(StatusCode::BAD_REQUEST);
-                        return Err(ApiError::new(
-                            status,
-                            "invalid_request_error",
-                            format!("the upstream refused the request: {}", e.message),
-                        ));
-                    }
-                    let retry_now = e.retryable() && retry < runtime.retry.max_retries;
-                    let delay = runtime.retry.delay(retry, e.retry_after);
-                    last = Some(e);
-                    if !retry_now {
-                        break;
-                    }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(delay.min(left)).await;
-                }
-            }
-        }
-        if let Some(e) = last {
-            failures.push(e.message);
-        }
-    }
-    if all_breakers_open && !order.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            format!(
-                "every model for this request is failing (circuit breakers open: {}); retry later",
-                order.join(", ")
-            ),
-        )
-        .retry_after(runtime.breaker.open_for.as_secs().max(1)));
-    }
-    Err(ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-        format!("every model failed: {}", failures.join("; ")),
+pub fn cost_of(runtime: &Runtime, model: &str, usage: Option<Usage>) -> Option<f64> {
+    let (m, u) = (runtime.models.get(model)?, usage?);
+    Some(
+        m.price
+            .cost(u.prompt_tokens as f64, u.completion_tokens as f64),
     )
-    .code("upstream_failed"))
-}
-
-fn deadline_error(deadline: Duration, failures: &[String]) -> ApiError {
-    ApiError::new(
-        StatusCode::GATEWAY_TIMEOUT,
-        "upstream_error",
-        format!(
-            "the request deadline of {} ms passed{}",
-            deadline.as_millis(),
-            if failures.is_empty() {
-                String::new()
-            } else {
-                format!(" after: {}", failures.join("; "))
-            }
-        ),
-    )
-    .code("deadline_exceeded")
 }

@@ -1,45 +1,143 @@
 //! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+//!
+//! One [`ErrorKind`] sets the HTTP status, OpenAI's `type` and `code` together, so no call
+//! site chooses them separately. Server-side failures (500, 502) answer with a generic
+//! message and the request id; their detail goes to the log under that id.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// What went wrong, as the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request is malformed or cannot be served as asked.
+    InvalidRequest,
+    /// 413: the body is over `server.max_body_bytes`.
+    PayloadTooLarge,
+    /// 404: no such endpoint, request id or other resource.
+    NotFound,
+    /// 404: `model` names neither a route nor a model.
+    ModelNotFound,
+    /// 401: a missing or unknown API key.
+    InvalidApiKey,
+    /// 401: an admin endpoint without the admin key.
+    AdminKeyRequired,
+    /// 403: an endpoint that is switched off.
+    Forbidden,
+    /// 403: the tenant may not use this route or model.
+    ModelNotAllowed,
+    /// 429: the tenant's request rate.
+    RateLimited,
+    /// 429: the gateway's own queue (the encoder) is full.
+    Overloaded,
+    /// 429: the tenant's token or USD budget is spent.
+    QuotaExceeded,
+    /// The upstream refused the request itself (its 4xx status is passed on).
+    UpstreamRefused(u16),
+    /// 502: every target failed.
+    UpstreamFailed,
+    /// 504: the request's deadline passed.
+    DeadlineExceeded,
+    /// 503: something the request needs is down or off; the message says what.
+    Unavailable,
+    /// 500: a fault inside the gateway.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound | Self::ModelNotFound => StatusCode::NOT_FOUND,
+            Self::InvalidApiKey | Self::AdminKeyRequired => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
+            Self::RateLimited | Self::Overloaded | Self::QuotaExceeded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::UpstreamRefused(status) => StatusCode::from_u16(status)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_REQUEST),
+            Self::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type`.
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            Self::InvalidRequest
+            | Self::PayloadTooLarge
+            | Self::NotFound
+            | Self::ModelNotFound
+            | Self::UpstreamRefused(_) => "invalid_request_error",
+            Self::InvalidApiKey | Self::AdminKeyRequired => "authentication_error",
+            Self::Forbidden | Self::ModelNotAllowed => "permission_error",
+            Self::RateLimited | Self::Overloaded => "rate_limit_error",
+            Self::QuotaExceeded => "insufficient_quota",
+            Self::UpstreamFailed | Self::DeadlineExceeded => "upstream_error",
+            Self::Unavailable | Self::Internal => "server_error",
+        }
+    }
+
+    /// OpenAI's `code`, where one applies.
+    pub fn code(self) -> Option<&'static str> {
+        match self {
+            Self::ModelNotFound => Some("model_not_found"),
+            Self::InvalidApiKey => Some("invalid_api_key"),
+            Self::ModelNotAllowed => Some("model_not_allowed"),
+            Self::RateLimited => Some("rate_limit_exceeded"),
+            Self::QuotaExceeded => Some("insufficient_quota"),
+            Self::UpstreamFailed => Some("upstream_failed"),
+            Self::DeadlineExceeded => Some("deadline_exceeded"),
+            _ => None,
+        }
+    }
+
+    /// Whether the client sees only a generic message (the detail is logged).
+    fn is_private(self) -> bool {
+        matches!(self, Self::Internal)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    /// OpenAI's `type`: invalid_request_error, authentication_error, permission_error,
-    /// not_found_error, rate_limit_error, insufficient_quota, upstream_error, server_error.
-    pub kind: &'static str,
-    pub code: Option<&'static str>,
+    pub kind: ErrorKind,
     pub param: Option<String>,
+    /// What the client is told (for private kinds, what the log is told).
     pub message: String,
     /// Seconds for `Retry-After`, on 429 and 503.
     pub retry_after: Option<u64>,
+    /// The request this error answers, named in generic bodies.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            status,
             kind,
-            code: None,
             param: None,
             message: message.into(),
             retry_after: None,
+            request_id: None,
         }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    /// A fault inside the gateway: the client sees a generic message, the log `detail`.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(ErrorKind::Internal, detail.to_string())
     }
 
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
-        self
-    }
-
-    pub fn code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
         self
     }
 
@@ -48,9 +146,31 @@ impl ApiError {
         self
     }
 
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The message the client sees.
+    pub fn public_message(&self) -> String {
+        if !self.kind.is_private() {
+            return self.message.clone();
+        }
+        match &self.request_id {
+            Some(id) => {
+                format!("internal error; the gateway's log has the detail under request id {id}")
+            }
+            None => "internal error; the gateway's log has the detail".to_owned(),
+        }
+    }
+
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind,
-                         "param": self.param, "code": self.code}})
+        json!({"error": {"message": self.public_message(), "type": self.kind.openai_type(),
+                         "param": self.param, "code": self.kind.code()}})
     }
 }
 
@@ -75,12 +195,49 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.kind.is_private() {
+            tracing::error!(request_id = self.request_id.as_deref().unwrap_or("-"), error = %self.message, "internal error");
+        }
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
                 .insert("retry-after", HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_set_status_type_and_code_together() {
+        let e = ApiError::new(ErrorKind::QuotaExceeded, "spent");
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.body()["error"]["type"], "insufficient_quota");
+        assert_eq!(e.body()["error"]["code"], "insufficient_quota");
+        let refused = ApiError::new(ErrorKind::UpstreamRefused(422), "no");
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // A non-4xx status from an upstream never becomes the client's status.
+        let odd = ApiError::new(ErrorKind::UpstreamRefused(200), "no");
+        assert_eq!(odd.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn internal_errors_keep_their_detail_out_of_the_body() {
+        let e =
+            ApiError::internal("scorer: weights of gpt-4 are NaN at /srv/models").request_id("abc");
+        let body = e.body().to_string();
+        assert!(
+            !body.contains("/srv/models") && !body.contains("NaN"),
+            "{body}"
+        );
+        assert!(
+            body.contains("abc") && body.contains("server_error"),
+            "{body}"
+        );
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

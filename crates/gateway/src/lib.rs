@@ -13,10 +13,14 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod plan;
+pub mod request;
 pub mod state;
+pub mod stream;
 pub mod tenants;
+pub mod trace;
 pub mod traffic;
 
 pub use app::{

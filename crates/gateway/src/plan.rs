@@ -1,169 +1,105 @@
-//! From a validated request to an ordered list of models: the route's decision (learned
-//! router or configured order) after the tenant's allow-list and open circuit breakers.
+//! From the request's `model` to an ordered list of models. [`resolve`] works out once
+//! what `model` names (a route or a model) and whether the tenant may use it; [`plan`]
+//! turns that into the order to try: the learned router's decision, or the route's
+//! configured order, after the tenant's allow-list and open circuit breakers.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use axum::http::StatusCode;
-use serde::Deserialize;
 use switchyard_core::TaskClass;
-use switchyard_core::policy::{Candidate, Constraints, Decision, PolicyError, decide};
+use switchyard_core::policy::{Decision, Exclusion, Policy, PolicyError};
 use switchyard_providers::BreakerState;
-use switchyard_scorer::{PromptFeatures, features};
+use switchyard_router::{CandidateSpec, RouteInput, RouterError};
 
 use crate::config::{RoutePolicy, TenantConfig};
-use crate::error::ApiError;
-use crate::state::{AppState, RouteRuntime, Runtime};
+use crate::error::{ApiError, ErrorKind};
+use crate::request::ChatView;
+use crate::state::{AppState, ModelRuntime, RouteRuntime, Runtime};
 use crate::traffic::Latency;
 
-/// The fields of a chat request the gateway reads; the rest passes through untouched.
-#[derive(Debug, Deserialize)]
-pub struct ChatView {
-    pub model: String,
-    pub messages: Vec<MessageView>,
-    #[serde(default)]
-    pub stream: Option<bool>,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
-    #[serde(default)]
-    pub max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    #[serde(default)]
-    pub top_p: Option<f64>,
-    #[serde(default)]
-    pub n: Option<u32>,
+/// What the request's `model` names.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'r> {
+    Route(&'r RouteRuntime),
+    /// A model pinned by the client.
+    Model(&'r ModelRuntime),
 }
 
-#[derive(Debug, Deserialize)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct MessageView {
-    pub role: String,
-    #[serde(default)]
-    pub content: Option<ContentView>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum ContentView {
-    Text(String),
-    Parts(Vec<PartView>),
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PartView {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub text: Option<String>,
-}
-
-impl MessageView {
-    pub fn text(&self) -> String {
-        match &self.content {
-            None => String::new(),
-            Some(ContentView::Text(s)) => s.clone(),
-            Some(ContentView::Parts(parts)) => parts
-                .iter()
-                .filter(|p| p.kind == "text")
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"),
+impl Target<'_> {
+    /// The route's name, or `pinned`.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Route(r) => &r.name,
+            Self::Model(_) => "pinned",
         }
+    }
+
+    /// The cache scope's name and the route's own semantic threshold, when this target's
+    /// answers are cached (a route may opt out; pinned models always may be cached).
+    pub fn cache_scope(&self) -> Option<(&str, Option<f32>)> {
+        match self {
+            Self::Route(r) if r.cache => Some((&r.name, r.cache_threshold)),
+            Self::Route(_) => None,
+            Self::Model(m) => Some((&m.id, None)),
+        }
+    }
+
+    /// Whether planning needs the prompt's embedding (a learned route).
+    pub fn routes_on_embedding(&self) -> bool {
+        matches!(self, Self::Route(r) if matches!(r.policy, RoutePolicy::Learned(_)))
     }
 }
 
-const ROLES: [&str; 6] = [
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-];
+/// A target the tenant may use, with the tenant's model allow-list.
+#[derive(Debug, Clone)]
+pub struct Resolved<'r> {
+    pub target: Target<'r>,
+    pub allowed: Option<BTreeSet<String>>,
+}
 
-impl ChatView {
-    /// Parses and checks the request, naming the offending field.
-    pub fn parse(body: &serde_json::Value) -> Result<Self, ApiError> {
-        if !body.is_object() {
-            return Err(ApiError::invalid("the request body must be a JSON object"));
+/// Works out what `model` names, refusing what the tenant may not use.
+pub fn resolve<'r>(
+    runtime: &'r Runtime,
+    tenant: Option<(&str, &TenantConfig)>,
+    model: &str,
+) -> Result<Resolved<'r>, ApiError> {
+    let allowed: Option<BTreeSet<String>> = tenant
+        .and_then(|(_, t)| t.models.as_ref())
+        .map(|m| m.iter().cloned().collect());
+    let tenant_name = tenant.map_or("", |(n, _)| n);
+    if let Some(route) = runtime.routes.get(model) {
+        let routes = tenant.and_then(|(_, t)| t.routes.as_ref());
+        if routes.is_some_and(|r| !r.iter().any(|r| r == model)) {
+            return Err(not_allowed(format!(
+                "tenant {tenant_name:?} may not use route {model:?}"
+            )));
         }
-        let view: Self =
-            crate::error::parse_body(body, "must be a string or an array of content parts")?;
-        if view.messages.is_empty() {
-            return Err(
-                ApiError::invalid("messages: must contain at least one message").param("messages"),
-            );
-        }
-        for (i, m) in view.messages.iter().enumerate() {
-            if !ROLES.contains(&m.role.as_str()) {
-                return Err(ApiError::invalid(format!(
-                    "messages[{i}].role: {:?} is not one of {}",
-                    m.role,
-                    ROLES.join(", ")
-                ))
-                .param(format!("messages[{i}].role")));
-            }
-        }
-        if let Some(t) = view.temperature
-            && !(0.0..=2.0).contains(&t)
-        {
-            return Err(
-                ApiError::invalid("temperature: must be between 0 and 2").param("temperature")
-            );
-        }
-        if let Some(p) = view.top_p
-            && !(p > 0.0 && p <= 1.0)
-        {
-            return Err(ApiError::invalid("top_p: must be in (0, 1]").param("top_p"));
-        }
-        if view.n.is_some_and(|n| n == 0) {
-            return Err(ApiError::invalid("n: must be at least 1").param("n"));
-        }
-        if view.max_tokens.or(view.max_completion_tokens) == Some(0) {
-            return Err(ApiError::invalid("max_tokens: must be at least 1").param("max_tokens"));
-        }
-        Ok(view)
+        let target = Target::Route(route);
+        return Ok(Resolved { target, allowed });
     }
+    if let Some(m) = runtime.models.get(model) {
+        if allowed.as_ref().is_some_and(|a| !a.contains(model)) {
+            return Err(not_allowed(format!(
+                "tenant {tenant_name:?} may not use model {model:?}"
+            )));
+        }
+        let target = Target::Model(m);
+        return Ok(Resolved { target, allowed });
+    }
+    let mut known: Vec<&str> = runtime.routes.keys().map(String::as_str).collect();
+    known.extend(runtime.models.keys().map(String::as_str));
+    Err(ApiError::new(
+        ErrorKind::ModelNotFound,
+        format!(
+            "the model {model:?} does not exist: use one of {} (GET /v1/models lists them)",
+            known.join(", ")
+        ),
+    )
+    .param("model"))
+}
 
-    pub fn stream(&self) -> bool {
-        self.stream.unwrap_or(false)
-    }
-
-    pub fn wants_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
-    }
-
-    /// What the router embeds: the last user message's text (else the last message's).
-    pub fn prompt(&self) -> String {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .or(self.messages.last())
-            .map(MessageView::text)
-            .unwrap_or_default()
-    }
-
-    /// A rough prompt size (4 characters per token), for cost estimates and context checks.
-    pub fn input_tokens(&self) -> u64 {
-        let chars: usize = self
-            .messages
-            .iter()
-            .map(|m| m.text().chars().count() + 4)
-            .sum();
-        chars.div_ceil(4) as u64
-    }
+fn not_allowed(message: String) -> ApiError {
+    ApiError::new(ErrorKind::ModelNotAllowed, message)
 }
 
 /// The models to try, in order, and why.
@@ -182,272 +118,164 @@ impl Plan {
     }
 }
 
-fn allowed_models(tenant: Option<&TenantConfig>) -> Option<BTreeSet<String>> {
-    tenant
-        .and_then(|t| t.models.as_ref())
-        .map(|m| m.iter().cloned().collect())
-}
-
-/// Resolves `model` (a route, `auto`, or a model id) into a plan.
-pub async fn plan(
+/// The order to try for a resolved target. `embedding` is the prompt's (the router's
+/// truncation); a learned route needs it.
+pub fn plan(
     state: &AppState,
     runtime: &Runtime,
-    tenant: Option<(&str, &TenantConfig)>,
+    resolved: &Resolved<'_>,
     request: &ChatView,
-    embedding: Option<Vec<f32>>,
+    embedding: Option<&[f32]>,
 ) -> Result<Plan, ApiError> {
-    let name = request.model.as_str();
-    let allowed = allowed_models(tenant.map(|t| t.1));
-    if let Some(route) = runtime.routes.get(name) {
-        if let Some((tname, t)) = tenant
-            && t.routes
-                .as_ref()
-                .is_some_and(|r| !r.iter().any(|r| r == name))
-        {
-            return Err(forbidden(format!(
-                "tenant {tname:?} may not use route {name:?}"
-            )));
-        }
-        return plan_route(state, runtime, route, allowed.as_ref(), request, embedding).await;
-    }
-    if runtime.models.contains_key(name) {
-        if let Some((tname, _)) = tenant
-            && allowed.as_ref().is_some_and(|a| !a.contains(name))
-        {
-            return Err(forbidden(format!(
-                "tenant {tname:?} may not use model {name:?}"
-            )));
-        }
-        return Ok(Plan {
-            route: None,
-            order: vec![name.to_owned()],
-            decision: None,
-            latency: Latency::default(),
-        });
-    }
-    let mut known: Vec<&str> = runtime.routes.keys().map(String::as_str).collect();
-    known.extend(runtime.models.keys().map(String::as_str));
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        format!(
-            "the model {name:?} does not exist: use one of {} (GET /v1/models lists them)",
-            known.join(", ")
-        ),
-    )
-    .param("model")
-    .code("model_not_found"))
-}
-
-fn forbidden(message: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "permission_error", message).code("model_not_allowed")
-}
-
-async fn plan_route(
-    state: &AppState,
-    runtime: &Runtime,
-    route: &RouteRuntime,
-    allowed: Option<&BTreeSet<String>>,
-    request: &ChatView,
-    embedding: Option<Vec<f32>>,
-) -> Result<Plan, ApiError> {
-    let models: Vec<&String> = route
-        .models
-        .iter()
-        .filter(|m| allowed.is_none_or(|a| a.contains(*m)))
-        .collect();
-    if models.is_empty() {
-        return Err(forbidden(format!(
-            "route {:?} has no model this tenant may use",
-            route.name
-        )));
-    }
-    let unavailable: BTreeSet<String> = models
-        .iter()
-        .filter(|m| state.breaker(m, runtime.breaker).state() == BreakerState::Open)
-        .map(|m| (*m).clone())
-        .collect();
-    let policy = match route.policy {
-        RoutePolicy::Order => {
-            // Healthy models first, in the configured order; open breakers last (they are
-            // skipped unless they have become half-open by the time their turn comes).
-            let (up, down): (Vec<&String>, Vec<&String>) =
-                models.iter().partition(|m| !unavailable.contains(**m));
+    let route = match resolved.target {
+        Target::Model(m) => {
+            let (route, order) = (None, vec![m.id.clone()]);
             return Ok(Plan {
-                route: Some(route.name.clone()),
-                order: up.into_iter().chain(down).cloned().collect(),
+                route,
+                order,
                 decision: None,
                 latency: Latency::default(),
             });
         }
-        RoutePolicy::Learned(policy) => policy,
+        Target::Route(route) => route,
     };
-    let Some(router) = state.router.as_ref() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "the learned router is not loaded",
-        ));
-    };
-    let prompt = request.prompt();
-    if prompt.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "messages: no user text to route on; add a user message or pin a model",
-        )
-        .param("messages"));
-    }
-    let mut latency = Latency::default();
-    let embedding = match embedding {
-        Some(e) => e,
-        None => {
-            let t = Instant::now();
-            let e = embed_prompt(router, prompt).await?;
-            latency.embed_ms = ms(t);
-            e
-        }
-    };
-    let t = Instant::now();
-    let class = router
-        .heads
-        .classify(std::slice::from_ref(&embedding))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                format!("classifier: {e}"),
-            )
-        })?
-        .pop()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "classifier returned nothing",
-            )
-        })?;
-    latency.classify_ms = ms(t);
-
-    let t = Instant::now();
-    let input_tokens = request.input_tokens();
-    let probs: Vec<f32> = class.task_probs.iter().map(|(_, p)| *p).collect();
-    let prompt_features = PromptFeatures {
-        features: features(&embedding, &probs, class.difficulty, input_tokens as usize),
-        task: class.task,
-        input_tokens: input_tokens as usize,
-    };
-    let likes: Vec<String> = models
+    let models: Vec<&ModelRuntime> = route
+        .models
         .iter()
-        .filter_map(|m| runtime.models.get(*m).and_then(|r| r.quality_like.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .filter(|m| resolved.allowed.as_ref().is_none_or(|a| a.contains(*m)))
+        .filter_map(|m| runtime.models.get(m))
         .collect();
-    let predictions = router
-        .scorer
-        .predict(&prompt_features, Some(&likes))
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                format!("scorer: {e}"),
-            )
-        })?;
-    let output_cap = request.max_completion_tokens.or(request.max_tokens);
-    let candidates: Vec<Candidate> = models
+    if models.is_empty() {
+        let message = format!("route {:?} has no model this tenant may use", route.name);
+        return Err(not_allowed(message));
+    }
+    let unavailable: BTreeSet<String> = models
         .iter()
-        .filter_map(|m| runtime.models.get(*m))
-        .map(|m| {
-            let predicted = m
-                .quality_like
-                .as_ref()
-                .and_then(|like| predictions.iter().find(|p| &p.model == like));
-            let quality = predicted
-                .map(|p| p.quality)
-                .or(m.quality_prior)
-                .unwrap_or(0.5);
-            let mut output = predicted
-                .and_then(|p| p.output_tokens)
-                .unwrap_or(m.output_tokens);
-            if let Some(cap) = output_cap {
-                output = output.min(cap as f64);
-            }
-            Candidate {
-                model: m.id.clone(),
-                quality,
-                cost_usd: m.price.cost(input_tokens as f64, output),
-                context_window: m.context_window,
-            }
+        .filter(|m| state.breaker(&m.id, runtime.breaker).state() == BreakerState::Open)
+        .map(|m| m.id.clone())
+        .collect();
+    match route.policy {
+        RoutePolicy::Order => Ok(configured_order(route, &models, &unavailable)),
+        RoutePolicy::Learned(policy) => {
+            let learned = Learned {
+                route,
+                models: &models,
+                unavailable,
+                policy,
+            };
+            learned.plan(state, runtime, request, embedding)
+        }
+    }
+}
+
+/// Healthy models first, in the configured order; open breakers last (they are skipped
+/// unless they have become half-open by the time their turn comes).
+fn configured_order(
+    route: &RouteRuntime,
+    models: &[&ModelRuntime],
+    down: &BTreeSet<String>,
+) -> Plan {
+    let (up, later): (Vec<&&ModelRuntime>, Vec<&&ModelRuntime>) =
+        models.iter().partition(|m| !down.contains(&m.id));
+    Plan {
+        route: Some(route.name.clone()),
+        order: up.into_iter().chain(later).map(|m| m.id.clone()).collect(),
+        decision: None,
+        latency: Latency::default(),
+    }
+}
+
+/// A route decided by the learned router.
+struct Learned<'a> {
+    route: &'a RouteRuntime,
+    models: &'a [&'a ModelRuntime],
+    unavailable: BTreeSet<String>,
+    policy: Policy,
+}
+
+impl Learned<'_> {
+    fn plan(
+        self,
+        state: &AppState,
+        runtime: &Runtime,
+        request: &ChatView,
+        embedding: Option<&[f32]>,
+    ) -> Result<Plan, ApiError> {
+        let Some(stack) = state.router.as_ref() else {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "the learned router is not loaded",
+            ));
+        };
+        let prompt = request.prompt();
+        let Some(embedding) = embedding.filter(|_| !prompt.trim().is_empty()) else {
+            return Err(ApiError::invalid(
+                "messages: no user text to route on; add a user message or pin a model",
+            )
+            .param("messages"));
+        };
+        let specs: Vec<CandidateSpec> = self.models.iter().map(|m| m.candidate()).collect();
+        let routed = stack
+            .router
+            .route(&RouteInput {
+                embedding,
+                prompt: &prompt,
+                input_tokens: request.input_tokens(),
+                max_output_tokens: request.max_output_tokens(),
+                candidates: &specs,
+                unavailable: self.unavailable,
+                policy: self.policy,
+            })
+            .map_err(|e| route_error(e, &self.route.name, runtime))?;
+        let decision = routed.decision;
+        Ok(Plan {
+            route: Some(self.route.name.clone()),
+            order: decision.ranked.iter().map(|r| r.model.clone()).collect(),
+            decision: Some(decision),
+            latency: Latency {
+                classify_ms: routed.classify_ms,
+                score_ms: routed.score_ms,
+                ..Latency::default()
+            },
+        })
+    }
+}
+
+/// No model can take the request: 503 when they are all down (retry later), else 400.
+fn route_error(e: RouterError, route: &str, runtime: &Runtime) -> ApiError {
+    let RouterError::Policy(PolicyError::AllExcluded(why)) = e else {
+        return ApiError::internal(e);
+    };
+    let detail: Vec<String> = why
+        .iter()
+        .map(|(m, e)| {
+            format!(
+                "{m}: {}",
+                serde_json::to_string(e)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            )
         })
         .collect();
-    let constraints = Constraints {
-        required_tokens: input_tokens + output_cap.unwrap_or(0),
-        allowed: None,
-        unavailable,
-    };
-    let mut decision = match decide(&candidates, &constraints, policy) {
-        Ok(d) => d,
-        Err(PolicyError::AllExcluded(why)) => {
-            let detail: Vec<String> = why
-                .iter()
-                .map(|(m, e)| {
-                    format!(
-                        "{m}: {}",
-                        serde_json::to_string(e)
-                            .unwrap_or_default()
-                            .trim_matches('"')
-                    )
-                })
-                .collect();
-            let all_down = why
-                .values()
-                .all(|e| *e == switchyard_core::policy::Exclusion::Unavailable);
-            let mut e = ApiError::new(
-                if all_down {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_REQUEST
-                },
-                if all_down {
-                    "server_error"
-                } else {
-                    "invalid_request_error"
-                },
-                format!(
-                    "no model of route {:?} can take this request ({})",
-                    route.name,
-                    detail.join("; ")
-                ),
-            );
-            if all_down {
-                e = e.retry_after(runtime.breaker.open_for.as_secs().max(1));
-            }
-            return Err(e);
-        }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                e.to_string(),
-            ));
-        }
-    };
-    decision.task = Some(class.task);
-    decision.difficulty = Some(f64::from(class.difficulty));
-    latency.score_ms = ms(t);
-    Ok(Plan {
-        route: Some(route.name.clone()),
-        order: decision.ranked.iter().map(|r| r.model.clone()).collect(),
-        decision: Some(decision),
-        latency,
-    })
+    let message = format!(
+        "no model of route {route:?} can take this request ({})",
+        detail.join("; ")
+    );
+    if why.values().all(|e| *e == Exclusion::Unavailable) {
+        ApiError::new(ErrorKind::Unavailable, message)
+            .retry_after(runtime.breaker.open_for.as_secs().max(1))
+    } else {
+        ApiError::invalid(message)
+    }
 }
 
 /// The router's embedding of a prompt (also the cache's key vector).
 pub async fn embed_prompt(
-    router: &crate::state::RouterStack,
+    stack: &crate::state::RouterStack,
     prompt: String,
 ) -> Result<Vec<f32>, ApiError> {
     Ok(
-        switchyard_core::Embedder::embed(&router.worker, vec![prompt])
+        switchyard_core::Embedder::embed(&stack.worker, vec![prompt])
             .await
             .map_err(embed_error)?
             .pop()
@@ -462,17 +290,10 @@ pub fn ms(since: Instant) -> f64 {
 pub fn embed_error(e: switchyard_core::EmbedError) -> ApiError {
     use switchyard_core::EmbedError;
     match e {
-        EmbedError::QueueFull { .. } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            e.to_string(),
-        )
-        .retry_after(1),
+        EmbedError::QueueFull { .. } => {
+            ApiError::new(ErrorKind::Overloaded, e.to_string()).retry_after(1)
+        }
         EmbedError::NoInputs | EmbedError::EmptyInput { .. } => ApiError::invalid(e.to_string()),
-        other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            other.to_string(),
-        ),
+        other => ApiError::internal(other),
     }
 }

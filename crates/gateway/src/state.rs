@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use switchyard_core::pricing::{Price, PriceTable};
 use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
-use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig};
 use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{
     ApiKey, Breaker, BreakerConfig, Provider, ProviderKind, ProviderSpec, RetryPolicy, Timeouts,
 };
-use switchyard_scorer::Scorer;
+use switchyard_router::{CandidateSpec, Router};
 
 use crate::cache::{CachePlan, CacheState};
 use crate::config::{Config, ConfigError, RoutePolicy};
@@ -23,12 +22,11 @@ use crate::metrics::Metrics;
 use crate::tenants::Ledger;
 use crate::traffic::TrafficLog;
 
-/// Encoder, heads and scorer: what `auto` routing needs.
+/// The encoder's thread and the learned router: what `auto` routing needs.
 #[derive(Debug)]
 pub struct RouterStack {
     pub worker: EmbedWorker,
-    pub heads: ClassifierHeads,
-    pub scorer: Scorer,
+    pub router: Router,
 }
 
 impl RouterStack {
@@ -41,20 +39,11 @@ impl RouterStack {
         let encoder = SentenceEncoder::load(&ModelSource::parse(&config.encoder), device)
             .map_err(|e| format!("router.encoder: {e}"))?
             .with_truncation(ROUTING_TRUNCATION);
-        let heads = ClassifierHeads::load(&config.heads, encoder.info())
-            .map_err(|e| format!("router.heads: {e}"))?;
-        let scorer = Scorer::load(&config.scorer, encoder.info())
-            .map_err(|e| format!("router.scorer: {e}"))?;
-        scorer
-            .check_heads(heads.weights_sha256(), &config.heads)
-            .map_err(|e| format!("router.scorer: {e}"))?;
+        let router = Router::load(&config.heads, &config.scorer, encoder.info())
+            .map_err(|e| format!("router: {e}"))?;
         let worker = EmbedWorker::spawn(encoder, WorkerConfig::default())
             .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
-        Ok(Self {
-            worker,
-            heads,
-            scorer,
-        })
+        Ok(Self { worker, router })
     }
 }
 
@@ -81,8 +70,23 @@ pub struct ModelRuntime {
     /// The scorer's model whose prediction stands in for this one.
     pub quality_like: Option<String>,
     pub quality_prior: Option<f64>,
-    pub output_tokens: f64,
+    /// Expected output tokens when the scorer has none (the router's default when unset).
+    pub output_tokens: Option<f64>,
     pub context_window: Option<u64>,
+}
+
+impl ModelRuntime {
+    /// This model as the router's candidate.
+    pub fn candidate(&self) -> CandidateSpec {
+        CandidateSpec {
+            model: self.id.clone(),
+            scored_as: self.quality_like.clone(),
+            price: Some(self.price),
+            quality_prior: self.quality_prior,
+            output_tokens: self.output_tokens,
+            context_window: self.context_window,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -190,7 +194,8 @@ impl Runtime {
                     ));
                 }
             };
-            let known = |name: &str| router.is_some_and(|r| r.scorer.check_known([name]).is_ok());
+            let known =
+                |name: &str| router.is_some_and(|r| r.router.scorer().check_known([name]).is_ok());
             let quality_like = match &m.quality_like {
                 Some(like) if router.is_some() && !known(like) => {
                     return Err(ConfigError::new(
@@ -223,7 +228,7 @@ impl Runtime {
                     price,
                     quality_like,
                     quality_prior: m.quality,
-                    output_tokens: m.output_tokens.unwrap_or(256.0),
+                    output_tokens: m.output_tokens,
                     context_window: m.context_window,
                 },
             );

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use chrono::{NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 
 /// The tenant of requests when no tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
@@ -45,11 +45,9 @@ pub fn authenticate<'a>(
         .filter(|k| !k.is_empty());
     let Some(key) = key else {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
+            ErrorKind::InvalidApiKey,
             "missing API key: send `Authorization: Bearer YOUR_KEY`",
-        )
-        .code("invalid_api_key"));
+        ));
     };
     let hash = sha256_hex(key.as_bytes());
     tenants
@@ -58,11 +56,9 @@ pub fn authenticate<'a>(
         .map(|(name, t)| Some((name.as_str(), t)))
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
+                ErrorKind::InvalidApiKey,
                 "invalid API key (the key itself is not logged)",
             )
-            .code("invalid_api_key")
         })
 }
 
@@ -136,11 +132,9 @@ impl Ledger {
                 if u.bucket < 1.0 {
                     let wait = ((1.0 - u.bucket) * 60.0 / capacity).ceil() as u64;
                     return Err(ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limit_error",
+                        ErrorKind::RateLimited,
                         format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait} s"),
                     )
-                    .code("rate_limit_exceeded")
                     .retry_after(wait.max(1)));
                 }
                 u.bucket -= 1.0;
@@ -161,13 +155,13 @@ impl Ledger {
 }
 
 fn quota(message: String) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", message)
-        .code("insufficient_quota")
+    ApiError::new(ErrorKind::QuotaExceeded, message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn sha256_hex_is_lowercase_hex() {
@@ -194,7 +188,7 @@ mod tests {
         tenants.insert("a".to_owned(), tenant(None, None));
         let mut h = HeaderMap::new();
         assert_eq!(
-            authenticate(&tenants, &h).unwrap_err().status,
+            authenticate(&tenants, &h).unwrap_err().status(),
             StatusCode::UNAUTHORIZED
         );
         h.insert("authorization", "Bearer sk-b".parse().unwrap());
@@ -211,13 +205,13 @@ mod tests {
         ledger.admit("a", &t).unwrap();
         ledger.admit("a", &t).unwrap();
         let e = ledger.admit("a", &t).unwrap_err();
-        assert_eq!(e.code, Some("rate_limit_exceeded"));
+        assert_eq!(e.kind.code(), Some("rate_limit_exceeded"));
         assert!(e.retry_after.is_some());
 
         let t = tenant(None, Some(100));
         ledger.charge("b", 100, 0.0);
         assert_eq!(
-            ledger.admit("b", &t).unwrap_err().code,
+            ledger.admit("b", &t).unwrap_err().kind.code(),
             Some("insufficient_quota")
         );
         ledger.charge("c", 1, 0.02);

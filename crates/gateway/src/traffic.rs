@@ -33,6 +33,38 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// What the cache did for a request: one spelling in headers, metrics and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    /// The same prompt in the same scope: answered from the cache.
+    Hit,
+    /// A paraphrase the verifier accepted: answered from the cache.
+    #[serde(alias = "semantic-hit")]
+    SemanticHit,
+    /// Looked up, nothing to serve.
+    Miss,
+    /// Not looked up (the route opts out, `no-cache`, no cache, or the lookup failed).
+    #[default]
+    Bypass,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::SemanticHit => "semantic_hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+
+    /// Whether the answer came from the cache.
+    pub fn served(self) -> bool {
+        matches!(self, Self::Hit | Self::SemanticHit)
+    }
+}
+
 /// Milliseconds spent in each stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -66,8 +98,7 @@ pub struct TrafficRecord {
     pub model: Option<String>,
     pub usage: Option<Usage>,
     pub cost_usd: Option<f64>,
-    /// hit, semantic-hit, miss or bypass.
-    pub cache: String,
+    pub cache: CacheOutcome,
     /// The HTTP status the client got.
     pub status: u16,
     /// Set when the client got an error (or a stream broke after it started).
@@ -315,7 +346,7 @@ pub fn to_records(
                 stats.skipped_failed += 1;
                 continue;
             };
-            if t.cache == "hit" || t.cache == "semantic-hit" {
+            if t.cache.served() {
                 stats.skipped_cached += 1;
                 continue;
             }
@@ -377,7 +408,7 @@ mod tests {
                 completion_tokens: 5,
             }),
             cost_usd: Some(0.001),
-            cache: "bypass".into(),
+            cache: CacheOutcome::Bypass,
             status: if model.is_some() { 200 } else { 502 },
             error: model.is_none().then(|| "all failed".to_owned()),
             latency: Latency::default(),

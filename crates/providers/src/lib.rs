@@ -14,6 +14,7 @@
 
 pub mod anthropic;
 mod breaker;
+pub mod fallback;
 pub mod local;
 mod openai;
 mod retry;

@@ -5,8 +5,8 @@
 //!
 //! - [`quality`]: the per-model quality models (two linfa families) and their fitting;
 //! - [`usage`]: output tokens and observed cost per model and task;
-//! - [`Scorer`]: the trained artifact — load, save, predict, and turn predictions into
-//!   the policy's [`Candidate`]s with an expected cost.
+//! - [`Scorer`]: the trained artifact — load, save, predict. Turning predictions into the
+//!   policy's candidates with an expected cost is the router's job (`switchyard-router`).
 
 pub mod clusters;
 pub mod features;
@@ -17,8 +17,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use switchyard_core::policy::Candidate;
-use switchyard_core::pricing::PriceTable;
 use switchyard_core::{DataFile, EncoderInfo, TaskClass};
 
 pub use clusters::{Clusters, fit_kmeans};
@@ -85,7 +83,6 @@ pub struct PromptFeatures {
     pub features: Vec<f64>,
     /// The predicted task (argmax of the heads), which keys the usage tables.
     pub task: TaskClass,
-    pub input_tokens: usize,
 }
 
 /// One model's prediction for one prompt.
@@ -128,11 +125,6 @@ pub enum ScorerError {
         unknown: Vec<String>,
         known: Vec<String>,
     },
-    #[error(
-        "no price and no observed cost for {}: add them to the price table (USD per 1M input and output tokens)",
-        .0.join(", ")
-    )]
-    NoCost(Vec<String>),
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -280,18 +272,6 @@ impl Scorer {
         }
     }
 
-    /// The models whose cost for a prompt of `task` can be estimated: priced in `prices`,
-    /// or with observed costs in the training data. Sorted.
-    pub fn costed_models(&self, task: TaskClass, prices: &PriceTable) -> Vec<String> {
-        self.models
-            .iter()
-            .filter(|(id, m)| {
-                prices.0.contains_key(*id) || m.usage.cost_usd.predict(task).is_some()
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
     /// Model ids, sorted.
     pub fn model_ids(&self) -> Vec<String> {
         self.models.keys().cloned().collect()
@@ -350,44 +330,6 @@ impl Scorer {
             })
             .collect())
     }
-
-    /// The policy's candidates: predicted quality and expected cost. Cost comes from the
-    /// price table (input tokens × input price + predicted output tokens × output price)
-    /// when the model has a price, else from the mean observed cost of its answers.
-    pub fn candidates(
-        &self,
-        prompt: &PromptFeatures,
-        models: Option<&[String]>,
-        prices: &PriceTable,
-    ) -> Result<Vec<Candidate>, ScorerError> {
-        let predictions = self.predict(prompt, models)?;
-        let mut missing = Vec::new();
-        let candidates = predictions
-            .into_iter()
-            .filter_map(|p| {
-                let priced = prices.0.get(&p.model).map(|price| {
-                    price.cost(prompt.input_tokens as f64, p.output_tokens.unwrap_or(0.0))
-                });
-                match priced.or(p.observed_cost_usd) {
-                    Some(cost_usd) => Some(Candidate {
-                        model: p.model,
-                        quality: p.quality,
-                        cost_usd,
-                        context_window: None,
-                    }),
-                    None => {
-                        missing.push(p.model);
-                        None
-                    }
-                }
-            })
-            .collect();
-        if missing.is_empty() {
-            Ok(candidates)
-        } else {
-            Err(ScorerError::NoCost(missing))
-        }
-    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ScorerError> {
@@ -410,7 +352,6 @@ fn pretty<T: Serialize>(value: &T) -> String {
 mod tests {
     use super::*;
     use switchyard_core::Truncation;
-    use switchyard_core::pricing::Price;
 
     fn encoder() -> EncoderInfo {
         EncoderInfo {
@@ -473,7 +414,6 @@ mod tests {
         PromptFeatures {
             features: feats(x),
             task: TaskClass::Chat,
-            input_tokens: 1000,
         }
     }
 
@@ -512,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn predicts_quality_tokens_and_cost() {
+    fn predicts_quality_tokens_and_observed_cost() {
         let s = scorer();
         let easy = s.predict(&prompt(0.9), None).unwrap();
         let hard = s.predict(&prompt(-0.5), None).unwrap();
@@ -522,33 +462,8 @@ mod tests {
         assert!(q(&hard, "big") > q(&hard, "small"));
         // "small" has no token data: the pooled mean over models stands in.
         assert_eq!(easy[1].output_tokens, Some(300.0));
-
-        // "big" is priced by the table, "small" by its observed cost.
-        let mut prices = PriceTable::default();
-        prices.0.insert(
-            "big".into(),
-            Price {
-                input_per_mtok: 10.0,
-                output_per_mtok: 30.0,
-            },
-        );
-        let c = s.candidates(&prompt(0.9), None, &prices).unwrap();
-        let cost = |m: &str| c.iter().find(|x| x.model == m).unwrap().cost_usd;
-        assert!((cost("big") - (1000.0 * 10.0 + 300.0 * 30.0) / 1e6).abs() < 1e-12);
-        assert!((cost("small") - 0.001).abs() < 1e-12);
-
-        assert_eq!(s.costed_models(TaskClass::Chat, &prices), ["big", "small"]);
-        assert_eq!(
-            s.costed_models(TaskClass::Chat, &PriceTable::default()),
-            ["small"]
-        );
-
-        // Without the price, "big" has no cost at all: a clear error naming it.
-        let err = s
-            .candidates(&prompt(0.9), None, &PriceTable::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("big") && err.contains("price"), "{err}");
+        assert_eq!(easy[1].observed_cost_usd, Some(0.001));
+        assert_eq!(easy[0].observed_cost_usd, None);
     }
 
     #[test]

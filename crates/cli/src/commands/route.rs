@@ -7,10 +7,10 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use clap::Args;
-use switchyard_core::policy::{Constraints, Policy, decide};
-use switchyard_embed::heads::ClassifierHeads;
-use switchyard_scorer::{PromptFeatures, Scorer, features};
-use switchyard_training::scorer::estimate_tokens;
+use switchyard_core::policy::{Decision, Policy};
+use switchyard_core::tokens::estimate_messages;
+use switchyard_embed::heads::Classification;
+use switchyard_router::{RouteInput, Router, known_candidates, named_candidates};
 
 use super::model_args::EncoderArgs;
 
@@ -58,7 +58,12 @@ pub struct RouteArgs {
     #[arg(long)]
     pub prices: Option<PathBuf>,
 
-    /// Print the decision as JSON.
+    /// The client's output cap (`max_tokens`): bounds the expected output and the context
+    /// the request needs, as in a chat request.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+
+    /// Print the decision as JSON (the `decision` of `POST /v1/route` for the same request).
     #[arg(long)]
     pub json: bool,
 
@@ -79,72 +84,74 @@ impl FromStr for PolicyArg {
 }
 
 pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
-    let prompt = if args.prompt == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the prompt from stdin")?;
-        text
-    } else {
-        args.prompt.clone()
-    };
-    anyhow::ensure!(
-        !prompt.trim().is_empty(),
-        "the prompt is empty: pass it as an argument, or `-` to read stdin"
-    );
+    let prompt = read_prompt(&args.prompt)?;
     let encoder = args
         .encoder
         .load_for_routing()
         .context("cannot load the encoder")?;
-    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
-    let scorer = Scorer::load(&args.scorer, encoder.info())?;
-    scorer.check_heads(heads.weights_sha256(), &args.heads)?;
+    let router = Router::load(&args.heads, &args.scorer, encoder.info())?;
     let prices = super::prices::load(args.prices.as_deref())?;
-
+    // Without an explicit list, models with no price and no observed cost sit out.
+    let candidates = if args.candidates.is_empty() {
+        known_candidates(router.scorer(), &prices)
+    } else {
+        named_candidates(router.scorer(), &args.candidates, &prices)?
+    };
+    anyhow::ensure!(
+        !candidates.is_empty(),
+        "no candidate model has a price or an observed cost; pass --prices FILE"
+    );
     let embedding = encoder
         .embed(&[prompt.as_str()])
         .context("the encoder failed")?
         .remove(0);
-    let class = heads.classify(std::slice::from_ref(&embedding))?.remove(0);
-    let probs: Vec<f32> = class.task_probs.iter().map(|(_, p)| *p).collect();
-    let input_tokens = estimate_tokens(&prompt);
-    let prompt_features = PromptFeatures {
-        features: features(&embedding, &probs, class.difficulty, input_tokens),
-        task: class.task,
-        input_tokens,
-    };
-
-    let (wanted, explicit) = if args.candidates.is_empty() {
-        (scorer.model_ids(), false)
-    } else {
-        (args.candidates.clone(), true)
-    };
-    scorer.check_known(wanted.iter().map(String::as_str))?;
-    // Without an explicit list, models with no price and no observed cost sit out.
-    let costed: Vec<String> = if explicit {
-        wanted
-    } else {
-        scorer.costed_models(prompt_features.task, &prices)
-    };
-    anyhow::ensure!(
-        !costed.is_empty(),
-        "no candidate model has a price or an observed cost; pass --prices FILE"
-    );
-    let candidates = scorer.candidates(&prompt_features, Some(&costed), &prices)?;
-    let constraints = Constraints {
-        unavailable: args.unavailable.iter().cloned().collect(),
-        ..Constraints::default()
-    };
-    let mut decision = decide(&candidates, &constraints, args.policy.0)?;
-    decision.task = Some(class.task);
-    decision.difficulty = Some(f64::from(class.difficulty));
-
+    // The prompt is routed as the gateway routes a chat of one user message with this text.
+    let input_tokens = estimate_messages([prompt.as_str()]);
+    let decision = router
+        .route(&RouteInput {
+            embedding: &embedding,
+            prompt: &prompt,
+            input_tokens,
+            max_output_tokens: args.max_tokens,
+            candidates: &candidates,
+            unavailable: args.unavailable.iter().cloned().collect(),
+            policy: args.policy.0,
+        })?
+        .decision;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &decision)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let class = router.features(&embedding, &prompt)?.classification;
+    print_decision(&mut out, &decision, &class, input_tokens)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_prompt(arg: &str) -> anyhow::Result<String> {
+    let prompt = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the prompt from stdin")?;
+        text
+    } else {
+        arg.to_owned()
+    };
+    anyhow::ensure!(
+        !prompt.trim().is_empty(),
+        "the prompt is empty: pass it as an argument, or `-` to read stdin"
+    );
+    Ok(prompt)
+}
+
+fn print_decision(
+    out: &mut impl Write,
+    decision: &Decision,
+    class: &Classification,
+    input_tokens: u64,
+) -> anyhow::Result<()> {
     let task_p = class
         .task_probs
         .iter()
@@ -152,10 +159,11 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
         .map_or(0.0, |(_, p)| *p);
     writeln!(
         out,
-        "task {} (p={task_p:.2}), difficulty {:.2} ({}), ~{input_tokens} prompt tokens",
+        "task {} (p={task_p:.2}), difficulty {:.2} ({}), ~{input_tokens} prompt tokens, router {}",
         class.task,
         class.difficulty,
-        serde_json::to_string(&class.difficulty_bucket)?.trim_matches('"')
+        serde_json::to_string(&class.difficulty_bucket)?.trim_matches('"'),
+        decision.router_version.as_deref().unwrap_or("-")
     )?;
     let policy = match decision.policy {
         Policy::Threshold { tau } => format!("threshold τ={tau}"),
@@ -191,5 +199,5 @@ pub fn run(args: &RouteArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_string(why)?.trim_matches('"')
         )?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! the embedding: Switchyard's plain-weights path against linfa's own prediction of the
 //! same kind of models, side by side, with the ratio printed.
 //!
-//!     cargo bench -p switchyard-scorer --bench route
+//!     cargo bench -p switchyard-router --bench route
 //!
 //! Goal (issue 4): ≤ 200 µs for scorer + policy with 11 candidates.
 
@@ -98,8 +98,8 @@ fn route(c: &mut Criterion) {
     let prompt = PromptFeatures {
         features: rows[3].features.clone(),
         task: TaskClass::Chat,
-        input_tokens: 40,
     };
+    let specs = switchyard_router::known_candidates(&scorer, &prices);
     let policy = Policy::Threshold { tau: 0.6 };
     let constraints = Constraints::default();
 
@@ -124,9 +124,9 @@ fn route(c: &mut Criterion) {
         .collect();
 
     let switchyard = || {
-        let candidates = scorer
-            .candidates(black_box(&prompt), None, &prices)
-            .expect("scores");
+        let candidates =
+            switchyard_router::predict_candidates(&scorer, black_box(&prompt), 40, None, &specs)
+                .expect("scores");
         decide(&candidates, &constraints, policy).expect("decides")
     };
     let linfa = || {

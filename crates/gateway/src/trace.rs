@@ -1,0 +1,253 @@
+//! What one chat request did, gathered as the pipeline runs and written once at the end:
+//! the `x-switchyard-*` headers, the metrics, the tenant's charge and the traffic record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use switchyard_providers::Usage;
+
+use crate::error::ApiError;
+use crate::plan::{Plan, ms};
+use crate::state::{AppState, Runtime};
+use crate::tenants::{DEFAULT_TENANT, sha256_hex};
+use crate::traffic::{Attempt, CacheOutcome, Latency, TRAFFIC_VERSION, TrafficRecord, now_rfc3339};
+
+/// The request as the client sent it.
+#[derive(Debug, Default)]
+pub struct Asked {
+    pub tenant: String,
+    /// `model` as sent (`auto`, a route, a model).
+    pub model: String,
+    /// The routed text: the last user message.
+    pub prompt: String,
+    pub stream: bool,
+}
+
+/// What the cache did.
+#[derive(Debug, Default)]
+pub struct CacheTrace {
+    pub outcome: CacheOutcome,
+    pub ms: f64,
+    /// The served entry's id and, for a semantic hit, its score.
+    pub entry: Option<(String, Option<f32>)>,
+    /// The model whose stored answer was served.
+    pub model: Option<String>,
+}
+
+/// How the answer ended, for the record.
+#[derive(Debug, Default)]
+pub struct Ending {
+    pub status: u16,
+    pub model: Option<String>,
+    pub usage: Option<Usage>,
+    pub cost: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Trace {
+    pub state: Arc<AppState>,
+    pub runtime: Arc<Runtime>,
+    pub request_id: String,
+    started: Instant,
+    pub asked: Asked,
+    pub embed_ms: f64,
+    pub cache: CacheTrace,
+    pub plan: Option<Plan>,
+    pub attempts: Vec<Attempt>,
+    pub upstream_ms: f64,
+}
+
+impl Trace {
+    pub fn start(state: &Arc<AppState>) -> Self {
+        let request_id = crate::state::RecentIds::new_id();
+        state.remember(&request_id);
+        Self {
+            state: state.clone(),
+            runtime: state.runtime(),
+            request_id,
+            started: Instant::now(),
+            asked: Asked {
+                tenant: DEFAULT_TENANT.into(),
+                ..Asked::default()
+            },
+            embed_ms: 0.0,
+            cache: CacheTrace::default(),
+            plan: None,
+            attempts: Vec::new(),
+            upstream_ms: 0.0,
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn route_label(&self) -> String {
+        match &self.plan {
+            Some(Plan { route: Some(r), .. }) => r.clone(),
+            Some(_) => "pinned".into(),
+            None => "-".into(),
+        }
+    }
+
+    /// The `x-switchyard-*` headers: why this model, at what cost, from where.
+    pub fn explain(&self, headers: &mut HeaderMap, model: Option<&str>, cost: Option<f64>) {
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        set("x-switchyard-request-id", self.request_id.clone());
+        set("x-switchyard-route", self.route_label());
+        set("x-switchyard-cache", self.cache.outcome.as_str().into());
+        if let Some((id, score)) = &self.cache.entry {
+            set("x-switchyard-cache-entry", id.clone());
+            if let Some(score) = score {
+                set("x-switchyard-cache-score", format!("{score:.3}"));
+            }
+        }
+        set("x-switchyard-attempts", self.attempts.len().to_string());
+        if let Some(model) = model {
+            set("x-switchyard-model", model.to_owned());
+        }
+        if let Some(cost) = cost {
+            set("x-switchyard-cost-usd", format!("{cost:.8}"));
+        }
+        let Some(d) = self.plan.as_ref().and_then(|p| p.decision.as_ref()) else {
+            return;
+        };
+        if let Some(task) = d.task {
+            set("x-switchyard-task", task.to_string());
+        }
+        if let Some(difficulty) = d.difficulty {
+            set("x-switchyard-difficulty", format!("{difficulty:.3}"));
+        }
+        if let Some(version) = &d.router_version {
+            set("x-switchyard-router-version", version.clone());
+        }
+        let chosen = model.unwrap_or(&d.chosen);
+        if let Some(r) = d.ranked.iter().find(|r| r.model == chosen) {
+            set(
+                "x-switchyard-predicted-quality",
+                format!("{:.3}", r.quality),
+            );
+        }
+    }
+
+    /// Answers with `error` and records the request.
+    pub fn fail(self, error: ApiError) -> Response {
+        let error = error.request_id(&self.request_id);
+        let mut response = error.clone().into_response();
+        self.explain(response.headers_mut(), None, None);
+        if self.plan.is_none() {
+            self.state.metrics.add(
+                "switchyard_rejected_total",
+                vec![("reason", error.kind.openai_type().into())],
+                1.0,
+            );
+        }
+        let status = error.status().as_u16();
+        self.finish(Ending {
+            status,
+            error: Some(error.message),
+            ..Ending::default()
+        });
+        response
+    }
+
+    /// Accounts, counts and logs the finished request.
+    pub fn finish(self, ending: Ending) {
+        self.count(&ending);
+        if let (Some(u), Some(_)) = (ending.usage, &ending.model) {
+            let tokens = u.prompt_tokens + u.completion_tokens;
+            let cost = ending.cost.unwrap_or(0.0);
+            self.state.ledger.charge(&self.asked.tenant, tokens, cost);
+        }
+        let state = self.state.clone();
+        if let Some(log) = &state.log {
+            log.traffic(&self.record(ending));
+        }
+    }
+
+    fn count(&self, ending: &Ending) {
+        let m = &self.state.metrics;
+        let route = self.route_label();
+        let served = ending.model.as_deref().unwrap_or("-").to_owned();
+        let status = ending.status.to_string();
+        let labels = vec![
+            ("route", route.clone()),
+            ("model", served.clone()),
+            ("status", status),
+        ];
+        m.add("switchyard_requests_total", labels, 1.0);
+        let seconds = self.started.elapsed().as_secs_f64();
+        m.observe(
+            "switchyard_request_duration_seconds",
+            vec![("route", route.clone())],
+            seconds,
+        );
+        let first = self.plan.as_ref().and_then(|p| p.order.first());
+        if let (Some(model), Some(first)) = (&ending.model, first)
+            && model != first
+        {
+            m.add("switchyard_fallbacks_total", vec![("route", route)], 1.0);
+        }
+        if let Some(u) = ending.usage {
+            for (kind, n) in [
+                ("prompt", u.prompt_tokens),
+                ("completion", u.completion_tokens),
+            ] {
+                let labels = vec![("model", served.clone()), ("kind", kind.into())];
+                m.add("switchyard_tokens_total", labels, n as f64);
+            }
+        }
+        if let Some(c) = ending.cost {
+            m.add("switchyard_cost_usd_total", vec![("model", served)], c);
+        }
+    }
+
+    fn record(self, ending: Ending) -> TrafficRecord {
+        let mut latency = self
+            .plan
+            .as_ref()
+            .map(|p| p.latency.clone())
+            .unwrap_or_default();
+        latency = Latency {
+            embed_ms: self.embed_ms,
+            upstream_ms: self.upstream_ms,
+            cache_ms: self.cache.ms,
+            total_ms: ms(self.started),
+            ..latency
+        };
+        let log_prompts = self.runtime.config.log.log_prompts;
+        let Asked {
+            tenant,
+            model: requested,
+            prompt,
+            stream,
+        } = self.asked;
+        TrafficRecord {
+            v: TRAFFIC_VERSION,
+            request_id: self.request_id,
+            time: now_rfc3339(),
+            tenant,
+            route: self.plan.as_ref().and_then(|p| p.route.clone()),
+            requested,
+            prompt_sha256: sha256_hex(prompt.as_bytes()),
+            prompt: log_prompts.then_some(prompt),
+            stream,
+            decision: self.plan.and_then(|p| p.decision),
+            attempts: self.attempts,
+            model: ending.model,
+            usage: ending.usage,
+            cost_usd: ending.cost,
+            cache: self.cache.outcome,
+            status: ending.status,
+            error: ending.error,
+            latency,
+        }
+    }
+}
