@@ -79,10 +79,7 @@ pub fn prepare(
             "the cache needs the encoder ([router] enabled = false)".into(),
         ));
     };
-    let method: Method = config
-        .method
-        .parse()
-        .map_err(|e| format!("cache.method: {e}"))?;
+    let method = config.method;
     let verifier = if method == Method::Verifier {
         let path = match &config.verifier {
             Some(p) => p.clone(),

@@ -4,9 +4,12 @@
 //! The annotated example is `switchyard.example.toml` at the repository root.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use switchyard_cache::Method;
+use switchyard_core::DeviceSpec;
 use switchyard_core::policy::Policy;
 use switchyard_providers::ProviderKind;
 
@@ -80,8 +83,8 @@ pub struct CacheConfig {
     pub collection: String,
     /// `verifier` (guard + learned verifier; the default), `guard` (cosine + guard) or
     /// `cosine`.
-    #[serde(default = "CacheConfig::default_method")]
-    pub method: String,
+    #[serde(default = "CacheConfig::default_method", deserialize_with = "parsed")]
+    pub method: Method,
     /// Minimum score for a semantic hit: the verifier's probability, or cosine. Default:
     /// the method's operating point from `switchyard eval cache`. Routes may override it.
     pub threshold: Option<f32>,
@@ -119,8 +122,8 @@ impl CacheConfig {
     fn default_collection() -> String {
         "switchyard-cache".into()
     }
-    fn default_method() -> String {
-        "verifier".into()
+    fn default_method() -> Method {
+        Method::Verifier
     }
     fn default_ttl() -> u64 {
         86_400
@@ -153,15 +156,29 @@ impl Default for CacheConfig {
     }
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:8080".into()
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// A field read from its string form through `FromStr`; the parse error names the problem
+/// and `Config::parse` adds the key path.
+fn parsed<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = String::deserialize(de)?;
+    text.parse()
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    /// HOST:PORT, e.g. 127.0.0.1:8080.
+    #[serde(default = "default_listen", deserialize_with = "parsed")]
+    pub listen: SocketAddr,
     /// Larger request bodies get 413.
     #[serde(default = "ServerConfig::default_max_body")]
     pub max_body_bytes: usize,
@@ -210,8 +227,8 @@ pub struct RouterConfig {
     #[serde(default = "RouterConfig::default_scorer")]
     pub scorer: PathBuf,
     /// auto, cpu, cuda or cuda:N.
-    #[serde(default = "RouterConfig::default_device")]
-    pub device: String,
+    #[serde(default, deserialize_with = "parsed")]
+    pub device: DeviceSpec,
 }
 
 fn yes() -> bool {
@@ -228,9 +245,6 @@ impl RouterConfig {
     fn default_scorer() -> PathBuf {
         "models/scorer".into()
     }
-    fn default_device() -> String {
-        "auto".into()
-    }
 }
 
 impl Default for RouterConfig {
@@ -240,7 +254,7 @@ impl Default for RouterConfig {
             encoder: Self::default_encoder(),
             heads: Self::default_heads(),
             scorer: Self::default_scorer(),
-            device: Self::default_device(),
+            device: DeviceSpec::default(),
         }
     }
 }
@@ -472,15 +486,13 @@ impl std::fmt::Display for RoutePolicy {
     }
 }
 
-pub const DEFAULT_POLICY: &str = "threshold:0.7";
-
 /// The local model's id in the configuration without a file.
 pub const LOCAL_MODEL_ID: &str = "smollm2-135m-instruct";
 /// Where `bash models/fetch.sh local-llm` puts it.
 pub const DEFAULT_LOCAL_GGUF: &str = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-fn default_policy() -> String {
-    DEFAULT_POLICY.into()
+fn default_policy() -> RoutePolicy {
+    RoutePolicy::Learned(Policy::Threshold { tau: 0.7 })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -489,8 +501,8 @@ pub struct RouteConfig {
     /// The models this route may choose (and fall back to).
     pub models: Vec<String>,
     /// `threshold:TAU`, `tradeoff:LAMBDA`, `budget:USD`, `margin:M`, or `order`.
-    #[serde(default = "default_policy")]
-    pub policy: String,
+    #[serde(default = "default_policy", deserialize_with = "parsed")]
+    pub policy: RoutePolicy,
     /// This route's semantic-hit threshold (default: `[cache] threshold`).
     pub cache_threshold: Option<f32>,
     /// Set `false` to never cache this route.
@@ -546,9 +558,6 @@ impl Config {
 
     fn validate_cache(&self) -> Result<(), ConfigError> {
         let c = &self.cache;
-        if let Err(e) = c.method.parse::<switchyard_cache::Method>() {
-            return Err(ConfigError::new("cache.method", e));
-        }
         let unit = |t: Option<f32>| t.is_none_or(|t| t > 0.0 && t <= 1.0);
         if !unit(c.threshold) {
             return Err(ConfigError::new("cache.threshold", "must be in (0, 1]"));
@@ -583,15 +592,6 @@ impl Config {
 
     /// Everything a config must satisfy that the types cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::new(
-                "server.listen",
-                format!(
-                    "{:?} is not HOST:PORT (e.g. 127.0.0.1:8080)",
-                    self.server.listen
-                ),
-            ));
-        }
         if self.server.io_threads > 1024 {
             return Err(ConfigError::new(
                 "server.io_threads",
@@ -686,9 +686,6 @@ impl Config {
                     ));
                 }
             }
-            r.policy
-                .parse::<RoutePolicy>()
-                .map_err(|e| ConfigError::new(format!("routes.{name}.policy"), e))?;
         }
         for (name, t) in &self.tenants {
             let hex =
@@ -831,7 +828,7 @@ impl Config {
                     policy: if self.router.enabled {
                         default_policy()
                     } else {
-                        "order".into()
+                        RoutePolicy::Order
                     },
                     cache_threshold: None,
                     cache: true,
@@ -876,11 +873,9 @@ policy = "order"
     #[test]
     fn a_good_config_parses_with_defaults() {
         let c = Config::parse(GOOD).unwrap();
-        assert_eq!(c.server.listen, "127.0.0.1:8080");
-        assert_eq!(
-            c.routes["auto"].policy.parse::<RoutePolicy>(),
-            Ok(RoutePolicy::Order)
-        );
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.routes["auto"].policy, RoutePolicy::Order);
+        assert_eq!(c.router.device, DeviceSpec::Auto);
         assert!(c.log.log_prompts);
     }
 
@@ -916,6 +911,8 @@ policy = "order"
                 "[server]\nlisten = \"localhost\"\n".to_owned(),
                 "server.listen",
             ),
+            ("[router]\ndevice = \"tpu\"\n".to_owned(), "router.device"),
+            ("[cache]\nmethod = \"fuzzy\"\n".to_owned(), "cache.method"),
         ];
         for (text, path) in cases {
             let e = Config::parse(&text).unwrap_err();

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use switchyard_core::ROUTING_TRUNCATION;
 use switchyard_core::pricing::{Price, PriceTable};
-use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION};
 use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig};
 use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{
@@ -32,10 +32,7 @@ pub struct RouterStack {
 impl RouterStack {
     /// Loads the three and checks they belong together.
     pub fn load(config: &crate::config::RouterConfig) -> Result<Self, String> {
-        let device: DeviceSpec = config
-            .device
-            .parse()
-            .map_err(|e| format!("router.device: {e}"))?;
+        let device = config.device;
         let encoder = SentenceEncoder::load(&ModelSource::parse(&config.encoder), device)
             .map_err(|e| format!("router.encoder: {e}"))?
             .with_truncation(ROUTING_TRUNCATION);
@@ -165,7 +162,7 @@ impl Runtime {
         let routes_cfg = config.effective_routes();
         let learned: HashSet<&str> = routes_cfg
             .values()
-            .filter(|r| matches!(r.policy.parse(), Ok(RoutePolicy::Learned(_))))
+            .filter(|r| matches!(r.policy, RoutePolicy::Learned(_)))
             .flat_map(|r| r.models.iter().map(String::as_str))
             .collect();
         let mut models = BTreeMap::new();
@@ -235,10 +232,7 @@ impl Runtime {
         }
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
-            let policy: RoutePolicy = r
-                .policy
-                .parse()
-                .map_err(|e: String| ConfigError::new(format!("routes.{name}.policy"), e))?;
+            let policy = r.policy;
             if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty()
             {
                 return Err(ConfigError::new(

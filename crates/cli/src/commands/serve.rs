@@ -62,13 +62,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = load_config(&source)?;
     if let Some(listen) = args.listen {
-        config.server.listen = listen.to_string();
+        config.server.listen = listen;
     }
-    let listen: SocketAddr = config
-        .server
-        .listen
-        .parse()
-        .context("server.listen is not HOST:PORT")?;
+    let listen = config.server.listen;
     if config.models.is_empty() {
         tracing::warn!(
             "no models configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY, fetch the local model with `bash models/fetch.sh local-llm`, or pass --config FILE (see switchyard.example.toml); chat requests will fail until then"
