@@ -828,6 +828,22 @@ async fn the_cache_answers_repeats_and_paraphrases_within_scope_only() {
     );
     let score: f32 = header(&d, "x-switchyard-cache-score").parse().unwrap();
     assert!(score >= 0.5, "{score}");
+    // Hits are answered before any routing (no task, no decision), an exact one even
+    // before the prompt is embedded; both still count under their route.
+    let log = g.wait_log(4).await;
+    let record = |a: &Answer| {
+        let id = header(a, "x-switchyard-request-id");
+        log.iter().find(|r| r["request_id"] == id.as_str()).unwrap().clone()
+    };
+    for (hit, embedded) in [(&b, false), (&d, true)] {
+        assert!(hit.headers.get("x-switchyard-task").is_none());
+        assert_eq!(header(hit, "x-switchyard-route"), "auto");
+        let r = record(hit);
+        assert!(r["decision"].is_null(), "{r}");
+        assert_eq!(r["route"], "auto");
+        let embed_ms = r["latency"]["embed_ms"].as_f64().unwrap();
+        assert_eq!(embed_ms > 0.0, embedded, "{r}");
+    }
     assert_eq!(up.hits(), 1);
 
     // Not served: a different number, another system prompt (the fingerprint), another

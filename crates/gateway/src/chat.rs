@@ -64,6 +64,7 @@ async fn pipeline(
     let tenant = admit(state, &runtime, headers, trace)?;
     let (value, view) = parse(body, trace)?;
     let resolved = resolve(&runtime, tenant, &view.model)?;
+    trace.route = Some(resolved.target.route_name().map(str::to_owned));
     let mut lookup = CacheLookup::prepare(state, &resolved, &view, &value, headers, trace)?;
     if let Some(body) = lookup.exact(state, trace).await {
         return Ok(Answer::Cached {

@@ -34,6 +34,14 @@ impl Target<'_> {
         }
     }
 
+    /// The route's name; `None` for a pinned model.
+    pub fn route_name(&self) -> Option<&str> {
+        match self {
+            Self::Route(r) => Some(&r.name),
+            Self::Model(_) => None,
+        }
+    }
+
     /// The cache scope's name and the route's own semantic threshold, when this target's
     /// answers are cached (a route may opt out; pinned models always may be cached).
     pub fn cache_scope(&self) -> Option<(&str, Option<f32>)> {

@@ -53,6 +53,8 @@ pub struct Trace {
     pub request_id: String,
     started: Instant,
     pub asked: Asked,
+    /// What `model` resolved to: `Some(route)`, or `Some(None)` for a pinned model.
+    pub route: Option<Option<String>>,
     pub embed_ms: f64,
     pub cache: CacheTrace,
     pub plan: Option<Plan>,
@@ -73,6 +75,7 @@ impl Trace {
                 tenant: DEFAULT_TENANT.into(),
                 ..Asked::default()
             },
+            route: None,
             embed_ms: 0.0,
             cache: CacheTrace::default(),
             plan: None,
@@ -86,9 +89,9 @@ impl Trace {
     }
 
     fn route_label(&self) -> String {
-        match &self.plan {
-            Some(Plan { route: Some(r), .. }) => r.clone(),
-            Some(_) => "pinned".into(),
+        match &self.route {
+            Some(Some(r)) => r.clone(),
+            Some(None) => "pinned".into(),
             None => "-".into(),
         }
     }
@@ -234,7 +237,7 @@ impl Trace {
             request_id: self.request_id,
             time: now_rfc3339(),
             tenant,
-            route: self.plan.as_ref().and_then(|p| p.route.clone()),
+            route: self.route.flatten(),
             requested,
             prompt_sha256: sha256_hex(prompt.as_bytes()),
             prompt: log_prompts.then_some(prompt),
