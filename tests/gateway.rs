@@ -833,7 +833,10 @@ async fn the_cache_answers_repeats_and_paraphrases_within_scope_only() {
     let log = g.wait_log(4).await;
     let record = |a: &Answer| {
         let id = header(a, "x-switchyard-request-id");
-        log.iter().find(|r| r["request_id"] == id.as_str()).unwrap().clone()
+        log.iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .unwrap()
+            .clone()
     };
     for (hit, embedded) in [(&b, false), (&d, true)] {
         assert!(hit.headers.get("x-switchyard-task").is_none());

@@ -16,6 +16,6 @@ if ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" MAKEFLAGS=-j2 \
     "$venv/bin/pip" install --quiet --disable-pip-version-check 'llama-cpp-python==0.3.36'
 fi
-cargo build --release --locked -p switchyard-providers --example bench_local
+cargo build --release --locked -p switchyard-local --example bench_local
 target="${CARGO_TARGET_DIR:-target}"
 "$venv/bin/python" eval/bench/local_llm.py --bench-binary "$target/release/examples/bench_local" "$@"

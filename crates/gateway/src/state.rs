@@ -10,7 +10,6 @@ use std::time::Duration;
 use switchyard_core::ROUTING_TRUNCATION;
 use switchyard_core::pricing::{Price, PriceTable};
 use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig};
-use switchyard_providers::local::{LocalEngine, LocalSpec};
 use switchyard_providers::{
     ApiKey, Breaker, BreakerConfig, Provider, ProviderKind, ProviderSpec, RetryPolicy, Timeouts,
 };
@@ -55,6 +54,31 @@ pub fn resolve_gguf(model: &std::path::Path) -> Result<PathBuf, String> {
         return Err(format!("{text:?}: a hub model is hf:owner/name/file.gguf"));
     };
     switchyard_embed::hub_file(&format!("{owner}/{name}"), file).map_err(|e| e.to_string())
+}
+
+/// The in-process GGUF model of provider `name`.
+#[cfg(feature = "local")]
+fn local_provider(name: &str, p: &crate::config::ProviderConfig) -> Result<Provider, ConfigError> {
+    use switchyard_local::{LocalEngine, LocalSpec};
+    let at = |e: String| ConfigError::new(format!("providers.{name}.model"), e);
+    let gguf = resolve_gguf(p.model.as_deref().unwrap_or(std::path::Path::new(""))).map_err(at)?;
+    let spec = LocalSpec {
+        gguf,
+        tokenizer: p.tokenizer.clone(),
+        workers: p.workers.unwrap_or(1),
+        queue: p.queue.unwrap_or(16),
+    };
+    let engine = LocalEngine::load(name, &spec).map_err(at)?;
+    Ok(Provider::in_process(name, Arc::new(engine)))
+}
+
+/// Without the `local` feature there is no in-process model: say how to get one.
+#[cfg(not(feature = "local"))]
+fn local_provider(name: &str, _: &crate::config::ProviderConfig) -> Result<Provider, ConfigError> {
+    Err(ConfigError::new(
+        format!("providers.{name}.kind"),
+        "this build has no local model (built without the `local` feature); rebuild with `--features local`, or use an HTTP provider",
+    ))
 }
 
 /// A model as the gateway serves it.
@@ -119,19 +143,7 @@ impl Runtime {
         let mut providers = BTreeMap::new();
         for (name, p) in &config.providers {
             if p.kind == ProviderKind::Local {
-                let gguf = resolve_gguf(p.model.as_deref().unwrap_or(std::path::Path::new("")))
-                    .map_err(|e| ConfigError::new(format!("providers.{name}.model"), e))?;
-                let spec = LocalSpec {
-                    gguf,
-                    tokenizer: p.tokenizer.clone(),
-                    workers: p.workers.unwrap_or(1),
-                    queue: p.queue.unwrap_or(16),
-                };
-                let engine = LocalEngine::load(name, &spec)
-                    .map_err(|e| ConfigError::new(format!("providers.{name}.model"), e))?;
-                let provider = Provider::local(name, Arc::new(engine))
-                    .map_err(|e| ConfigError::new(format!("providers.{name}"), e.message))?;
-                providers.insert(name.clone(), provider);
+                providers.insert(name.clone(), local_provider(name, p)?);
                 continue;
             }
             let api_key = match &p.api_key_env {

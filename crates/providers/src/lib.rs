@@ -15,7 +15,6 @@
 pub mod anthropic;
 mod breaker;
 pub mod fallback;
-pub mod local;
 mod openai;
 mod retry;
 mod sse;
@@ -38,7 +37,7 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic Messages at `{base_url}/messages`.
     Anthropic,
-    /// A GGUF model run in-process ([`local`]).
+    /// A GGUF model run in-process (`switchyard-local`, behind [`InProcess`]).
     Local,
 }
 
@@ -257,80 +256,91 @@ fn client(spec: &ProviderSpec) -> Result<reqwest::Client, AttemptError> {
     })
 }
 
-/// One configured upstream; HTTP connections are pooled per thread ([`http_client`]).
+/// A model served inside this process (the local GGUF engine in `switchyard-local`): the
+/// same OpenAI shapes as the HTTP providers, behind one seam so this crate needs no model
+/// runtime.
+pub trait InProcess: Send + Sync + std::fmt::Debug {
+    /// Answers an OpenAI Chat Completions request, whole or as a stream.
+    fn chat<'a>(
+        &'a self,
+        request: &'a Value,
+        stream: bool,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Reply, AttemptError>> + Send + 'a>>;
+}
+
+/// One configured upstream.
 #[derive(Debug, Clone)]
-pub struct Provider {
-    spec: ProviderSpec,
-    local: Option<std::sync::Arc<local::LocalEngine>>,
+pub enum Provider {
+    /// An HTTP API; connections are pooled per thread ([`http_client`]).
+    Http(ProviderSpec),
+    /// A model run in this process.
+    InProcess {
+        name: String,
+        engine: std::sync::Arc<dyn InProcess>,
+    },
 }
 
 impl Provider {
+    /// An HTTP provider; fails here, at start-up or reload, rather than on the first request.
     pub fn new(spec: ProviderSpec) -> Result<Self, AttemptError> {
-        // Fails here, at start-up or reload, rather than on the first request.
         client(&spec)?;
-        Ok(Self { spec, local: None })
+        Ok(Self::Http(spec))
     }
 
-    /// A provider of kind [`ProviderKind::Local`] around a loaded engine.
-    pub fn local(
-        name: &str,
-        engine: std::sync::Arc<local::LocalEngine>,
-    ) -> Result<Self, AttemptError> {
-        let mut provider = Self::new(ProviderSpec {
+    /// A provider around a model loaded in this process.
+    pub fn in_process(name: &str, engine: std::sync::Arc<dyn InProcess>) -> Self {
+        Self::InProcess {
             name: name.to_owned(),
-            kind: ProviderKind::Local,
-            base_url: String::new(),
-            api_key: None,
-            timeouts: Timeouts::default(),
-        })?;
-        provider.local = Some(engine);
-        Ok(provider)
+            engine,
+        }
     }
 
-    pub fn spec(&self) -> &ProviderSpec {
-        &self.spec
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Http(spec) => &spec.name,
+            Self::InProcess { name, .. } => name,
+        }
     }
 
     /// Sends an OpenAI Chat Completions request (`model` set to the upstream's id).
     ///
     /// Error messages are scrubbed of the API key: some upstreams echo it back.
     pub async fn chat(&self, request: Value, stream: bool) -> Result<Reply, AttemptError> {
-        let result = match self.spec.kind {
-            ProviderKind::Openai => match client(&self.spec) {
-                Ok(c) => openai::chat(&c, &self.spec, request, stream).await,
-                Err(e) => Err(e),
-            },
-            ProviderKind::Anthropic => match client(&self.spec) {
-                Ok(c) => anthropic::chat(&c, &self.spec, &request, stream).await,
-                Err(e) => Err(e),
-            },
-            ProviderKind::Local => match &self.local {
-                Some(engine) => engine.chat(&request, stream).await,
-                None => Err(AttemptError::new(
-                    ErrorClass::ServerError,
-                    format!("{}: the local model is not loaded", self.spec.name),
-                )),
-            },
-        };
-        let key = self.spec.api_key.clone();
-        let scrub = move |mut e: AttemptError| {
-            if let Some(k) = &key
-                && !k.expose().is_empty()
-            {
-                e.message = e.message.replace(k.expose(), "<redacted>");
-            }
-            e
-        };
-        match result {
-            Ok(Reply::Stream { first, rest }) => Ok(Reply::Stream {
-                first,
-                rest: Box::pin(futures_util::StreamExt::map(rest, move |r| {
-                    r.map_err(&scrub)
-                })),
-            }),
-            Ok(full) => Ok(full),
-            Err(e) => Err(scrub(e)),
+        match self {
+            Self::Http(spec) => http_chat(spec, request, stream).await,
+            Self::InProcess { engine, .. } => engine.chat(&request, stream).await,
         }
+    }
+}
+
+async fn http_chat(
+    spec: &ProviderSpec,
+    request: Value,
+    stream: bool,
+) -> Result<Reply, AttemptError> {
+    let result = match (spec.kind, client(spec)) {
+        (_, Err(e)) => Err(e),
+        (ProviderKind::Anthropic, Ok(c)) => anthropic::chat(&c, spec, &request, stream).await,
+        (_, Ok(c)) => openai::chat(&c, spec, request, stream).await,
+    };
+    let key = spec.api_key.clone();
+    let scrub = move |mut e: AttemptError| {
+        if let Some(k) = &key
+            && !k.expose().is_empty()
+        {
+            e.message = e.message.replace(k.expose(), "<redacted>");
+        }
+        e
+    };
+    match result {
+        Ok(Reply::Stream { first, rest }) => Ok(Reply::Stream {
+            first,
+            rest: Box::pin(futures_util::StreamExt::map(rest, move |r| {
+                r.map_err(&scrub)
+            })),
+        }),
+        Ok(full) => Ok(full),
+        Err(e) => Err(scrub(e)),
     }
 }
 

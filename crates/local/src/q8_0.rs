@@ -8,6 +8,11 @@
 //! `Σ_blocks d_w·d_a·Σ(q_w·q_a)`; with AVX2 a block's 32 signed products are `vpsignb` +
 //! `vpmaddubsw` + `vpmaddwd` (llama.cpp's method), elsewhere the same sum in plain Rust.
 
+#![expect(
+    unsafe_code,
+    reason = "the Q8_0 product uses AVX2 intrinsics (runtime-detected) and unchecked SIMD loads; each unsafe block says why its pointers are in bounds"
+)]
+
 use candle_core::quantized::GgmlDType;
 
 use super::blocks::{BLOCK, BlockFormat, BlockWeights, Q8Rows, f16_to_f32, one_row};
@@ -46,7 +51,6 @@ fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
 /// AVX2 and F16C; `block` points at 34 readable bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(unsafe_code)]
 #[inline]
 unsafe fn block_products(
     block: *const u8,
@@ -75,7 +79,6 @@ unsafe fn block_products(
 /// many entries (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(unsafe_code)]
 unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     use std::arch::x86_64::*;
     let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -124,7 +127,6 @@ impl BlockFormat for Q8_0 {
                 #[cfg(target_arch = "x86_64")]
                 if simd {
                     // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
-                    #[allow(unsafe_code)]
                     return unsafe { dot_avx2(w, qs, ds) };
                 }
                 dot_portable(w, qs, ds)
@@ -156,11 +158,11 @@ impl BlockFormat for Q8_0 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::blocks::matmul;
+    use crate::blocks::matmul;
     use candle_core::quantized::QMatMul;
     use candle_core::{Device, Module, Tensor};
 
-    use crate::local::blocks::test_values as values;
+    use crate::blocks::test_values as values;
     use candle_core::quantized::QTensor;
 
     #[test]
@@ -228,7 +230,6 @@ mod tests {
             let weights = Q8_0::quantize(&values(k, 4));
             let acts = Q8Rows::quantize(&values(k, 5));
             let portable = dot_portable(&weights, &acts.qs, &acts.ds);
-            #[allow(unsafe_code)]
             // SAFETY: features detected above; one row of k / 32 blocks each.
             let simd = unsafe { dot_avx2(&weights, &acts.qs, &acts.ds) };
             assert!(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use switchyard_providers::local::{LocalEngine, LocalSpec};
+use switchyard_local::{LocalEngine, LocalSpec};
 use switchyard_providers::{ErrorClass, Provider, Reply};
 
 /// This package's directory: from cargo at run time (the checkout being tested), falling back
@@ -51,7 +51,7 @@ fn engine(workers: usize, queue: usize) -> Option<Arc<LocalEngine>> {
 }
 
 fn provider(workers: usize, queue: usize) -> Option<Provider> {
-    Some(Provider::local("local", engine(workers, queue)?).unwrap())
+    Some(Provider::in_process("local", engine(workers, queue)?))
 }
 
 fn request(extra: Value) -> Value {
@@ -179,7 +179,7 @@ async fn bad_parameters_are_400s_naming_the_field() {
 #[tokio::test]
 async fn a_dropped_stream_frees_the_worker_and_a_full_queue_is_429() {
     let Some(engine) = engine(1, 1) else { return };
-    let p = Provider::local("local", engine.clone()).unwrap();
+    let p = Provider::in_process("local", engine.clone());
     let long = request(json!({"temperature": 0, "max_tokens": 4000,
         "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}));
     let Reply::Stream { rest, .. } = p.chat(long, true).await.unwrap() else {
@@ -225,7 +225,7 @@ fn the_decoder_matches_candles_quantized_llama() {
     use candle_core::{Device, Tensor};
     use candle_transformers::models::quantized_llama::ModelWeights;
     let Some(path) = gguf() else { return };
-    let mut ours = switchyard_providers::local::load_weights(&path).unwrap();
+    let mut ours = switchyard_local::load_weights(&path).unwrap();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
     let mut theirs = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
@@ -297,7 +297,7 @@ fn the_decoder_matches_candles_quantized_llama() {
 fn a_cached_step_matches_the_whole_prompt_at_once() {
     use candle_core::{Device, Tensor};
     let Some(path) = gguf() else { return };
-    let mut model = switchyard_providers::local::load_weights(&path).unwrap();
+    let mut model = switchyard_local::load_weights(&path).unwrap();
     let text: Vec<u32> = vec![
         1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 28, 7018, 411, 2, 198, 520,
     ];

@@ -250,8 +250,8 @@ pub(super) fn test_values(n: usize, seed: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::q4_1::Q4_1;
-    use crate::local::q8_0::Q8_0;
+    use crate::q4_1::Q4_1;
+    use crate::q8_0::Q8_0;
 
     fn bad_sizes_are_errors<F: BlockFormat>() {
         let weights = F::quantize(&test_values(64 * 4, 6));

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = Tokenizer::from_gguf(&content)?;
     drop(file);
     // The provider's own loading path (Q4_1 matrices on its own SIMD kernel).
-    let mut weights = switchyard_providers::local::load_weights(std::path::Path::new(model))?;
+    let mut weights = switchyard_local::load_weights(std::path::Path::new(model))?;
     let prompt = std::fs::read_to_string(prompt_file)?;
     let ids = tokenizer
         .encode(prompt, false)

@@ -14,6 +14,11 @@
 //! [`QMatMul`]: candle_core::quantized::QMatMul
 //! [`QuantizedType`]: candle_core::quantized::QuantizedType
 
+#![expect(
+    unsafe_code,
+    reason = "the Q4_1 product uses AVX2 intrinsics (runtime-detected) and unchecked SIMD loads; each unsafe block says why its pointers are in bounds"
+)]
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -64,7 +69,6 @@ fn dot_portable(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
 /// AVX2, FMA and F16C; `block` points at 20 readable bytes, `a` at 32.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(unsafe_code)]
 #[inline]
 unsafe fn block_products(
     block: *const u8,
@@ -101,7 +105,6 @@ unsafe fn block_products(
 /// and `ds` as many entries (checked by the caller).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(unsafe_code)]
 unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
     use std::arch::x86_64::*;
     let mut acc = _mm256_setzero_ps();
@@ -126,7 +129,6 @@ unsafe fn dot_avx2(w: &[u8], qs: &[i8], ds: &[[f32; 2]]) -> f32 {
 /// As [`dot_avx2`], for each of the four rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(unsafe_code)]
 unsafe fn dot4_avx2(w: [&[u8]; 4], qs: &[i8], ds: &[[f32; 2]]) -> [f32; 4] {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -165,7 +167,6 @@ impl BlockFormat for Q4_1 {
             #[cfg(target_arch = "x86_64")]
             if simd {
                 // SAFETY: the features were detected; w, qs and ds all hold k / 32 blocks.
-                #[allow(unsafe_code)]
                 return unsafe { dot_avx2(w, qs, ds) };
             }
             dot_portable(w, qs, ds)
@@ -217,7 +218,6 @@ impl BlockFormat for Q4_1 {
                         let qs = &acts.qs[row * k..(row + 1) * k];
                         let ds = &acts.ds[row * (k / BLOCK)..(row + 1) * (k / BLOCK)];
                         // SAFETY: the features were detected; each row, qs and ds hold k / 32 blocks.
-                        #[allow(unsafe_code)]
                         let four = unsafe { dot4_avx2(w, qs, ds) };
                         for (i, v) in four.into_iter().enumerate() {
                             out[at(c + i, row)] = v;
@@ -277,9 +277,9 @@ impl BlockFormat for Q4_1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::blocks::matmul;
+    use crate::blocks::matmul;
 
-    use crate::local::blocks::test_values as values;
+    use crate::blocks::test_values as values;
 
     fn reference(w: &[f32], (m, k, n): (usize, usize, usize), lhs: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
@@ -370,7 +370,6 @@ mod tests {
         let weights = Q4_1::quantize(&values(k, 4));
         let acts = Q8Rows::quantize(&values(k, 5));
         let portable = dot_portable(&weights, &acts.qs, &acts.ds);
-        #[allow(unsafe_code)]
         // SAFETY: features detected above; one row of k / 32 blocks each.
         let simd = unsafe { dot_avx2(&weights, &acts.qs, &acts.ds) };
         assert!(

@@ -1,4 +1,4 @@
-//! A quantized chat model inside the gateway: a GGUF llama-family model run by candle on
+//! Switchyard's in-process LLM. A quantized chat model inside the gateway: a GGUF llama-family model run by candle on
 //! worker threads behind a bounded queue, speaking the same OpenAI shapes as the HTTP
 //! providers.
 //!
@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
-use crate::{AttemptError, ErrorClass, Reply, Usage};
+use switchyard_providers::{AttemptError, ErrorClass, InProcess, Reply, Usage};
 
 mod blocks;
 mod llama;
@@ -495,6 +495,17 @@ impl LocalEngine {
             first,
             rest: Box::pin(rest),
         })
+    }
+}
+
+impl InProcess for LocalEngine {
+    fn chat<'a>(
+        &'a self,
+        request: &'a Value,
+        stream: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, AttemptError>> + Send + 'a>>
+    {
+        Box::pin(LocalEngine::chat(self, request, stream))
     }
 }
 
