@@ -11,6 +11,7 @@
     reason = "test helpers fail loudly and say what they skip"
 )]
 
+#[path = "../crates/gateway/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,7 @@
 //! The gateway over real HTTP on 127.0.0.1: fake providers that fail in every way, the
 //! learned `auto` route, streaming, fallback, breakers, tenants, bad requests, the traffic
-//! log and feedback. The gateway runs in-process here (`gateway_e2e.rs` runs the binary).
+//! log and feedback. The gateway runs in-process here, on a real socket; `handlers.rs`
+//! tests handlers without one, and `tests/gateway_e2e.rs` runs the binary.
 
 #![allow(
     clippy::expect_used,
