@@ -491,19 +491,31 @@ async fn metrics(State(state): Shared) -> Response {
         .into_response()
 }
 
-/// Serves on the current runtime until SIGINT/SIGTERM; SIGHUP reloads the config file.
-/// `on_bound` gets the bound address (useful with port 0). The `switchyard serve` command
-/// uses [`serve_on_threads`]; this is the same server on one listener, for a program or a
-/// test that already runs a runtime.
+/// [`serve_on_threads`] from async code (a program or a test that already runs a runtime):
+/// the same event loops, with `server.io_threads` from the config, started on a thread of
+/// their own; resolves when they stop (SIGINT/SIGTERM). `on_bound` gets the bound address
+/// (useful with port 0).
 pub async fn serve(
     state: Arc<AppState>,
     listen: SocketAddr,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    on_bound(listener.local_addr()?);
-    start_background(&state);
-    serve_listener(state, listener, shutdown_signal()).await
+    let threads = state.runtime().config.server.io_threads;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("switchyard-serve".into())
+        .spawn(move || {
+            let _ = done.send(serve_on_threads(
+                state,
+                listen,
+                threads,
+                on_bound,
+                shutdown_signal(),
+            ));
+        })?;
+    finished
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the server thread panicked")))
 }
 
 /// Serves on `threads` event loops (0 = one per CPU core) until `stop` resolves (the
