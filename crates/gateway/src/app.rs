@@ -478,14 +478,10 @@ async fn metrics(State(state): Shared) -> Response {
     for model in runtime.models.keys() {
         let open = state.breaker(model, runtime.breaker).state()
             == switchyard_providers::BreakerState::Open;
-        state.metrics.set(
-            "switchyard_breaker_open",
-            vec![("model", model.clone())],
-            f64::from(u8::from(open)),
-        );
+        state.metrics.breaker_open(model, open);
     }
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [("content-type", crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
         .into_response()

@@ -152,11 +152,9 @@ async fn embed_once(
 fn observe_routing(state: &AppState, planned: &crate::plan::Plan, embed_ms: f64) {
     if let (Some(route), Some(_)) = (&planned.route, &planned.decision) {
         let l = &planned.latency;
-        state.metrics.observe(
-            "switchyard_routing_duration_seconds",
-            vec![("route", route.clone())],
-            (embed_ms + l.classify_ms + l.score_ms) / 1e3,
-        );
+        state
+            .metrics
+            .routing(route, (embed_ms + l.classify_ms + l.score_ms) / 1e3);
     }
 }
 
@@ -268,11 +266,7 @@ impl CacheLookup {
                 (CacheOutcome::Bypass, "error")
             }
         };
-        state.metrics.add(
-            "switchyard_cache_lookups_total",
-            vec![("outcome", label.into())],
-            1.0,
-        );
+        state.metrics.cache_lookup(label);
         trace.cache.outcome = if outcome.served() {
             CacheOutcome::Miss
         } else {
@@ -333,10 +327,7 @@ impl StoreJob {
                     "error"
                 }
             };
-            let labels = vec![("outcome", outcome.into())];
-            state
-                .metrics
-                .add("switchyard_cache_stores_total", labels, 1.0);
+            state.metrics.cache_store(outcome);
         });
     }
 }

@@ -18,16 +18,8 @@ struct Counted<'a>(&'a Metrics);
 
 impl Observer for Counted<'_> {
     fn attempt(&self, model: &str, outcome: &'static str, latency: Option<Duration>) {
-        let labels = vec![("model", model.to_owned()), ("outcome", outcome.into())];
-        self.0.add("switchyard_attempts_total", labels, 1.0);
-        if let Some(l) = latency {
-            let labels = vec![("model", model.to_owned())];
-            self.0.observe(
-                "switchyard_upstream_duration_seconds",
-                labels,
-                l.as_secs_f64(),
-            );
-        }
+        self.0
+            .attempt(model, outcome, latency.map(|l| l.as_secs_f64()));
     }
 }
 

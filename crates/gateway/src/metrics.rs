@@ -1,181 +1,278 @@
-//! Prometheus metrics in the text exposition format, without a metrics framework: a few
-//! labelled counters and histograms behind one mutex (updates are a map lookup and an add).
+//! Prometheus metrics through `prometheus-client`: every family is registered once, at
+//! start, and updated lock-free through its typed handle; `/metrics` renders the registry
+//! in the OpenMetrics text format.
+//!
+//! Names (counters get `_total` from the library): `switchyard_requests_total`,
+//! `switchyard_attempts_total`, `switchyard_fallbacks_total`, `switchyard_tokens_total`,
+//! `switchyard_cost_usd_total`, `switchyard_rejected_total`,
+//! `switchyard_cache_lookups_total`, `switchyard_cache_stores_total`,
+//! `switchyard_request_duration_seconds`, `switchyard_routing_duration_seconds`,
+//! `switchyard_upstream_duration_seconds`, `switchyard_breaker_open`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Seconds.
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-type Labels = Vec<(&'static str, String)>;
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    model: String,
+    status: String,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    counters: BTreeMap<(&'static str, Labels), f64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
-    gauges: BTreeMap<(&'static str, Labels), f64>,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelOutcome {
+    model: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelKind {
+    model: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The gateway's metrics: one handle per family.
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    attempts: Family<ModelOutcome, Counter>,
+    fallbacks: Family<RouteLabel, Counter>,
+    tokens: Family<ModelKind, Counter>,
+    cost_usd: Family<ModelLabel, Counter<f64, AtomicU64>>,
+    rejected: Family<Reason, Counter>,
+    cache_lookups: Family<Outcome, Counter>,
+    cache_stores: Family<Outcome, Counter>,
+    request_duration: Histograms<RouteLabel>,
+    routing_duration: Histograms<RouteLabel>,
+    upstream_duration: Histograms<ModelLabel>,
+    breaker_open: Family<ModelLabel, Gauge>,
 }
 
-const HELP: &[(&str, &str, &str)] = &[
-    (
-        "switchyard_requests_total",
-        "counter",
-        "Requests by route, serving model and HTTP status.",
-    ),
-    (
-        "switchyard_attempts_total",
-        "counter",
-        "Upstream attempts by model and outcome (ok or an error class).",
-    ),
-    (
-        "switchyard_fallbacks_total",
-        "counter",
-        "Requests served by a model other than the first choice.",
-    ),
-    (
-        "switchyard_tokens_total",
-        "counter",
-        "Tokens by model and kind (prompt, completion).",
-    ),
-    (
-        "switchyard_cost_usd_total",
-        "counter",
-        "Cost in USD by model, from upstream usage and the price table.",
-    ),
-    (
-        "switchyard_request_duration_seconds",
-        "histogram",
-        "Whole-request latency by route (to the last byte).",
-    ),
-    (
-        "switchyard_routing_duration_seconds",
-        "histogram",
-        "Embedding, classification, scoring and policy by route.",
-    ),
-    (
-        "switchyard_upstream_duration_seconds",
-        "histogram",
-        "Upstream attempt latency by model (to the response or first chunk).",
-    ),
-    (
-        "switchyard_breaker_open",
-        "gauge",
-        "1 while a model's circuit breaker is open.",
-    ),
-    (
-        "switchyard_rejected_total",
-        "counter",
-        "Requests refused before routing, by reason.",
-    ),
-    (
-        "switchyard_cache_lookups_total",
-        "counter",
-        "Cache lookups by outcome (hit, semantic_hit, miss, error).",
-    ),
-    (
-        "switchyard_cache_stores_total",
-        "counter",
-        "Answers stored in the cache, by outcome (ok, error).",
-    ),
-];
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        let attempts = Family::default();
+        let fallbacks = Family::default();
+        let tokens = Family::default();
+        let cost_usd = Family::default();
+        let rejected = Family::default();
+        let cache_lookups = Family::default();
+        let cache_stores = Family::default();
+        let request_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
+        let routing_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
+        let upstream_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
+        let breaker_open = Family::default();
+        let r = &mut registry;
+        r.register(
+            "switchyard_requests",
+            "Requests by route, serving model and HTTP status",
+            requests.clone(),
+        );
+        r.register(
+            "switchyard_attempts",
+            "Upstream attempts by model and outcome (ok or an error class)",
+            attempts.clone(),
+        );
+        r.register(
+            "switchyard_fallbacks",
+            "Requests served by a model other than the first choice",
+            fallbacks.clone(),
+        );
+        r.register(
+            "switchyard_tokens",
+            "Tokens by model and kind (prompt, completion)",
+            tokens.clone(),
+        );
+        r.register(
+            "switchyard_cost_usd",
+            "Cost in USD by model, from upstream usage and the price table",
+            cost_usd.clone(),
+        );
+        r.register(
+            "switchyard_rejected",
+            "Requests refused before routing, by reason",
+            rejected.clone(),
+        );
+        r.register(
+            "switchyard_cache_lookups",
+            "Cache lookups by outcome (hit, semantic_hit, miss, error)",
+            cache_lookups.clone(),
+        );
+        r.register(
+            "switchyard_cache_stores",
+            "Answers stored in the cache, by outcome (ok, error)",
+            cache_stores.clone(),
+        );
+        r.register(
+            "switchyard_request_duration_seconds",
+            "Whole-request latency by route (to the last byte)",
+            request_duration.clone(),
+        );
+        r.register(
+            "switchyard_routing_duration_seconds",
+            "Embedding, classification, scoring and policy by route",
+            routing_duration.clone(),
+        );
+        r.register(
+            "switchyard_upstream_duration_seconds",
+            "Upstream attempt latency by model (to the response or first chunk)",
+            upstream_duration.clone(),
+        );
+        r.register(
+            "switchyard_breaker_open",
+            "1 while a model's circuit breaker is open",
+            breaker_open.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            attempts,
+            fallbacks,
+            tokens,
+            cost_usd,
+            rejected,
+            cache_lookups,
+            cache_stores,
+            request_duration,
+            routing_duration,
+            upstream_duration,
+            breaker_open,
+        }
+    }
+}
 
 impl Metrics {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// A finished request and how long it took.
+    pub fn request(&self, route: &str, model: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            route: route.to_owned(),
+            model: model.to_owned(),
+            status: status.to_string(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.request_duration
+            .get_or_create(&RouteLabel {
+                route: labels.route,
+            })
+            .observe(seconds);
     }
 
-    pub fn add(&self, name: &'static str, labels: Labels, value: f64) {
-        *self.lock().counters.entry((name, labels)).or_default() += value;
+    pub fn fallback(&self, route: &str) {
+        let route = route.to_owned();
+        self.fallbacks.get_or_create(&RouteLabel { route }).inc();
     }
 
-    pub fn observe(&self, name: &'static str, labels: Labels, seconds: f64) {
-        let mut inner = self.lock();
-        let h = inner.histograms.entry((name, labels)).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                h.counts[i] += 1;
-            }
+    /// Tokens the upstream reported and what they cost.
+    pub fn usage(&self, model: &str, prompt: u64, completion: u64) {
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            let labels = ModelKind {
+                model: model.to_owned(),
+                kind: kind.to_owned(),
+            };
+            self.tokens.get_or_create(&labels).inc_by(n);
         }
-        h.sum += seconds;
-        h.count += 1;
     }
 
-    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
-        self.lock().gauges.insert((name, labels), value);
+    pub fn cost(&self, model: &str, usd: f64) {
+        let model = model.to_owned();
+        self.cost_usd
+            .get_or_create(&ModelLabel { model })
+            .inc_by(usd);
     }
 
-    /// The exposition text.
+    /// An upstream attempt; `seconds` is `None` when nothing was sent (open breaker).
+    pub fn attempt(&self, model: &str, outcome: &str, seconds: Option<f64>) {
+        let labels = ModelOutcome {
+            model: model.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.attempts.get_or_create(&labels).inc();
+        if let Some(s) = seconds {
+            let model = labels.model;
+            self.upstream_duration
+                .get_or_create(&ModelLabel { model })
+                .observe(s);
+        }
+    }
+
+    pub fn routing(&self, route: &str, seconds: f64) {
+        let route = route.to_owned();
+        self.routing_duration
+            .get_or_create(&RouteLabel { route })
+            .observe(seconds);
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        let reason = reason.to_owned();
+        self.rejected.get_or_create(&Reason { reason }).inc();
+    }
+
+    pub fn cache_lookup(&self, outcome: &str) {
+        let outcome = outcome.to_owned();
+        self.cache_lookups.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn cache_store(&self, outcome: &str) {
+        let outcome = outcome.to_owned();
+        self.cache_stores.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn breaker_open(&self, model: &str, open: bool) {
+        let model = model.to_owned();
+        self.breaker_open
+            .get_or_create(&ModelLabel { model })
+            .set(i64::from(open));
+    }
+
+    /// The exposition text ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let inner = self.lock();
         let mut out = String::new();
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            let series = inner
-                .counters
-                .iter()
-                .chain(inner.gauges.iter())
-                .filter(|((n, _), _)| n == name);
-            for ((_, labels), v) in series {
-                let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels, None));
-            }
-            for ((_, labels), h) in inner.histograms.iter().filter(|((n, _), _)| n == name) {
-                for (b, c) in BUCKETS.iter().zip(h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {c}",
-                        fmt_labels(labels, Some(&b.to_string()))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    fmt_labels(labels, Some("+Inf")),
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels, None), h.sum);
-                let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels, None), h.count);
-            }
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
         }
         out
-    }
-}
-
-fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
     }
 }
 
@@ -184,34 +281,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_histograms() {
+    fn renders_counters_histograms_and_escaped_labels() {
         let m = Metrics::default();
-        m.add(
-            "switchyard_requests_total",
-            vec![("route", "auto".into()), ("status", "200".into())],
-            1.0,
-        );
-        m.add(
-            "switchyard_requests_total",
-            vec![("route", "auto".into()), ("status", "200".into())],
-            1.0,
-        );
-        m.observe(
-            "switchyard_request_duration_seconds",
-            vec![("route", "a\"b".into())],
-            0.003,
-        );
+        m.request("auto", "small", 200, 0.003);
+        m.request("auto", "small", 200, 0.5);
+        m.request("a\"b", "-", 400, 0.003);
+        m.cost("small", 0.25);
+        m.breaker_open("big", true);
         let text = m.render();
-        assert!(
-            text.contains("switchyard_requests_total{route=\"auto\",status=\"200\"} 2"),
-            "{text}"
-        );
-        assert!(text.contains(
-            "switchyard_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"0.0025\"} 0"
-        ));
-        assert!(text.contains(
-            "switchyard_request_duration_seconds_bucket{route=\"a\\\"b\",le=\"0.005\"} 1"
-        ));
-        assert!(text.contains("switchyard_request_duration_seconds_count{route=\"a\\\"b\"} 1"));
+        let has = |s: &str| assert!(text.contains(s), "{s} not in\n{text}");
+        has("switchyard_requests_total{route=\"auto\",model=\"small\",status=\"200\"} 2");
+        has("switchyard_request_duration_seconds_bucket{le=\"0.005\",route=\"auto\"} 1");
+        has("switchyard_request_duration_seconds_count{route=\"auto\"} 2");
+        has("route=\"a\\\"b\"");
+        has("switchyard_cost_usd_total{model=\"small\"} 0.25");
+        has("switchyard_breaker_open{model=\"big\"} 1");
+        has("# EOF");
     }
 }

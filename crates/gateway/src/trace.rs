@@ -146,11 +146,7 @@ impl Trace {
         let mut response = error.clone().into_response();
         self.explain(response.headers_mut(), None, None);
         if self.plan.is_none() {
-            self.state.metrics.add(
-                "switchyard_rejected_total",
-                vec![("reason", error.kind.openai_type().into())],
-                1.0,
-            );
+            self.state.metrics.rejected(error.kind.openai_type());
         }
         let status = error.status().as_u16();
         self.finish(Ending {
@@ -178,37 +174,20 @@ impl Trace {
     fn count(&self, ending: &Ending) {
         let m = &self.state.metrics;
         let route = self.route_label();
-        let served = ending.model.as_deref().unwrap_or("-").to_owned();
-        let status = ending.status.to_string();
-        let labels = vec![
-            ("route", route.clone()),
-            ("model", served.clone()),
-            ("status", status),
-        ];
-        m.add("switchyard_requests_total", labels, 1.0);
+        let served = ending.model.as_deref().unwrap_or("-");
         let seconds = self.started.elapsed().as_secs_f64();
-        m.observe(
-            "switchyard_request_duration_seconds",
-            vec![("route", route.clone())],
-            seconds,
-        );
+        m.request(&route, served, ending.status, seconds);
         let first = self.plan.as_ref().and_then(|p| p.order.first());
         if let (Some(model), Some(first)) = (&ending.model, first)
             && model != first
         {
-            m.add("switchyard_fallbacks_total", vec![("route", route)], 1.0);
+            m.fallback(&route);
         }
         if let Some(u) = ending.usage {
-            for (kind, n) in [
-                ("prompt", u.prompt_tokens),
-                ("completion", u.completion_tokens),
-            ] {
-                let labels = vec![("model", served.clone()), ("kind", kind.into())];
-                m.add("switchyard_tokens_total", labels, n as f64);
-            }
+            m.usage(served, u.prompt_tokens, u.completion_tokens);
         }
         if let Some(c) = ending.cost {
-            m.add("switchyard_cost_usd_total", vec![("model", served)], c);
+            m.cost(served, c);
         }
     }
 
