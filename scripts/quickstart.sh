@@ -72,7 +72,7 @@ TOML
 for _ in $(seq 100); do grep -q "listening on" "$demo/serve.log" && break; sleep 0.1; done
 url="$(grep -o 'http://[0-9.:]*' "$demo/serve.log" | head -n1)"
 # The third is the first again (the cache answers it: x-switchyard-cache: hit, no upstream
-# call, cost 0); the fourth asks it in other words (the verifier decides: semantic-hit or miss).
+# call, cost 0); the fourth asks it in other words (the verifier decides: semantic_hit or miss).
 for prompt in "What is 7 times 8?" "Translate good morning into French." "What is 7 times 8?" \
   "Could you tell me what 7 times 8 is?"; do
   sleep 0.2 # answers are stored just after they are sent

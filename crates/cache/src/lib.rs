@@ -12,7 +12,7 @@
 //! 3. otherwise the nearest few entries by cosine are judged: the guard ([`guard`]) vetoes
 //!    pairs whose numbers, quoted strings, identifiers or negation differ, and the method's
 //!    score (cosine, or the learned [`Verifier`]'s probability) must reach the threshold
-//!    for a `semantic-hit`.
+//!    for a `semantic_hit`.
 
 pub mod edge;
 pub mod fingerprint;
@@ -330,15 +330,27 @@ impl Cache {
         if !servable(&c.entry, scope, now, max_age) {
             return Ok(None);
         }
-        self.store.touch(&c.entry.id, now).await?;
+        let judgement = Judgement {
+            cosine: 1.0,
+            veto: None,
+            probability: None,
+        };
+        self.serve(c.entry, true, judgement, now).await
+    }
+
+    /// Marks `entry` as hit at `now` and hands it out.
+    async fn serve(
+        &self,
+        entry: CacheEntry,
+        exact: bool,
+        judgement: Judgement,
+        now: i64,
+    ) -> Result<Option<Found>, CacheError> {
+        self.store.touch(&entry.id, now).await?;
         Ok(Some(Found {
-            entry: c.entry,
-            exact: true,
-            judgement: Judgement {
-                cosine: 1.0,
-                veto: None,
-                probability: None,
-            },
+            entry,
+            exact,
+            judgement,
         }))
     }
 
@@ -373,12 +385,7 @@ impl Cache {
         let Some((c, judgement, _)) = best else {
             return Ok(None);
         };
-        self.store.touch(&c.entry.id, now).await?;
-        Ok(Some(Found {
-            entry: c.entry,
-            exact: false,
-            judgement,
-        }))
+        self.serve(c.entry, false, judgement, now).await
     }
 
     /// Stores a complete answer; returns the new entry's id. Evicts the least recently hit

@@ -131,8 +131,7 @@ mod tests {
 
     use switchyard_core::{EncoderInfo, TaskClass, Truncation};
     use switchyard_scorer::{
-        EXTRA_FEATURES, QualityConfig, SCORER_FORMAT_VERSION, ScoredModel, ScorerManifest,
-        TrainingRow, Usage, fit_all,
+        EXTRA_FEATURES, QualityConfig, ScoredModel, ScorerManifest, TrainingRow, Usage, fit_all,
     };
 
     use super::*;
@@ -175,17 +174,7 @@ mod tests {
             weights_sha256: "ab".repeat(32),
             truncation: Truncation::Head,
         };
-        let manifest = ScorerManifest {
-            format_version: SCORER_FORMAT_VERSION,
-            encoder,
-            heads_sha256: "cd".repeat(32),
-            feature_dim: 2 + EXTRA_FEATURES,
-            quality: config,
-            models: BTreeMap::new(),
-            training_data: vec![],
-            metrics: serde_json::Value::Null,
-            created_at: "2026-12-02T00:00:00Z".into(),
-        };
+        let manifest = ScorerManifest::new(encoder, "cd".repeat(32), config, 2 + EXTRA_FEATURES);
         Scorer::new(manifest, None, models)
     }
 

@@ -52,6 +52,29 @@ pub struct ScorerManifest {
     pub created_at: String,
 }
 
+impl ScorerManifest {
+    /// The manifest of a scorer built in code: no training data, metrics or per-model
+    /// summaries yet (the trainer fills them in).
+    pub fn new(
+        encoder: EncoderInfo,
+        heads_sha256: String,
+        quality: QualityConfig,
+        feature_dim: usize,
+    ) -> Self {
+        Self {
+            format_version: SCORER_FORMAT_VERSION,
+            encoder,
+            heads_sha256,
+            feature_dim,
+            quality,
+            models: BTreeMap::new(),
+            training_data: Vec::new(),
+            metrics: serde_json::Value::Null,
+            created_at: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub samples: usize,
@@ -396,17 +419,7 @@ mod tests {
             }
             models.insert(m, ScoredModel { quality: q, usage });
         }
-        let manifest = ScorerManifest {
-            format_version: SCORER_FORMAT_VERSION,
-            encoder: encoder(),
-            heads_sha256: "cd".repeat(32),
-            feature_dim: 2 + EXTRA_FEATURES,
-            quality: config,
-            models: BTreeMap::new(),
-            training_data: vec![],
-            metrics: serde_json::Value::Null,
-            created_at: "2026-11-22T00:00:00Z".into(),
-        };
+        let manifest = ScorerManifest::new(encoder(), "cd".repeat(32), config, 2 + EXTRA_FEATURES);
         Scorer::new(manifest, None, models)
     }
 
