@@ -178,6 +178,8 @@ fn help_explains_every_command() {
 
 /// A hub id resolves through the Hugging Face cache layout without the network: build
 /// `$HF_HOME/hub/models--org--name/{refs/main, snapshots/<rev>/...}` from the local files.
+/// Hub support is the opt-in `hub` feature (`cargo test -p switchyard --features hub`).
+#[cfg(feature = "hub")]
 #[test]
 fn a_hub_id_resolves_from_the_hub_cache_offline() {
     let hf_home = tempfile::tempdir().expect("tempdir");
@@ -230,4 +232,21 @@ fn a_hub_id_resolves_from_the_hub_cache_offline() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--model DIR"), "{stderr}");
+}
+
+/// Without the `hub` feature a hub id is a clear error that says how to get hub support.
+#[cfg(not(feature = "hub"))]
+#[test]
+fn a_hub_id_without_hub_support_says_how_to_get_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["embed", "--model", "test-org/mini-encoder"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--features hub") && stderr.contains("--model DIR"),
+        "{stderr}"
+    );
 }

@@ -188,6 +188,7 @@ async fn the_binary_serves_the_openai_client_reloads_logs_and_never_leaks_the_ke
     );
 
     let server = start(&config);
+    switchyard_providers::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = server.url.clone();
 

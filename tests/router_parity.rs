@@ -130,6 +130,7 @@ async fn switchyard_route_and_the_gateway_decide_identically() {
             .await
         });
         let url = format!("http://{}/v1/route", rx.await.unwrap());
+        switchyard_providers::install_crypto_provider();
         let client = reqwest::Client::new();
         for (i, prompt) in PROMPTS.iter().enumerate() {
             let max_tokens = 100 + 200 * i as u64;

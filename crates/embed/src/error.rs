@@ -53,7 +53,8 @@ pub enum LoadError {
     },
     #[error(
         "{model_id} looks like a Hugging Face hub id, but this build has no hub support; pass \
-         --model DIR with a local model directory instead"
+         --model DIR with a local model directory, or rebuild with `cargo build --release \
+         --features hub`"
     )]
     HubNotCompiled { model_id: String },
 }

@@ -221,6 +221,16 @@ impl std::fmt::Debug for Reply {
     }
 }
 
+/// Makes ring the process's rustls crypto provider (once; a provider installed earlier by
+/// the program stays). reqwest is built without one of its own.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means a provider is installed already: that one serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The calling thread's pooled HTTP client for this connect timeout.
 ///
 /// One client per thread, not one per process: a pooled connection is driven by a task on
@@ -229,6 +239,7 @@ impl std::fmt::Debug for Reply {
 /// and its response come back through a cross-thread wake-up each way. Per-thread clients
 /// keep a request, its connection and its response on one thread.
 fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
     thread_local! {
         static CLIENTS: std::cell::RefCell<Vec<(Duration, reqwest::Client)>> =
             const { std::cell::RefCell::new(Vec::new()) };
