@@ -378,3 +378,212 @@ async fn the_binary_serves_the_openai_client_reloads_logs_and_never_leaks_the_ke
     );
     assert!(!written.contains(KEY), "the upstream key leaked");
 }
+
+fn config_check(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["config", "check"])
+        .arg(config)
+        .current_dir(root())
+        .env(KEY_VAR, KEY)
+        .env_remove("SWITCHYARD_QDRANT_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_refuses_what_serve_refuses() {
+    let up_url = "http://127.0.0.1:9/v1";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let base = format!(
+        "[router]\nenabled = false\n[providers.p]\nkind = \"openai\"\nbase_url = \"{up_url}\"\n\
+         [models.m]\nprovider = \"p\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n"
+    );
+    let cases = [
+        (
+            format!(
+                "{base}[log]\ndir = {:?}\n[cache]\nenabled = false\n",
+                file.join("logs")
+            ),
+            "log.dir",
+        ),
+        (
+            format!("{base}[cache]\nbackend = \"qdrant\"\n[log]\nenabled = false\n"),
+            "cache.backend",
+        ),
+        (
+            format!("[server]\ndeadline_ms = 0\n{base}"),
+            "server.deadline_ms",
+        ),
+        (
+            format!("[server]\nmax_body_bytes = 0\n{base}"),
+            "server.max_body_bytes",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (ok, err) = config_check(&path);
+        assert!(!ok && err.contains(field), "case {i} ({field}): {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_keeps_the_record_of_every_answered_request() {
+    let up = Upstream::start("mock").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("logs");
+    let config = dir.path().join("switchyard.toml");
+    let text = format!(
+        "[router]\nenabled = false\n[log]\ndir = {log_dir:?}\n[cache]\nenabled = false\n\
+         [providers.mock]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"mock\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n",
+        up.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    switchyard_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (client, url, answered) = (client.clone(), server.url.clone(), answered.clone());
+        load.push(tokio::spawn(async move {
+            loop {
+                let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+                let sent = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(r) = sent else { return };
+                if r.status() != 200 || r.bytes().await.is_err() {
+                    return;
+                }
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for task in load {
+        task.await.unwrap();
+    }
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean exit: {status}");
+    let answered = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let logged = std::fs::read_to_string(log_dir.join("traffic.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"status\":200"))
+        .count();
+    assert!(answered > 50, "the load ran ({answered} answers)");
+    assert!(
+        logged >= answered,
+        "{answered} requests were answered but only {logged} records were written"
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A short soak of the binary: 20 s of concurrent streamed and whole requests, a quarter
+/// of them against a failing model that falls back. Every request must be answered, and
+/// the resident memory after the run must stay near what it was once warm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_answers_everything_and_memory_stays_flat() {
+    let (good, bad) = (Upstream::start("good").await, Upstream::start("bad").await);
+    bad.set(Mode::Status500);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let text = format!(
+        "[router]\nenabled = false\n[log]\ndir = {:?}\n[cache]\nenabled = false\n\
+         [retry]\nmax_retries = 0\n[breaker]\nconsecutive_failures = 1000000\nwindow = 1000000\nerror_rate = 1.0\n\
+         [providers.good]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [providers.bad]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.g]\nprovider = \"good\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n\
+         [models.b]\nprovider = \"bad\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n\
+         [routes.fall]\nmodels = [\"b\", \"g\"]\npolicy = \"order\"\n",
+        dir.path().join("logs"),
+        good.base_url(),
+        bad.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    let pid = server.child.id();
+    switchyard_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let run = |seconds: u64| {
+        let mut tasks = Vec::new();
+        for worker in 0..8u64 {
+            let (client, url) = (client.clone(), server.url.clone());
+            tasks.push(tokio::spawn(async move {
+                let end = std::time::Instant::now() + Duration::from_secs(seconds);
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                let mut i = worker;
+                while std::time::Instant::now() < end {
+                    i += 1;
+                    let model = if i % 4 == 0 { "fall" } else { "g" };
+                    let body = json!({"model": model, "stream": i % 2 == 0,
+                                      "messages": [{"role": "user", "content": format!("soak {i}")}]});
+                    let r = client
+                        .post(format!("{url}/v1/chat/completions"))
+                        .json(&body)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => match r.text().await {
+                            Ok(t) if t.contains("Hello from good") => ok += 1,
+                            other => failed.push(format!("{other:?}")),
+                        },
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        tasks
+    };
+    for t in run(5) {
+        t.await.unwrap();
+    }
+    let warm = rss_kib(pid);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for t in run(20) {
+        let (o, f) = t.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    let after = rss_kib(pid);
+    eprintln!("soak: {ok} answered, RSS {warm} KiB warm → {after} KiB after 20 s");
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 100, "{ok}");
+    assert!(
+        after <= warm + warm / 2 + 16 * 1024,
+        "resident memory grew from {warm} KiB to {after} KiB"
+    );
+}

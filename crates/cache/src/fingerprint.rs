@@ -1,7 +1,8 @@
 //! The context fingerprint: a hash of everything in a chat request that changes the answer
-//! except the last user message — the system prompt, earlier turns, tools, the response
-//! format and the sampling parameters. Two requests may share a cache entry only when
-//! their fingerprints are equal; their last messages are then compared by the cache.
+//! except the last user message's text — the system prompt, earlier turns, tool calls and
+//! results, tools, the response format, the sampling parameters, and every non-text part of
+//! the last user message (images, audio, files). Two requests may share a cache entry only
+//! when their fingerprints are equal; their last texts are then compared by the cache.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -19,7 +20,7 @@ const IGNORED: [&str; 7] = [
 ];
 
 /// The fingerprint of a chat request body (sha256 hex of its canonical JSON with the last
-/// user message's content blanked and the ignored fields removed).
+/// user message's text blanked and the ignored fields removed).
 pub fn fingerprint(body: &Value) -> String {
     let mut hasher = Sha256::new();
     if let Value::Object(map) = body {
@@ -41,11 +42,7 @@ pub fn fingerprint(body: &Value) -> String {
                     hasher.update(b"[");
                     for (i, m) in messages.iter().enumerate() {
                         if Some(i) == last_user {
-                            let mut m = m.clone();
-                            if let Some(o) = m.as_object_mut() {
-                                o.insert("content".into(), Value::String("<last>".into()));
-                            }
-                            canonical(&m, &mut hasher);
+                            canonical(&blank_text(m), &mut hasher);
                         } else {
                             canonical(m, &mut hasher);
                         }
@@ -59,6 +56,37 @@ pub fn fingerprint(body: &Value) -> String {
         }
     }
     crate::guard::hex(&hasher.finalize())
+}
+
+/// The last user message with its text blanked: the cache compares that text itself, but
+/// every other part of the message (an image, an audio clip, a file) changes the answer and
+/// stays in the hash. Text-only content hashes as it always has (`"<last>"`).
+fn blank_text(message: &Value) -> Value {
+    let mut m = message.clone();
+    let Some(o) = m.as_object_mut() else {
+        return m;
+    };
+    let blanked = match o.get("content") {
+        Some(Value::Array(parts)) if !parts.iter().all(is_text_part) => Value::Array(
+            parts
+                .iter()
+                .map(|p| {
+                    if is_text_part(p) {
+                        serde_json::json!({"type": "text"})
+                    } else {
+                        p.clone()
+                    }
+                })
+                .collect(),
+        ),
+        _ => Value::String("<last>".into()),
+    };
+    o.insert("content".into(), blanked);
+    m
+}
+
+fn is_text_part(part: &Value) -> bool {
+    part.get("type").and_then(Value::as_str) == Some("text")
 }
 
 /// Feeds a JSON value with object keys sorted, so key order never changes the hash.
@@ -124,5 +152,62 @@ mod tests {
         ] {
             assert_ne!(base, fp(changed.clone()), "{changed}");
         }
+    }
+
+    fn with_image(text: &str, url: &str) -> Value {
+        json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": url}}]}]})
+    }
+
+    #[test]
+    fn the_last_messages_images_audio_and_files_are_part_of_the_context() {
+        let cat = fp(with_image(
+            "What is in this picture?",
+            "https://example.com/cat.png",
+        ));
+        let dog = fp(with_image(
+            "What is in this picture?",
+            "https://example.com/dog.png",
+        ));
+        assert_ne!(cat, dog, "another image is another question");
+        assert_eq!(
+            cat,
+            fp(with_image(
+                "Describe the picture",
+                "https://example.com/cat.png"
+            )),
+            "the text itself is compared by the cache, not hashed"
+        );
+        let audio = |data: &str| {
+            fp(json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Transcribe"},
+                {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}]}]}))
+        };
+        assert_ne!(audio("AAAA"), audio("BBBB"));
+        let file = |id: &str| {
+            fp(json!({"messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_id": id}}, {"type": "text", "text": "Sum up"}]}]}))
+        };
+        assert_ne!(file("file-1"), file("file-2"));
+        let text_parts = fp(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is Rust?"}]}]}));
+        let text = fp(json!({"messages": [{"role": "user", "content": "What is Rust?"}]}));
+        assert_eq!(
+            text_parts, text,
+            "text-only content keeps its old fingerprint"
+        );
+    }
+
+    #[test]
+    fn tool_calls_and_results_are_part_of_the_context() {
+        let turn = |result: &str| {
+            fp(json!({"messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "t1",
+                    "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "t1", "content": result}]}))
+        };
+        assert_ne!(turn("sunny"), turn("rain"));
     }
 }

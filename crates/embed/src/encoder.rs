@@ -113,9 +113,16 @@ impl SentenceEncoder {
         texts: &[&str],
         truncation: Truncation,
     ) -> Result<Vec<Encoded>, EncodeError> {
+        let clipped: Vec<std::borrow::Cow<'_, str>> = texts
+            .iter()
+            .map(|t| clip(t, self.info.max_tokens, truncation))
+            .collect();
         let encodings = self
             .tokenizer
-            .encode_batch(texts.to_vec(), true)
+            .encode_batch(
+                clipped.iter().map(AsRef::as_ref).collect::<Vec<&str>>(),
+                true,
+            )
             .map_err(|e| EncodeError::Tokenize(e.to_string()))?;
         let inputs: Vec<Tokens> = encodings
             .iter()
@@ -168,6 +175,49 @@ impl SentenceEncoder {
         let pooled = mean_pool(&hidden, &mask)?;
         Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
     }
+}
+
+/// Bytes of text kept per token the model can see, on each side of an over-long input
+/// ([`clip`]). WordPiece turns any word longer than 100 characters into one `[UNK]`, so
+/// real text needs far fewer than this per token.
+const BYTES_PER_TOKEN_BOUND: usize = 128;
+
+/// The part of `text` tokenisation needs: the model sees at most `max_tokens` tokens (the
+/// first ones, or the first and last ones for [`Truncation::HeadTail`]), so a multi-megabyte
+/// prompt is cut to a window of `max_tokens · 128` bytes at its start and, for head-tail,
+/// one at its end, before the tokenizer walks it. The tokens kept are the same as from the
+/// whole text; the time is bounded whatever the input's size.
+pub fn clip(text: &str, max_tokens: usize, truncation: Truncation) -> std::borrow::Cow<'_, str> {
+    let window = max_tokens.saturating_mul(BYTES_PER_TOKEN_BOUND);
+    let sides = match truncation {
+        Truncation::Head => 1,
+        Truncation::HeadTail { .. } => 2,
+    };
+    if text.len() <= window.saturating_mul(sides) {
+        return text.into();
+    }
+    let head = &text[..floor_char_boundary(text, window)];
+    match truncation {
+        Truncation::Head => head.into(),
+        Truncation::HeadTail { .. } => {
+            let tail = &text[ceil_char_boundary(text, text.len() - window)..];
+            format!("{head}\n{tail}").into()
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// One input's token ids after truncation.

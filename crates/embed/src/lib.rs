@@ -14,7 +14,7 @@ mod source;
 mod worker;
 
 pub use device::resolve_device;
-pub use encoder::{Encoded, SentenceEncoder};
+pub use encoder::{Encoded, SentenceEncoder, clip};
 pub use error::{EncodeError, LoadError};
 pub use source::{ModelFiles, ModelSource, hub_file, sha256_file};
 pub use worker::{EmbedWorker, WorkerConfig};

@@ -12,8 +12,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_core::embed::{ROUTING_TRUNCATION, Truncation};
 use switchyard_core::{DeviceSpec, EmbedError, Embedder};
-use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig};
+use switchyard_embed::{EmbedWorker, ModelSource, SentenceEncoder, WorkerConfig, clip};
 
 fn mixed_lengths() -> Vec<String> {
     vec![
@@ -123,4 +124,45 @@ async fn a_full_queue_is_a_typed_error_not_unbounded_growth() {
     }
     assert!(accepted >= 1, "accepted {accepted}");
     assert!(refused >= 1, "refused {refused}");
+}
+
+/// The tokens the model sees of `text`: its encoding cut as the encoder cuts it.
+fn kept_ids(tokenizer: &tokenizers::Tokenizer, text: &str, truncation: Truncation) -> Vec<u32> {
+    let e = tokenizer.encode(text, true).unwrap();
+    let ids = e.get_ids();
+    let content = &ids[1..ids.len() - 1]; // [CLS] … [SEP]
+    let (head_end, tail_start) = truncation.keep(content.len(), 256 - 2);
+    let mut kept = vec![ids[0]];
+    kept.extend(&content[..head_end]);
+    kept.extend(&content[tail_start..]);
+    kept.push(ids[ids.len() - 1]);
+    kept
+}
+
+#[test]
+fn a_huge_prompt_is_clipped_before_tokenising_to_the_same_tokens() {
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(common::model_dir().join("tokenizer.json")).unwrap();
+    let words = [
+        "route", "the", "prompt", "to", "a", "model", "über", "naïve", "🙂", "1234", "gateway",
+        "encoder", "x",
+    ];
+    let mut text = String::from("Question head: what does this document say? ");
+    for i in 0..60_000 {
+        text.push_str(words[i * 7 % words.len()]);
+        text.push(if i % 11 == 0 { '.' } else { ' ' });
+    }
+    text.push_str(" And at the very end: summarise it in one sentence, please.");
+    assert!(text.len() > 300_000);
+    for truncation in [Truncation::Head, ROUTING_TRUNCATION] {
+        let clipped = clip(&text, 256, truncation);
+        assert!(clipped.len() < 70_000, "{}", clipped.len());
+        assert_eq!(
+            kept_ids(&tokenizer, &clipped, truncation),
+            kept_ids(&tokenizer, &text, truncation),
+            "{truncation:?}"
+        );
+    }
+    let short = "a short prompt";
+    assert_eq!(clip(short, 256, ROUTING_TRUNCATION), short);
 }

@@ -1,6 +1,5 @@
 //! The axum application: routes, the smaller endpoints, start-up and SIGHUP reloads.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -10,7 +9,6 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,6 +56,41 @@ pub fn load_config(source: &ConfigSource) -> Result<Config, ConfigError> {
             Ok(config)
         }
     }
+}
+
+/// What `serve` needs beyond a valid config file, checked without starting anything, so
+/// `config check` passes exactly what `serve` accepts: a log directory that can be written
+/// (or created) and cache settings that resolve (a Qdrant backend has a URL, its API key
+/// variable is set, the verifier fits the encoder).
+pub fn preflight(config: &Config, router: Option<&RouterStack>) -> Result<(), String> {
+    if config.log.enabled {
+        writable_dir(&config.log.dir).map_err(|e| {
+            format!(
+                "log.dir: cannot write to {}: {e} (choose another log.dir, or set log.enabled = false)",
+                config.log.dir.display()
+            )
+        })?;
+    }
+    crate::cache::prepare(&config.cache, router.map(|r| r.worker.info()), &env)?;
+    Ok(())
+}
+
+/// Whether `dir` can be written, or created and then written, without creating it: a
+/// file is made and removed in `dir` or in its nearest existing ancestor.
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| std::path::Path::new("."));
+    if !existing.is_dir() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            existing.display()
+        )));
+    }
+    let probe = existing.join(format!(".switchyard-write-check-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Builds the whole state: router, runtime, traffic log.
@@ -164,6 +197,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read by `read_body` with the configured limit and an OpenAI-style 413.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -176,14 +210,38 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "{} does not accept {} (see the README's endpoint list)",
+            request.uri().path(),
+            request.method()
+        ),
+    )
+}
+
+/// The whole body, within `server.max_body_bytes` and `server.body_timeout_ms`.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    let limit = state.runtime().config.server.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
+    let server = &state.runtime().config.server;
+    let (limit, timeout) = (
+        server.max_body_bytes,
+        std::time::Duration::from_millis(server.body_timeout_ms),
+    );
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
             ErrorKind::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes (server.max_body_bytes)"),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms (server.body_timeout_ms)",
+                timeout.as_millis()
+            ),
+        )),
+    }
 }
 
 async fn chat(State(state): Shared, headers: HeaderMap, body: Body) -> Response {
@@ -231,21 +289,40 @@ async fn route(
     })))
 }
 
-async fn models(State(state): Shared) -> Json<Value> {
+/// The routes and models a caller may use. With tenants configured and
+/// `server.models_need_key` (the default) it needs a key, and lists only what that
+/// tenant's allow-lists let it use.
+async fn models(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let runtime = state.runtime();
+    let tenant = if runtime.config.server.models_need_key {
+        authenticate(&runtime.config.tenants, &headers)?.map(|(_, t)| t)
+    } else {
+        None
+    };
+    let route_ok = |name: &str| {
+        tenant
+            .and_then(|t| t.routes.as_ref())
+            .is_none_or(|r| r.iter().any(|r| r == name))
+    };
+    let model_ok = |id: &str| {
+        tenant
+            .and_then(|t| t.models.as_ref())
+            .is_none_or(|m| m.iter().any(|m| m == id))
+    };
     let mut data: Vec<Value> = runtime
         .routes
         .values()
+        .filter(|r| route_ok(&r.name))
         .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "switchyard",
                         "switchyard": {"kind": "route", "models": r.models, "policy": r.policy.to_string()}}))
         .collect();
-    data.extend(runtime.models.values().map(|m| {
+    data.extend(runtime.models.values().filter(|m| model_ok(&m.id)).map(|m| {
         json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
                "switchyard": {"kind": "model", "upstream_model": m.upstream_model,
                               "input_per_mtok": m.price.input_per_mtok, "output_per_mtok": m.price.output_per_mtok,
                               "quality_like": m.quality_like}})
     }));
-    Json(json!({"object": "list", "data": data}))
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,8 +550,14 @@ async fn ready(State(state): Shared) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn metrics(State(state): Shared) -> Response {
+/// Prometheus metrics; behind a tenant's key only with `server.metrics_need_key`.
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
     let runtime = state.runtime();
+    if runtime.config.server.metrics_need_key
+        && let Err(e) = authenticate(&runtime.config.tenants, &headers)
+    {
+        return e.into_response();
+    }
     for model in runtime.models.keys() {
         let open = state.breaker(model, runtime.breaker).state()
             == switchyard_providers::BreakerState::Open;
@@ -485,182 +568,4 @@ async fn metrics(State(state): Shared) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// [`serve_on_threads`] from async code (a program or a test that already runs a runtime):
-/// the same event loops, with `server.io_threads` from the config, started on a thread of
-/// their own; resolves when they stop (SIGINT/SIGTERM). `on_bound` gets the bound address
-/// (useful with port 0).
-pub async fn serve(
-    state: Arc<AppState>,
-    listen: SocketAddr,
-    on_bound: impl FnOnce(SocketAddr) + Send + 'static,
-) -> std::io::Result<()> {
-    let threads = state.runtime().config.server.io_threads;
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("switchyard-serve".into())
-        .spawn(move || {
-            let _ = done.send(serve_on_threads(
-                state,
-                listen,
-                threads,
-                on_bound,
-                shutdown_signal(),
-            ));
-        })?;
-    finished
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("the server thread panicked")))
-}
-
-/// Serves on `threads` event loops (0 = one per CPU core) until `stop` resolves (the
-/// command passes [`shutdown_signal`]: SIGINT/SIGTERM), then lets the requests in flight
-/// finish; SIGHUP reloads the config file. Blocks the calling thread,
-/// which runs the first loop and the background work (cache connection and maintenance,
-/// reloads).
-///
-/// Each loop is a single-threaded tokio runtime on its own thread accepting from the same
-/// listening socket (one `bind`, so a second server on the port fails with "address in
-/// use"): a request is read, forwarded over a connection of that thread's pool and answered
-/// on one thread, with no hand-over between threads. On a small machine that keeps wake-ups
-/// and cross-core traffic off the proxy's latency, which a work-stealing runtime adds to each
-/// request. Slow work never runs on a loop: embeddings and the local model have their own
-/// worker threads, the embedded cache runs on the blocking pool.
-pub fn serve_on_threads(
-    state: Arc<AppState>,
-    listen: SocketAddr,
-    threads: usize,
-    on_bound: impl FnOnce(SocketAddr),
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        n => n,
-    };
-    let socket = std::net::TcpListener::bind(listen)?;
-    socket.set_nonblocking(true)?;
-    let bound = socket.local_addr()?;
-    let event_loop = || -> std::io::Result<(tokio::runtime::Runtime, tokio::net::TcpListener)> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        // Registers the socket with this runtime's reactor.
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(socket.try_clone()?)?
-        };
-        Ok((runtime, listener))
-    };
-    let (main, first) = event_loop()?;
-    let (stop_all, stopped) = tokio::sync::watch::channel(false);
-    let mut others = Vec::with_capacity(threads - 1);
-    for i in 1..threads {
-        let (runtime, listener) = event_loop()?;
-        let (state, mut stopped) = (state.clone(), stopped.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("switchyard-io-{i}"))
-            .spawn(move || {
-                runtime.block_on(serve_listener(state, listener, async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                }))
-            });
-        match thread {
-            Ok(t) => others.push(t),
-            Err(e) => {
-                let _ = stop_all.send(true);
-                return Err(e);
-            }
-        }
-    }
-    drop(stopped);
-    on_bound(bound);
-    tracing::info!(threads, "serving on {bound}");
-    let result = main.block_on(async {
-        start_background(&state);
-        serve_listener(state, first, async move {
-            stop.await;
-            let _ = stop_all.send(true);
-        })
-        .await
-    });
-    for t in others {
-        match t.join() {
-            Ok(Err(e)) => tracing::error!(error = %e, "an event loop stopped with an error"),
-            Err(_) => tracing::error!("an event loop panicked"),
-            Ok(Ok(())) => {}
-        }
-    }
-    result
-}
-
-/// Starts the work beside the request handlers: the cache's connection and maintenance,
-/// and the SIGHUP reloader. Call once, on a runtime that lives as long as the server.
-fn start_background(state: &Arc<AppState>) {
-    if let Some(plan) = &state.cache_plan {
-        let connecting = matches!(
-            &*state
-                .cache
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            CacheState::Connecting(_)
-        );
-        if connecting {
-            crate::cache::connect_in_background(plan.clone(), state.cache.clone());
-        }
-        crate::cache::maintain_in_background(state.cache.clone());
-    }
-    let reloader = state.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                match reload(&reloader) {
-                    Ok(()) => tracing::info!("configuration reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload failed; keeping the running configuration")
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// Serves connections from `listener` until `stop` resolves, then waits for the requests in
-/// flight.
-async fn serve_listener(
-    state: Arc<AppState>,
-    listener: tokio::net::TcpListener,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // No Nagle: response headers, SSE chunks and streamed bodies go out as separate writes,
-    // and each must leave at once rather than wait for the client's ACK of the last one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(stop)
-        .await
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -36,7 +36,7 @@ pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: By
             success,
             store,
             wants_usage,
-        }) => respond(trace, success, store, wants_usage),
+        }) => respond(trace, *success, store, wants_usage),
         Err(e) => trace.fail(e),
     }
 }
@@ -48,7 +48,7 @@ enum Answer {
         wants_usage: bool,
     },
     Upstream {
-        success: Success,
+        success: Box<Success>,
         store: Option<StoreJob>,
         wants_usage: bool,
     },
@@ -82,6 +82,16 @@ async fn pipeline(
     }
     let planned = plan(state, &runtime, &resolved, &view, embedding.as_deref())?;
     observe_routing(state, &planned, trace.embed_ms);
+    if let Some((name, config)) = tenant {
+        trace.reservation = Some(reserve(
+            state,
+            &runtime,
+            name,
+            config,
+            &view,
+            &planned.order,
+        )?);
+    }
     let order = planned.order.clone();
     trace.plan = Some(planned);
     let t = Instant::now();
@@ -98,7 +108,7 @@ async fn pipeline(
     trace.upstream_ms = ms(t);
     let store = embedding.and_then(|vector| lookup.store_job(&trace.asked.prompt, vector));
     Ok(Answer::Upstream {
-        success: result?,
+        success: Box::new(result?),
         store,
         wants_usage: view.wants_usage(),
     })
@@ -119,6 +129,29 @@ fn admit<'r>(
     Ok(tenant)
 }
 
+/// Holds the request's estimated spend against the tenant's budgets while it is in
+/// flight: the whole chat's prompt estimate plus its output cap (or the router's default
+/// output length), priced at the dearest model it may be sent to.
+fn reserve(
+    state: &AppState,
+    runtime: &Runtime,
+    tenant: &str,
+    config: &crate::config::TenantConfig,
+    view: &ChatView,
+    order: &[String],
+) -> Result<crate::tenants::Reservation, ApiError> {
+    let input = view.input_tokens();
+    let output = view
+        .max_output_tokens()
+        .unwrap_or(switchyard_router::DEFAULT_OUTPUT_TOKENS as u64);
+    let usd = order
+        .iter()
+        .filter_map(|m| runtime.models.get(m))
+        .map(|m| m.price.cost(input as f64, output as f64))
+        .fold(0.0, f64::max);
+    state.ledger.reserve(tenant, config, input + output, usd)
+}
+
 fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
@@ -126,6 +159,7 @@ fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError>
     trace.asked.model = view.model.clone();
     trace.asked.prompt = view.prompt();
     trace.asked.stream = view.stream();
+    trace.asked.input_tokens = view.input_tokens();
     Ok((value, view))
 }
 
@@ -365,7 +399,12 @@ pub fn set_event_stream(headers: &mut HeaderMap) {
 
 /// The upstream's answer, whole or streamed.
 fn respond(trace: Trace, success: Success, store: Option<StoreJob>, wants_usage: bool) -> Response {
-    let Success { model, reply, .. } = success;
+    let Success {
+        model,
+        reply,
+        pending,
+        ..
+    } = success;
     match reply {
         Reply::Full { body, usage } => respond_full(trace, &model, body, usage, store),
         Reply::Stream { first, rest } => {
@@ -381,7 +420,12 @@ fn respond(trace: Trace, success: Success, store: Option<StoreJob>, wants_usage:
             set_event_stream(&mut headers);
             let deadline = tokio::time::Instant::from_std(trace.started() + trace.runtime.deadline);
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
-            let upstream = Upstream { model, first, rest };
+            let upstream = Upstream {
+                model,
+                first,
+                rest,
+                permit: pending,
+            };
             tokio::spawn(relay(trace, upstream, wants_usage, deadline, tx, store));
             let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
@@ -413,6 +457,7 @@ fn respond_full(
         usage,
         cost,
         error: None,
+        usage_estimated: false,
     };
     trace.finish(ending);
     response

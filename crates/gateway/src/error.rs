@@ -17,6 +17,10 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 404: no such endpoint, request id or other resource.
     NotFound,
+    /// 405: the endpoint exists, the method does not.
+    MethodNotAllowed,
+    /// 408: the request body did not arrive within `server.body_timeout_ms`.
+    RequestTimeout,
     /// 404: `model` names neither a route nor a model.
     ModelNotFound,
     /// 401: a missing or unknown API key.
@@ -51,6 +55,8 @@ impl ErrorKind {
             Self::InvalidRequest => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound | Self::ModelNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidApiKey | Self::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited | Self::Overloaded | Self::QuotaExceeded => {
@@ -73,6 +79,8 @@ impl ErrorKind {
             Self::InvalidRequest
             | Self::PayloadTooLarge
             | Self::NotFound
+            | Self::MethodNotAllowed
+            | Self::RequestTimeout
             | Self::ModelNotFound
             | Self::UpstreamRefused(_) => "invalid_request_error",
             Self::InvalidApiKey | Self::AdminKeyRequired => "authentication_error",

@@ -14,16 +14,18 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod forward;
+#[cfg(test)]
+mod fuzz;
 pub mod metrics;
 pub mod plan;
 pub mod request;
+pub mod server;
 pub mod state;
 pub mod stream;
 pub mod tenants;
 pub mod trace;
 pub mod traffic;
 
-pub use app::{
-    ConfigSource, app, build_state, load_config, reload, serve, serve_on_threads, shutdown_signal,
-};
+pub use app::{ConfigSource, app, build_state, load_config, preflight, reload};
 pub use config::{Config, ConfigError};
+pub use server::{serve, serve_on_threads, shutdown_signal};

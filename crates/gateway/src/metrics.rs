@@ -7,7 +7,9 @@
 //! `switchyard_cost_usd_total`, `switchyard_rejected_total`,
 //! `switchyard_cache_lookups_total`, `switchyard_cache_stores_total`,
 //! `switchyard_request_duration_seconds`, `switchyard_routing_duration_seconds`,
-//! `switchyard_upstream_duration_seconds`, `switchyard_breaker_open`.
+//! `switchyard_upstream_duration_seconds`, `switchyard_breaker_open`,
+//! `switchyard_stream_breaks_total` (streams that broke after their first chunk),
+//! `switchyard_connections_refused_total`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -87,6 +89,8 @@ pub struct Metrics {
     routing_duration: Histograms<RouteLabel>,
     upstream_duration: Histograms<ModelLabel>,
     breaker_open: Family<ModelLabel, Gauge>,
+    stream_breaks: Family<ModelOutcome, Counter>,
+    connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -104,7 +108,19 @@ impl Default for Metrics {
         let routing_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
         let upstream_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
         let breaker_open = Family::default();
+        let stream_breaks = Family::default();
+        let connections_refused = Counter::default();
         let r = &mut registry;
+        r.register(
+            "switchyard_connections_refused",
+            "Connections refused at once because server.max_connections were open",
+            connections_refused.clone(),
+        );
+        r.register(
+            "switchyard_stream_breaks",
+            "Streams that broke after their first chunk, by model and error class",
+            stream_breaks.clone(),
+        );
         r.register(
             "switchyard_requests",
             "Requests by route, serving model and HTTP status",
@@ -179,11 +195,26 @@ impl Default for Metrics {
             routing_duration,
             upstream_duration,
             breaker_open,
+            stream_breaks,
+            connections_refused,
         }
     }
 }
 
 impl Metrics {
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// A stream broke after its first chunk (the client saw an error event, not `[DONE]`).
+    pub fn stream_broken(&self, model: &str, class: &str) {
+        let labels = ModelOutcome {
+            model: model.to_owned(),
+            outcome: class.to_owned(),
+        };
+        self.stream_breaks.get_or_create(&labels).inc();
+    }
+
     /// A finished request and how long it took.
     pub fn request(&self, route: &str, model: &str, status: u16, seconds: f64) {
         let labels = RequestLabels {

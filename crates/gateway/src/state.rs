@@ -352,7 +352,7 @@ pub struct AppState {
     pub router: Option<RouterStack>,
     pub runtime: RwLock<Arc<Runtime>>,
     pub breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
-    pub ledger: Ledger,
+    pub ledger: Arc<Ledger>,
     pub metrics: Metrics,
     pub log: Option<TrafficLog>,
     pub recent: Mutex<RecentIds>,

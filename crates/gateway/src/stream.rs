@@ -7,7 +7,7 @@
 use axum::body::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
-use switchyard_providers::{AttemptError, ChunkStream, ErrorClass, Usage};
+use switchyard_providers::{AttemptError, ChunkStream, ErrorClass, Permit, Usage};
 
 use crate::chat::{StoreJob, cost_of};
 use crate::trace::{Ending, Trace};
@@ -17,6 +17,8 @@ pub struct Upstream {
     pub model: String,
     pub first: Value,
     pub rest: ChunkStream,
+    /// The target's breaker permit: how the stream ends is the attempt's outcome.
+    pub permit: Option<Permit>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -35,20 +37,27 @@ fn sse(value: &Value) -> Bytes {
 #[derive(Default)]
 struct Relayed {
     usage: Option<Usage>,
-    error: Option<String>,
+    /// Characters of answer text streamed (for a usage estimate when none is reported).
+    chars: usize,
+    error: Option<AttemptError>,
     client_gone: bool,
 }
 
 /// Copies the upstream's chunks to the client; on the end, stores, accounts and logs.
 pub async fn relay(
-    trace: Trace,
+    mut trace: Trace,
     upstream: Upstream,
     wants_usage: bool,
     deadline: tokio::time::Instant,
     tx: tokio::sync::mpsc::Sender<Bytes>,
     store: Option<StoreJob>,
 ) {
-    let Upstream { model, first, rest } = upstream;
+    let Upstream {
+        model,
+        first,
+        rest,
+        permit,
+    } = upstream;
     let mut capture = store
         .as_ref()
         .map(|_| crate::cache::StreamCapture::default());
@@ -65,26 +74,68 @@ pub async fn relay(
     if seen.error.is_none() && !seen.client_gone {
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     }
-    let error = match (seen.error, seen.client_gone) {
-        (Some(e), _) => Some(e),
-        (None, true) => Some("the client disconnected mid-stream".to_owned()),
-        (None, false) => None,
-    };
+    let error = settle_attempt(&mut trace, permit, &seen);
     if error.is_none()
         && let (Some(job), Some(capture)) = (store, capture)
         && let Some(body) = capture.finish(&model)
     {
         job.store(&trace.state, &body, &model);
     }
-    let cost = cost_of(&trace.runtime, &model, seen.usage);
+    // An upstream that streams no usage is charged an estimate, never nothing.
+    let estimated = seen.usage.is_none();
+    let usage = seen.usage.unwrap_or(Usage {
+        prompt_tokens: trace.asked.input_tokens,
+        completion_tokens: seen
+            .chars
+            .div_ceil(switchyard_core::tokens::CHARS_PER_TOKEN) as u64,
+    });
+    let cost = cost_of(&trace.runtime, &model, Some(usage));
     let ending = Ending {
         status: 200,
         model: Some(model),
-        usage: seen.usage,
+        usage: Some(usage),
         cost,
         error,
+        usage_estimated: estimated,
     };
     trace.finish(ending);
+}
+
+/// A stream's end is its attempt's outcome: a break after the first chunk counts against
+/// the target in its breaker and marks the attempt failed in the log; a client that went
+/// away says nothing about the target (the permit is dropped unrecorded). Returns the
+/// record's error text.
+fn settle_attempt(trace: &mut Trace, permit: Option<Permit>, seen: &Relayed) -> Option<String> {
+    match (&seen.error, seen.client_gone) {
+        (Some(e), _) => {
+            if let Some(p) = permit {
+                p.record(!e.counts_against_target());
+            }
+            if let Some(last) = trace.attempts.last_mut() {
+                last.error_class = Some(e.class);
+                last.error = Some(e.message.clone());
+            }
+            trace
+                .state
+                .metrics
+                .stream_broken(&last_model(trace), e.class.as_str());
+            Some(e.message.clone())
+        }
+        (None, true) => Some("the client disconnected mid-stream".to_owned()),
+        (None, false) => {
+            if let Some(p) = permit {
+                p.record(true);
+            }
+            None
+        }
+    }
+}
+
+fn last_model(trace: &Trace) -> String {
+    trace
+        .attempts
+        .last()
+        .map_or_else(String::new, |a| a.model.clone())
 }
 
 /// The chunk loop: forwards each chunk (usage-only chunks only when asked for) until the
@@ -106,13 +157,14 @@ async fn copy(
             Err(e) => {
                 let e: AttemptError = e;
                 let _ = tx.send(sse(&broken(&e))).await;
-                seen.error = Some(e.message);
+                seen.error = Some(e);
                 break;
             }
         };
         if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
             seen.usage = Some(u);
         }
+        seen.chars += text_chars(&chunk);
         if let Some(c) = capture.as_deref_mut() {
             c.push(&chunk);
         }
@@ -141,6 +193,20 @@ async fn copy(
         };
     }
     seen
+}
+
+/// Characters of answer text in a chunk (every choice's `delta.content`).
+fn text_chars(chunk: &Value) -> usize {
+    chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .map_or(0, |choices| {
+            choices
+                .iter()
+                .filter_map(|c| c.pointer("/delta/content").and_then(Value::as_str))
+                .map(|t| t.chars().count())
+                .sum()
+        })
 }
 
 /// The error event that ends a stream which broke after it started.

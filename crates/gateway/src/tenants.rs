@@ -1,8 +1,16 @@
 //! API keys → tenants, with allow-lists, daily token and USD budgets and a requests-per-minute
 //! limit. Counters live in memory: a restart starts the day's spend from zero.
+//!
+//! Budgets hold under concurrency by reservation: before a request is sent upstream it
+//! reserves its estimated tokens and cost (prompt estimate + `max_tokens`, at the priciest
+//! model it may be sent to); a request is admitted only while the day's spend plus what
+//! requests in flight have reserved is under the budget. The reservation is settled with
+//! the real usage when the answer ends (an estimate from the streamed text when the
+//! upstream reports none) and released when no answer comes. So the day's spend can pass
+//! the budget by at most what one request uses beyond its own estimate.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
@@ -67,6 +75,9 @@ struct Usage {
     day: NaiveDate,
     tokens: u64,
     usd: f64,
+    /// What requests in flight have reserved.
+    reserved_tokens: u64,
+    reserved_usd: f64,
     /// Token bucket for requests per minute.
     bucket: f64,
     refilled: Instant,
@@ -89,6 +100,8 @@ impl Ledger {
             day: today,
             tokens: 0,
             usd: 0.0,
+            reserved_tokens: 0,
+            reserved_usd: 0.0,
             bucket: f64::NAN,
             refilled: Instant::now(),
         });
@@ -100,57 +113,135 @@ impl Ledger {
         f(u)
     }
 
-    /// Admits one request or says why not (429 in OpenAI's shape).
+    /// Admits one request under the tenant's rate limit and budgets, or says why not (429
+    /// in OpenAI's shape). Budgets are checked again, with a reservation, by
+    /// [`Self::reserve`] once the request's models are known.
     pub fn admit(&self, tenant: &str, config: &TenantConfig) -> Result<(), ApiError> {
         self.with(tenant, |u| {
-            if let Some(limit) = config.daily_tokens
-                && u.tokens >= limit
-            {
-                return Err(quota(format!(
-                    "tenant {tenant:?} has used its daily budget of {limit} tokens ({} used); it resets at 00:00 UTC",
-                    u.tokens
-                )));
-            }
-            if let Some(limit) = config.daily_usd
-                && u.usd >= limit
-            {
-                return Err(quota(format!(
-                    "tenant {tenant:?} has spent its daily budget of ${limit} (${:.6} spent); it resets at 00:00 UTC",
-                    u.usd
-                )));
-            }
-            if let Some(rpm) = config.rpm {
-                let capacity = f64::from(rpm.max(1));
-                let now = Instant::now();
-                if u.bucket.is_nan() {
-                    u.bucket = capacity;
-                }
-                u.bucket = (u.bucket
-                    + now.duration_since(u.refilled).as_secs_f64() * capacity / 60.0)
-                    .min(capacity);
-                u.refilled = now;
-                if u.bucket < 1.0 {
-                    let wait = ((1.0 - u.bucket) * 60.0 / capacity).ceil() as u64;
-                    return Err(ApiError::new(
-                        ErrorKind::RateLimited,
-                        format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait} s"),
-                    )
-                    .retry_after(wait.max(1)));
-                }
-                u.bucket -= 1.0;
-            }
-            Ok(())
+            has_room(tenant, config, u)?;
+            take_rate_token(tenant, config, u)
         })
     }
 
-    /// Charges a finished request.
-    pub fn charge(&self, tenant: &str, tokens: u64, usd: f64) {
+    /// Reserves a request's estimated `tokens` and `usd` if the tenant's budgets have room
+    /// for it, atomically with the check.
+    pub fn reserve(
+        self: &Arc<Self>,
+        tenant: &str,
+        config: &TenantConfig,
+        tokens: u64,
+        usd: f64,
+    ) -> Result<Reservation, ApiError> {
+        let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
         self.with(tenant, |u| {
-            u.tokens += tokens;
-            if usd.is_finite() {
-                u.usd += usd;
-            }
+            has_room(tenant, config, u)?;
+            u.reserved_tokens += tokens;
+            u.reserved_usd += usd;
+            Ok(())
+        })?;
+        Ok(Reservation {
+            ledger: self.clone(),
+            tenant: tenant.to_owned(),
+            tokens,
+            usd,
+            open: true,
+        })
+    }
+
+    /// Charges a finished request that held no reservation.
+    pub fn charge(&self, tenant: &str, tokens: u64, usd: f64) {
+        self.with(tenant, |u| spend(u, tokens, usd));
+    }
+
+    fn unreserve(u: &mut Usage, tokens: u64, usd: f64) {
+        u.reserved_tokens = u.reserved_tokens.saturating_sub(tokens);
+        u.reserved_usd = (u.reserved_usd - usd).max(0.0);
+    }
+}
+
+fn spend(u: &mut Usage, tokens: u64, usd: f64) {
+    u.tokens += tokens;
+    if usd.is_finite() {
+        u.usd += usd.max(0.0);
+    }
+}
+
+/// Whether the day's spend plus the reservations of requests in flight leave room.
+fn has_room(tenant: &str, config: &TenantConfig, u: &Usage) -> Result<(), ApiError> {
+    if let Some(limit) = config.daily_tokens
+        && u.tokens + u.reserved_tokens >= limit
+    {
+        return Err(quota(format!(
+            "tenant {tenant:?} has used its daily budget of {limit} tokens ({} used, {} reserved by requests in flight); it resets at 00:00 UTC",
+            u.tokens, u.reserved_tokens
+        )));
+    }
+    if let Some(limit) = config.daily_usd
+        && u.usd + u.reserved_usd >= limit
+    {
+        return Err(quota(format!(
+            "tenant {tenant:?} has spent its daily budget of ${limit} (${:.6} spent, ${:.6} reserved by requests in flight); it resets at 00:00 UTC",
+            u.usd, u.reserved_usd
+        )));
+    }
+    Ok(())
+}
+
+/// Takes one request from the tenant's per-minute token bucket.
+fn take_rate_token(tenant: &str, config: &TenantConfig, u: &mut Usage) -> Result<(), ApiError> {
+    let Some(rpm) = config.rpm else {
+        return Ok(());
+    };
+    let capacity = f64::from(rpm.max(1));
+    let now = Instant::now();
+    if u.bucket.is_nan() {
+        u.bucket = capacity;
+    }
+    u.bucket =
+        (u.bucket + now.duration_since(u.refilled).as_secs_f64() * capacity / 60.0).min(capacity);
+    u.refilled = now;
+    if u.bucket < 1.0 {
+        let wait = ((1.0 - u.bucket) * 60.0 / capacity).ceil() as u64;
+        return Err(ApiError::new(
+            ErrorKind::RateLimited,
+            format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait} s"),
+        )
+        .retry_after(wait.max(1)));
+    }
+    u.bucket -= 1.0;
+    Ok(())
+}
+
+/// A request's hold on its tenant's budgets ([`Ledger::reserve`]): settled with what the
+/// request really used, or released when dropped unsettled (no answer came).
+#[derive(Debug)]
+pub struct Reservation {
+    ledger: Arc<Ledger>,
+    tenant: String,
+    tokens: u64,
+    usd: f64,
+    open: bool,
+}
+
+impl Reservation {
+    /// Replaces the reservation with the request's real spend.
+    pub fn settle(mut self, tokens: u64, usd: f64) {
+        self.open = false;
+        let (reserved, reserved_usd) = (self.tokens, self.usd);
+        self.ledger.with(&self.tenant, |u| {
+            Ledger::unreserve(u, reserved, reserved_usd);
+            spend(u, tokens, usd);
         });
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.open {
+            let (tokens, usd) = (self.tokens, self.usd);
+            self.ledger
+                .with(&self.tenant, |u| Ledger::unreserve(u, tokens, usd));
+        }
     }
 }
 
@@ -216,5 +307,46 @@ mod tests {
         );
         ledger.charge("c", 1, 0.02);
         assert!(ledger.admit("c", &t).unwrap_err().message.contains("$0.01"));
+    }
+
+    #[test]
+    fn reservations_hold_the_budget_under_concurrency_and_release_on_failure() {
+        let ledger = Arc::new(Ledger::default());
+        let t = tenant(None, Some(100));
+        // Requests in flight reserve: the budget is full before any of them has finished.
+        let first = ledger.reserve("a", &t, 60, 0.0).unwrap();
+        let second = ledger.reserve("a", &t, 60, 0.0).unwrap();
+        let e = ledger.reserve("a", &t, 60, 0.0).unwrap_err();
+        assert!(e.message.contains("120 reserved"), "{}", e.message);
+        assert!(
+            ledger.admit("a", &t).is_err(),
+            "admission sees the reservations too"
+        );
+        // A failed request gives its reservation back; a finished one is charged its use.
+        drop(second);
+        first.settle(15, 0.0);
+        let third = ledger.reserve("a", &t, 60, 0.0).unwrap();
+        third.settle(90, 0.0);
+        let e = ledger.admit("a", &t).unwrap_err();
+        assert!(e.message.contains("105 used"), "{}", e.message);
+        // Under real threads, the admitted total stays within one request of the limit.
+        let ledger = Arc::new(Ledger::default());
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..40 {
+                s.spawn(|| {
+                    if let Ok(r) = ledger.reserve("b", &t, 15, 0.0) {
+                        admitted.fetch_add(15, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        r.settle(15, 0.0);
+                    }
+                });
+            }
+        });
+        let total = admitted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            total < 100 + 15,
+            "admitted {total} tokens against a budget of 100"
+        );
     }
 }

@@ -23,6 +23,8 @@ pub struct Asked {
     /// The routed text: the last user message.
     pub prompt: String,
     pub stream: bool,
+    /// The whole chat's estimated prompt tokens.
+    pub input_tokens: u64,
 }
 
 /// What the cache did.
@@ -44,6 +46,8 @@ pub struct Ending {
     pub usage: Option<Usage>,
     pub cost: Option<f64>,
     pub error: Option<String>,
+    /// `usage` is Switchyard's estimate: the upstream streamed no usage.
+    pub usage_estimated: bool,
 }
 
 #[derive(Debug)]
@@ -60,6 +64,8 @@ pub struct Trace {
     pub plan: Option<Plan>,
     pub attempts: Vec<Attempt>,
     pub upstream_ms: f64,
+    /// The request's hold on its tenant's budgets while it is in flight.
+    pub reservation: Option<crate::tenants::Reservation>,
 }
 
 impl Trace {
@@ -81,6 +87,7 @@ impl Trace {
             plan: None,
             attempts: Vec::new(),
             upstream_ms: 0.0,
+            reservation: None,
         }
     }
 
@@ -158,12 +165,19 @@ impl Trace {
     }
 
     /// Accounts, counts and logs the finished request.
-    pub fn finish(self, ending: Ending) {
+    pub fn finish(mut self, ending: Ending) {
         self.count(&ending);
-        if let (Some(u), Some(_)) = (ending.usage, &ending.model) {
+        let spent = ending.model.as_ref().and(ending.usage).map(|u| {
             let tokens = u.prompt_tokens + u.completion_tokens;
-            let cost = ending.cost.unwrap_or(0.0);
-            self.state.ledger.charge(&self.asked.tenant, tokens, cost);
+            (tokens, ending.cost.unwrap_or(0.0))
+        });
+        match (self.reservation.take(), spent) {
+            (Some(held), Some((tokens, usd))) => held.settle(tokens, usd),
+            // No answer: dropping the reservation gives it back.
+            (Some(_), None) | (None, None) => {}
+            (None, Some((tokens, usd))) => {
+                self.state.ledger.charge(&self.asked.tenant, tokens, usd)
+            }
         }
         let state = self.state.clone();
         if let Some(log) = &state.log {
@@ -210,6 +224,7 @@ impl Trace {
             model: requested,
             prompt,
             stream,
+            ..
         } = self.asked;
         TrafficRecord {
             v: TRAFFIC_VERSION,
@@ -226,6 +241,7 @@ impl Trace {
             model: ending.model,
             usage: ending.usage,
             cost_usd: ending.cost,
+            usage_estimated: ending.usage_estimated,
             cache: self.cache.outcome,
             status: ending.status,
             error: ending.error,

@@ -1,12 +1,15 @@
 //! The traffic log: one JSON line per request in `<dir>/traffic.jsonl`, rotated by size and
-//! age to `traffic-<UTC time>.jsonl`; feedback in `<dir>/feedback.jsonl`. A background thread
-//! does the writing so requests never wait on the disk. [`to_records`] turns logs joined with
-//! feedback into routing records, so retraining on traffic is the benchmark code path.
+//! age to `traffic-<UTC time>.jsonl`; feedback in `<dir>/feedback.jsonl`. Each record is
+//! one `write` to a file opened for appending, made before the request's answer is
+//! complete: once written it is the kernel's, so SIGTERM or kill -9 of the gateway loses no
+//! record of an answered request (only those of requests still in flight), and there is no
+//! queue to drain at exit. [`to_records`] turns logs joined with feedback into routing
+//! records, so retraining on traffic is the benchmark code path.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,9 +20,6 @@ use switchyard_providers::{ErrorClass, Usage};
 pub const TRAFFIC_FILE: &str = "traffic.jsonl";
 pub const FEEDBACK_FILE: &str = "feedback.jsonl";
 pub const TRAFFIC_VERSION: u32 = 1;
-/// How long the writer gathers lines before writing them (records reach the file at most
-/// this much later).
-const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// One upstream attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +98,10 @@ pub struct TrafficRecord {
     pub model: Option<String>,
     pub usage: Option<Usage>,
     pub cost_usd: Option<f64>,
+    /// `usage` (and so the cost) is estimated from the streamed text: the upstream
+    /// reported none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     pub cache: CacheOutcome,
     /// The HTTP status the client got.
     pub status: u16,
@@ -119,11 +123,6 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-enum Line {
-    Traffic(String),
-    Feedback(String),
-}
-
 /// Rotation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Rotation {
@@ -131,44 +130,66 @@ pub struct Rotation {
     pub max_age: Duration,
 }
 
-/// Handle to the writer thread. Dropping every handle stops it after the queued lines.
+/// Handle to the log files; clones share them.
 #[derive(Debug, Clone)]
 pub struct TrafficLog {
-    tx: mpsc::Sender<LineMsg>,
+    writer: Arc<Mutex<Writer>>,
 }
 
-struct LineMsg(Line);
+#[derive(Debug)]
+struct Writer {
+    dir: PathBuf,
+    rotation: Rotation,
+    current: Option<Current>,
+    feedback: Option<std::fs::File>,
+}
 
-impl std::fmt::Debug for LineMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LineMsg")
-    }
+#[derive(Debug)]
+struct Current {
+    file: std::fs::File,
+    bytes: u64,
+    opened: Instant,
 }
 
 impl TrafficLog {
-    /// Creates `dir` and starts the writer thread.
+    /// Creates `dir` and opens the current log, so an unwritable directory fails here, at
+    /// start, rather than at the first request.
     pub fn start(dir: &Path, rotation: Rotation) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let (tx, rx) = mpsc::channel::<LineMsg>();
-        let dir = dir.to_path_buf();
-        std::thread::Builder::new()
-            .name("switchyard-log".into())
-            .spawn(move || write_loop(&dir, rotation, &rx))?;
-        Ok(Self { tx })
+        let current = open_current(dir)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(Writer {
+                dir: dir.to_path_buf(),
+                rotation,
+                current: Some(current),
+                feedback: None,
+            })),
+        })
     }
 
+    /// Appends a request's record; it is in the file when this returns.
     pub fn traffic(&self, record: &TrafficRecord) {
-        self.send(Line::Traffic(json_line(record)));
-    }
-
-    pub fn feedback(&self, record: &FeedbackRecord) {
-        self.send(Line::Feedback(json_line(record)));
-    }
-
-    fn send(&self, line: Line) {
-        if self.tx.send(LineMsg(line)).is_err() {
-            tracing::error!("the traffic-log writer has stopped; a record was lost");
+        let line = json_line(record);
+        let mut w = self.lock();
+        if let Err(e) = w.write_traffic(&line) {
+            tracing::error!(dir = %w.dir.display(), error = %e, "cannot write the traffic log; a record was lost");
         }
+    }
+
+    /// Appends a feedback record; it is in the file when this returns.
+    pub fn feedback(&self, record: &FeedbackRecord) {
+        let line = json_line(record);
+        let mut w = self.lock();
+        if let Err(e) = w.write_feedback(&line) {
+            tracing::error!(dir = %w.dir.display(), error = %e, "cannot write the feedback log; a record was lost");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        // A write that panicked leaves at worst a partial line, which the importer reports.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -179,101 +200,66 @@ fn json_line<T: Serialize>(value: &T) -> String {
     s
 }
 
-struct Current {
-    file: std::io::BufWriter<std::fs::File>,
-    bytes: u64,
-    opened: Instant,
-}
-
 fn open_current(dir: &Path) -> std::io::Result<Current> {
-    let path = dir.join(TRAFFIC_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)?;
+        .open(dir.join(TRAFFIC_FILE))?;
     let bytes = file.metadata()?.len();
     Ok(Current {
-        file: std::io::BufWriter::new(file),
+        file,
         bytes,
         opened: Instant::now(),
     })
 }
 
-fn rotate(dir: &Path, current: &mut Option<Current>) -> std::io::Result<()> {
-    if let Some(mut c) = current.take() {
-        c.file.flush()?;
+impl Writer {
+    fn due(&self, len: usize) -> bool {
+        self.current.as_ref().is_some_and(|c| {
+            c.bytes > 0
+                && (c.bytes + len as u64 > self.rotation.max_bytes
+                    || c.opened.elapsed() >= self.rotation.max_age)
+        })
     }
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    std::fs::rename(
-        dir.join(TRAFFIC_FILE),
-        dir.join(format!("traffic-{stamp}.jsonl")),
-    )?;
-    Ok(())
-}
 
-fn write_loop(dir: &Path, rotation: Rotation, rx: &mpsc::Receiver<LineMsg>) {
-    let mut current: Option<Current> = None;
-    let mut feedback: Option<std::fs::File> = None;
-    while let Ok(LineMsg(line)) = rx.recv() {
-        let mut pending = Some(line);
-        // Write everything queued, then flush once.
-        while let Some(line) = pending.take() {
-            let result = match line {
-                Line::Traffic(text) => write_traffic(dir, rotation, &mut current, &text),
-                Line::Feedback(text) => write_feedback(dir, &mut feedback, &text),
-            };
-            if let Err(e) = result {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot write the traffic log");
-            }
-            pending = rx.try_recv().ok().map(|LineMsg(l)| l);
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.current = None;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        std::fs::rename(
+            self.dir.join(TRAFFIC_FILE),
+            self.dir.join(format!("traffic-{stamp}.jsonl")),
+        )
+    }
+
+    fn write_traffic(&mut self, line: &str) -> std::io::Result<()> {
+        if self.due(line.len()) {
+            self.rotate()?;
         }
-        if let Some(c) = current.as_mut()
-            && let Err(e) = c.file.flush()
-        {
-            tracing::error!(error = %e, "cannot flush the traffic log");
+        if self.current.is_none() {
+            self.current = Some(open_current(&self.dir)?);
         }
-        // Batch: under load, waking this thread once per request cost the gateway more
-        // in context switches than the writing itself.
-        std::thread::sleep(BATCH_WINDOW);
+        if let Some(c) = self.current.as_mut() {
+            // One write of the whole line: O_APPEND keeps lines whole.
+            c.file.write_all(line.as_bytes())?;
+            c.bytes += line.len() as u64;
+        }
+        Ok(())
     }
-}
 
-fn write_traffic(
-    dir: &Path,
-    rotation: Rotation,
-    current: &mut Option<Current>,
-    text: &str,
-) -> std::io::Result<()> {
-    if let Some(c) = current.as_ref()
-        && c.bytes > 0
-        && (c.bytes + text.len() as u64 > rotation.max_bytes
-            || c.opened.elapsed() >= rotation.max_age)
-    {
-        rotate(dir, current)?;
+    fn write_feedback(&mut self, line: &str) -> std::io::Result<()> {
+        if self.feedback.is_none() {
+            self.feedback = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join(FEEDBACK_FILE))?,
+            );
+        }
+        if let Some(f) = self.feedback.as_mut() {
+            f.write_all(line.as_bytes())?;
+        }
+        Ok(())
     }
-    if current.is_none() {
-        *current = Some(open_current(dir)?);
-    }
-    if let Some(c) = current.as_mut() {
-        c.file.write_all(text.as_bytes())?;
-        c.bytes += text.len() as u64;
-    }
-    Ok(())
-}
-
-fn write_feedback(dir: &Path, file: &mut Option<std::fs::File>, text: &str) -> std::io::Result<()> {
-    if file.is_none() {
-        *file = Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(FEEDBACK_FILE))?,
-        );
-    }
-    if let Some(f) = file.as_mut() {
-        f.write_all(text.as_bytes())?;
-    }
-    Ok(())
 }
 
 /// A bad line in a log or feedback file, located.
@@ -408,6 +394,7 @@ mod tests {
                 completion_tokens: 5,
             }),
             cost_usd: Some(0.001),
+            usage_estimated: false,
             cache: CacheOutcome::Bypass,
             status: if model.is_some() { 200 } else { 502 },
             error: model.is_none().then(|| "all failed".to_owned()),
@@ -426,6 +413,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("{} never reached {n} lines", path.display());
+    }
+
+    #[test]
+    fn a_record_is_in_the_file_when_traffic_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let log = TrafficLog::start(dir.path(), rotation).unwrap();
+        for i in 0..20 {
+            log.traffic(&record(&format!("r{i}"), Some("hi"), Some("small")));
+            let text = std::fs::read_to_string(dir.path().join(TRAFFIC_FILE)).unwrap();
+            // No waiting: a process killed right now (SIGTERM, kill -9) keeps this record.
+            assert_eq!(text.lines().count(), i + 1);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! again after a while.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -81,34 +81,49 @@ impl Breaker {
         }
     }
 
-    /// Whether a request may go to the target now. When half-open, only one probe at a
-    /// time is let through.
-    pub fn try_acquire(&self) -> bool {
+    /// Leave to send one request to the target now, or `None` while the breaker is open.
+    /// When half-open, only one probe at a time is let through. The permit is how the
+    /// attempt's outcome gets back: [`Permit::record`]; a permit dropped unrecorded (the
+    /// client went away mid-attempt) frees the probe slot it held, so the next request
+    /// probes instead of the target staying shut for good.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut inner = self.lock();
-        match self.state_of(&inner, Instant::now()) {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            BreakerState::HalfOpen if inner.probe_in_flight => false,
+        let probe = match self.state_of(&inner, Instant::now()) {
+            BreakerState::Closed => false,
+            BreakerState::Open => return None,
+            BreakerState::HalfOpen if inner.probe_in_flight => return None,
             BreakerState::HalfOpen => {
                 inner.probe_in_flight = true;
                 true
             }
-        }
+        };
+        Some(Permit {
+            breaker: self.clone(),
+            probe,
+            settled: false,
+        })
     }
 
-    /// Records an attempt's outcome (only failures that are the target's fault count).
+    /// Records an outcome that no permit carries (only failures that are the target's
+    /// fault count).
     pub fn record(&self, success: bool) {
+        self.settle(success, false);
+    }
+
+    fn settle(&self, success: bool, probe: bool) {
         let mut inner = self.lock();
         let window = self.config.window.max(1) as usize;
         inner.recent.push_back(success);
         while inner.recent.len() > window {
             inner.recent.pop_front();
         }
-        let was_probe = std::mem::take(&mut inner.probe_in_flight);
+        if probe {
+            inner.probe_in_flight = false;
+        }
         if success {
             inner.consecutive = 0;
             if inner.opened_at.is_some() {
-                // A successful probe closes the breaker with a clean slate.
+                // A successful attempt closes the breaker with a clean slate.
                 inner.opened_at = None;
                 inner.recent.clear();
             }
@@ -118,9 +133,46 @@ impl Breaker {
         let failures = inner.recent.iter().filter(|ok| !**ok).count();
         let rate_tripped = inner.recent.len() >= window
             && failures as f64 >= self.config.error_rate * window as f64;
-        if was_probe || inner.consecutive >= self.config.consecutive_failures.max(1) || rate_tripped
-        {
+        if probe || inner.consecutive >= self.config.consecutive_failures.max(1) || rate_tripped {
             inner.opened_at = Some(Instant::now());
+        }
+    }
+
+    /// An attempt ended with no outcome (abandoned): a probe's slot is freed.
+    fn abandon(&self, probe: bool) {
+        if probe {
+            self.lock().probe_in_flight = false;
+        }
+    }
+}
+
+/// One request's leave to go to a target (see [`Breaker::try_acquire`]).
+#[must_use = "an attempt's outcome is recorded through its permit"]
+#[derive(Debug)]
+pub struct Permit {
+    breaker: Arc<Breaker>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Permit {
+    /// Whether this attempt is the half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// Records the attempt's outcome (pass `true` for failures that are not the target's
+    /// fault, such as a 400).
+    pub fn record(mut self, success: bool) {
+        self.settled = true;
+        self.breaker.settle(success, self.probe);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.abandon(self.probe);
         }
     }
 }
@@ -129,37 +181,51 @@ impl Breaker {
 mod tests {
     use super::*;
 
-    fn breaker(open_for: Duration) -> Breaker {
-        Breaker::new(BreakerConfig {
+    fn breaker(open_for: Duration) -> Arc<Breaker> {
+        Arc::new(Breaker::new(BreakerConfig {
             consecutive_failures: 3,
             window: 10,
             error_rate: 0.5,
             open_for,
-        })
+        }))
     }
 
     #[test]
     fn opens_after_consecutive_failures_and_probes_once() {
         let b = breaker(Duration::from_millis(30));
         for _ in 0..2 {
-            assert!(b.try_acquire());
-            b.record(false);
+            b.try_acquire().unwrap().record(false);
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        b.record(false);
+        b.try_acquire().unwrap().record(false);
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.try_acquire());
+        assert!(b.try_acquire().is_none());
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert!(b.try_acquire(), "one probe");
-        assert!(!b.try_acquire(), "only one probe at a time");
-        b.record(false);
+        let probe = b.try_acquire().expect("one probe");
+        assert!(probe.is_probe());
+        assert!(b.try_acquire().is_none(), "only one probe at a time");
+        probe.record(false);
         assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(b.try_acquire());
-        b.record(true);
+        b.try_acquire().unwrap().record(true);
         assert_eq!(b.state(), BreakerState::Closed, "a good probe closes");
-        assert!(b.try_acquire());
+        assert!(b.try_acquire().is_some_and(|p| !p.is_probe()));
+    }
+
+    #[test]
+    fn a_probe_dropped_without_an_outcome_frees_the_slot() {
+        let b = breaker(Duration::from_millis(20));
+        for _ in 0..3 {
+            b.record(false);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let probe = b.try_acquire().expect("half-open: a probe");
+        drop(probe); // the client of the probe went away mid-attempt
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let next = b.try_acquire().expect("the next request probes");
+        next.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

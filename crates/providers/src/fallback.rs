@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{AttemptError, Breaker, ErrorClass, Provider, Reply, RetryPolicy};
+use crate::{AttemptError, Breaker, ErrorClass, Permit, Provider, Reply, RetryPolicy};
 
 /// One model the loop may try.
 #[derive(Debug, Clone)]
@@ -57,6 +57,10 @@ pub struct Success {
     pub reply: Reply,
     /// Every attempt, the successful one last.
     pub attempts: Vec<Attempt>,
+    /// For a stream, the breaker's permit for the answering target: a stream can still
+    /// break after its first chunk, so whoever relays it records how it ended (a whole
+    /// answer was recorded as a success already).
+    pub pending: Option<Permit>,
 }
 
 /// Why no target answered. Each variant carries every attempt, in order.
@@ -143,11 +147,12 @@ pub async fn run(
             );
         }
         match try_target(target, &request, plan, observer, &mut attempts).await {
-            TargetResult::Answered(reply) => {
+            TargetResult::Answered(reply, pending) => {
                 return Ok(Success {
                     model: target.model.to_owned(),
                     reply,
                     attempts,
+                    pending,
                 });
             }
             TargetResult::Failed { sent } => sent_any |= sent,
@@ -169,7 +174,7 @@ pub async fn run(
 }
 
 enum TargetResult {
-    Answered(Reply),
+    Answered(Reply, Option<Permit>),
     /// Give up on this target; `sent` says whether any request went out.
     Failed {
         sent: bool,
@@ -192,11 +197,11 @@ async fn try_target(
         if now >= plan.deadline {
             return TargetResult::Deadline;
         }
-        if !target.breaker.try_acquire() {
+        let Some(permit) = target.breaker.try_acquire() else {
             observer.attempt(target.model, ErrorClass::BreakerOpen.as_str(), None);
             attempts.push(failed(target, Duration::ZERO, breaker_open(target.model)));
             return TargetResult::Failed { sent };
-        }
+        };
         sent = true;
         let call = target.provider.chat(request.clone(), plan.stream);
         let result = match tokio::time::timeout(plan.deadline - now, call).await {
@@ -209,7 +214,13 @@ async fn try_target(
         let latency = now.elapsed();
         let e = match result {
             Ok(reply) => {
-                target.breaker.record(true);
+                let pending = match reply {
+                    Reply::Stream { .. } => Some(permit),
+                    Reply::Full { .. } => {
+                        permit.record(true);
+                        None
+                    }
+                };
                 observer.attempt(target.model, "ok", Some(latency));
                 attempts.push(Attempt {
                     model: target.model.to_owned(),
@@ -217,11 +228,11 @@ async fn try_target(
                     latency,
                     error: None,
                 });
-                return TargetResult::Answered(reply);
+                return TargetResult::Answered(reply, pending);
             }
             Err(e) => e,
         };
-        target.breaker.record(!e.counts_against_target());
+        permit.record(!e.counts_against_target());
         observer.attempt(target.model, e.class.as_str(), Some(latency));
         tracing::warn!(model = %target.model, class = e.class.as_str(), error = %e.message, "upstream attempt failed");
         let (retryable, falls_back, status) = (e.retryable(), e.falls_back(), e.status);
@@ -233,8 +244,13 @@ async fn try_target(
         if !retryable || retry == plan.retry.max_retries {
             break;
         }
+        // A wait the target asks for beyond the cap, or past the deadline, is not spent
+        // here: the next target is tried at once.
         let left = plan.deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(delay.min(left)).await;
+        match delay {
+            Some(delay) if delay < left => tokio::time::sleep(delay).await,
+            _ => break,
+        }
     }
     TargetResult::Failed { sent }
 }

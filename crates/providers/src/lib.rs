@@ -26,7 +26,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use breaker::{Breaker, BreakerConfig, BreakerState};
+pub use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 pub use retry::{RetryPolicy, parse_retry_after};
 
 /// Which wire protocol a provider speaks.
@@ -335,14 +335,7 @@ async fn http_chat(
         (_, Ok(c)) => openai::chat(&c, spec, request, stream).await,
     };
     let key = spec.api_key.clone();
-    let scrub = move |mut e: AttemptError| {
-        if let Some(k) = &key
-            && !k.expose().is_empty()
-        {
-            e.message = e.message.replace(k.expose(), "<redacted>");
-        }
-        e
-    };
+    let scrub = move |e: AttemptError| scrub(e, key.as_ref());
     match result {
         Ok(Reply::Stream { first, rest }) => Ok(Reply::Stream {
             first,
@@ -353,6 +346,29 @@ async fn http_chat(
         Ok(full) => Ok(full),
         Err(e) => Err(scrub(e)),
     }
+}
+
+/// The longest error message kept from an upstream (the log and the client see no more).
+const ERROR_MESSAGE_CHARS: usize = 300;
+
+/// Removes the API key from an error's message, then cuts the message to
+/// [`ERROR_MESSAGE_CHARS`]. In that order: a cut first could split an echoed key, and its
+/// prefix would no longer match the key and would leak.
+fn scrub(mut e: AttemptError, key: Option<&ApiKey>) -> AttemptError {
+    if let Some(k) = key
+        && !k.expose().is_empty()
+    {
+        e.message = e.message.replace(k.expose(), "<redacted>");
+    }
+    if e.message.chars().count() > ERROR_MESSAGE_CHARS {
+        e.message = e
+            .message
+            .chars()
+            .take(ERROR_MESSAGE_CHARS)
+            .collect::<String>()
+            + "…";
+    }
+    e
 }
 
 /// Response body helpers shared by both kinds.
@@ -433,7 +449,8 @@ mod body {
                     .and_then(|m| m.as_str())
                     .map(str::to_owned)
             })
-            .unwrap_or_else(|| String::from_utf8_lossy(&text).chars().take(200).collect());
+            // Whole: the caller scrubs the key, then shortens (see `scrub`).
+            .unwrap_or_else(|| String::from_utf8_lossy(&text).into_owned());
         let class = match status {
             429 => ErrorClass::RateLimited,
             500..=599 => ErrorClass::ServerError,
@@ -516,5 +533,28 @@ mod body {
             ErrorClass::Malformed,
             format!("{who}: malformed response: {what}"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_echoed_across_the_cut_leaks_no_prefix() {
+        let key = ApiKey::new("sk-live-0123456789abcdefghijklmnopqrstuvwxyz");
+        for pad in [0, 150, 190, 280, 299, 400] {
+            let echoed = format!("{}{} was refused", "x".repeat(pad), key.expose());
+            let e = scrub(
+                AttemptError::new(ErrorClass::ClientError, echoed),
+                Some(&key),
+            );
+            assert!(
+                !e.message.contains(&key.expose()[..8]),
+                "pad {pad}: {}",
+                e.message
+            );
+            assert!(e.message.chars().count() <= ERROR_MESSAGE_CHARS + 1);
+        }
     }
 }

@@ -11,7 +11,8 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// Delay before the first retry, before jitter.
     pub base: Duration,
-    /// Cap on any one delay, `Retry-After` included.
+    /// Cap on any one delay. An upstream whose `Retry-After` asks for longer is not waited
+    /// for: the loop moves on to the next target at once.
     pub max: Duration,
 }
 
@@ -28,16 +29,20 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before retry number `retry` (0-based): the upstream's `Retry-After` when it
     /// sent one, else `base · 2^retry` scaled by a random factor in [0.5, 1) ("equal
-    /// jitter", so synchronised clients spread out); never more than `max`.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let delay = match retry_after {
-            Some(d) => d,
+    /// jitter", so synchronised clients spread out), capped at `max`. `None` when the
+    /// upstream asks for a longer wait than `max`: retrying it sooner would fail again.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        match retry_after {
+            Some(d) if d > self.max => None,
+            Some(d) => Some(d),
             None => {
                 let exp = self.base.saturating_mul(1u32 << retry.min(16));
-                exp.mul_f64(rand::rng().random_range(0.5..1.0))
+                Some(
+                    exp.mul_f64(rand::rng().random_range(0.5..1.0))
+                        .min(self.max),
+                )
             }
-        };
-        delay.min(self.max)
+        }
     }
 }
 
@@ -59,16 +64,20 @@ mod tests {
             max: Duration::from_millis(350),
         };
         for _ in 0..50 {
-            let d0 = p.delay(0, None);
+            let d0 = p.delay(0, None).unwrap();
             assert!(d0 >= Duration::from_millis(50) && d0 < Duration::from_millis(100));
-            let d1 = p.delay(1, None);
+            let d1 = p.delay(1, None).unwrap();
             assert!(d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(200));
-            assert!(p.delay(4, None) <= Duration::from_millis(350));
+            assert!(p.delay(4, None).unwrap() <= Duration::from_millis(350));
         }
-        assert_eq!(p.delay(0, Some(Duration::from_secs(1))), p.max);
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(1))),
+            None,
+            "a Retry-After beyond the cap is not waited for"
+        );
         assert_eq!(
             p.delay(0, Some(Duration::from_millis(200))),
-            Duration::from_millis(200)
+            Some(Duration::from_millis(200))
         );
     }
 

@@ -121,4 +121,33 @@ mod tests {
         d.push(b"data: half");
         assert!(d.has_partial());
     }
+
+    fn decode_in_pieces(bytes: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
+            let cut = cut.clamp(at, bytes.len());
+            d.push(&bytes[at..cut]);
+            at = cut;
+            while let Some(data) = d.next_data() {
+                out.push(data);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: the decoder never panics, and how the bytes were cut
+        /// never changes what it decodes.
+        #[test]
+        fn any_bytes_cut_anywhere_decode_the_same(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(0usize..512, 0..16),
+        ) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            proptest::prop_assert_eq!(decode_in_pieces(&bytes, &cuts), decode_in_pieces(&bytes, &[]));
+        }
+    }
 }

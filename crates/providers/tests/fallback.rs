@@ -14,13 +14,28 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchyard_providers::fallback::{self, FallbackError, Plan, Quiet, Target};
 use switchyard_providers::{
-    Breaker, BreakerConfig, ErrorClass, Provider, ProviderKind, ProviderSpec, Reply, RetryPolicy,
-    Timeouts,
+    ApiKey, Breaker, BreakerConfig, BreakerState, ErrorClass, Provider, ProviderKind, ProviderSpec,
+    Reply, RetryPolicy, Timeouts,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An upstream that answers every request with `status` (a chat completion on 200).
 async fn upstream(status: u16) -> Provider {
+    let body = if status == 200 {
+        json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "ok"}}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+        .to_string()
+    } else {
+        json!({"error": {"message": format!("status {status}")}}).to_string()
+    };
+    fixed(status, "content-type: application/json\r\n", body, None).await
+}
+
+/// An upstream that answers every request with `status`, extra header lines and `body`
+/// (`None` for `status` = hang: read the request, never answer).
+async fn fixed(status: u16, extra: &'static str, body: String, key: Option<&str>) -> Provider {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -28,6 +43,7 @@ async fn upstream(status: u16) -> Provider {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
+            let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut seen = Vec::new();
@@ -37,17 +53,12 @@ async fn upstream(status: u16) -> Provider {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = if status == 200 {
-                    json!({"id": "c", "object": "chat.completion", "model": "m",
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": "ok"}}],
-                           "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
-                    .to_string()
-                } else {
-                    json!({"error": {"message": format!("status {status}")}}).to_string()
-                };
+                if status == 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
                 let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = socket.write_all(head.as_bytes()).await;
@@ -59,7 +70,7 @@ async fn upstream(status: u16) -> Provider {
         name: format!("up{status}"),
         kind: ProviderKind::Openai,
         base_url: format!("http://{addr}/v1"),
-        api_key: None,
+        api_key: key.map(ApiKey::new),
         timeouts: Timeouts {
             connect: Duration::from_secs(2),
             first_byte: Duration::from_secs(2),
@@ -194,4 +205,64 @@ async fn a_bad_request_is_refused_without_fallback_and_deadlines_hold() {
         .await
         .unwrap_err();
     assert!(matches!(err, FallbackError::Deadline { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_echoed_key_is_scrubbed_before_the_message_is_cut() {
+    let key = "sk-live-0123456789abcdefghijklmnopqrstuvwxyz";
+    // A plain-text error body that echoes the key across character 200.
+    let body = format!("{}{key} is not valid", "e".repeat(190));
+    let up = fixed(401, "content-type: text/plain\r\n", body, Some(key)).await;
+    let b = breaker_after(5);
+    let err = fallback::run(&[target("m", &up, &b)], request(), plan(), &Quiet)
+        .await
+        .unwrap_err();
+    let message = &err.attempts()[0].error.as_ref().unwrap().message;
+    assert!(!message.contains(&key[..8]), "{message}");
+    assert!(message.contains("<redacted>"), "{message}");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_cap_moves_on_at_once() {
+    let body = json!({"error": {"message": "slow down"}}).to_string();
+    let limited = fixed(429, "retry-after: 30\r\n", body, None).await;
+    let good = upstream(200).await;
+    let (b1, b2) = (breaker_after(5), breaker_after(5));
+    let targets = [target("limited", &limited, &b1), target("good", &good, &b2)];
+    let ok = fallback::run(&targets, request(), plan(), &Quiet)
+        .await
+        .unwrap();
+    let models: Vec<&str> = ok.attempts.iter().map(|a| a.model.as_str()).collect();
+    assert_eq!(
+        models,
+        ["limited", "good"],
+        "no retry of a target that asks for 30 s when the cap is 5 ms"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_whose_caller_went_away_does_not_shut_the_target_for_good() {
+    let hang = fixed(0, "", String::new(), None).await;
+    let b = Arc::new(Breaker::new(BreakerConfig {
+        consecutive_failures: 1,
+        window: 20,
+        error_rate: 0.5,
+        open_for: Duration::from_millis(20),
+    }));
+    b.record(false);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    let targets = [target("hang", &hang, &b)];
+    // The client of the probe disconnects: its request future is dropped mid-attempt.
+    let probe = fallback::run(&targets, request(), plan(), &Quiet);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), probe)
+            .await
+            .is_err()
+    );
+    let next = b.try_acquire();
+    assert!(
+        next.as_ref().is_some_and(|p| p.is_probe()),
+        "the next request must be let through as the probe"
+    );
 }

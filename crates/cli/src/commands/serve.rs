@@ -97,6 +97,8 @@ pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    switchyard_gateway::preflight(&config, router.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     Runtime::build(config, router.as_ref(), &env)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;

@@ -30,6 +30,16 @@ pub enum Mode {
     Malformed,
     /// HTTP 401 whose message echoes the API key it got, as some providers do.
     EchoKey,
+    /// Answers as `Ok` after 200 ms (requests overlap).
+    Slow,
+    /// Answers as `Ok` after 1.5 s: past the tests' first-byte timeout.
+    SlowFirstByte,
+    /// A stream's first event, then a TCP reset (non-stream: headers and part of the body).
+    ResetAfterFirst,
+    /// A stream's first event, then an event that is not JSON.
+    MalformedAfterFirst,
+    /// `Ok`, but a stream carries no usage chunk.
+    NoUsage,
 }
 
 pub const FAILURES: [Mode; 6] = [
@@ -122,15 +132,29 @@ impl Upstream {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let anthropic = path.ends_with("/messages");
-        let mode = *self.mode.lock().unwrap();
+        let mut mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Slow => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                mode = Mode::Ok;
+            }
+            Mode::SlowFirstByte => {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                mode = Mode::Ok;
+            }
+            _ => {}
+        }
         let reply = match mode {
-            Mode::Ok => {
+            Mode::Ok | Mode::NoUsage => {
                 if stream {
-                    let events = if anthropic {
+                    let mut events = if anthropic {
                         self.anthropic_events()
                     } else {
                         self.openai_events()
                     };
+                    if mode == Mode::NoUsage {
+                        events.retain(|e| !e.contains("\"choices\":[]"));
+                    }
                     for (i, e) in events.iter().enumerate() {
                         let head = if i == 0 { sse_head() } else { String::new() };
                         if socket
@@ -205,6 +229,30 @@ impl Upstream {
                 drop(socket);
                 return;
             }
+            Mode::ResetAfterFirst | Mode::MalformedAfterFirst => {
+                let first = if anthropic {
+                    self.anthropic_events()[0].clone()
+                } else {
+                    self.openai_events()[0].clone()
+                };
+                let head = if stream {
+                    format!("{}{first}", sse_head())
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\nconnection: close\r\n\r\n{\"id\":\"x\",".to_owned()
+                };
+                let _ = socket.write_all(head.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if mode == Mode::MalformedAfterFirst {
+                    let _ = socket.write_all(b"data: {this is not json\n\n").await;
+                    let _ = socket.shutdown().await;
+                } else {
+                    #[allow(deprecated)]
+                    let _ = socket.set_linger(Some(Duration::ZERO));
+                    drop(socket);
+                }
+                return;
+            }
+            Mode::Slow | Mode::SlowFirstByte => unreachable!("answered as Ok above"),
             Mode::Malformed => {
                 if stream {
                     format!("{}data: {{this is not json\n\n", sse_head())
