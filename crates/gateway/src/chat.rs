@@ -149,7 +149,9 @@ fn reserve(
         .filter_map(|m| runtime.models.get(m))
         .map(|m| m.price.cost(input as f64, output as f64))
         .fold(0.0, f64::max);
-    state.ledger.reserve(tenant, config, input + output, usd)
+    state
+        .ledger
+        .reserve(tenant, config, input.saturating_add(output), usd)
 }
 
 fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError> {

@@ -85,7 +85,34 @@ fn json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Anthropic stream events of the kinds the translator acts on, with arbitrary fields.
+fn anthropic_event() -> impl Strategy<Value = Value> {
+    let kind = proptest::sample::select(vec![
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "message_delta",
+        "error",
+    ]);
+    (kind, json(), any::<u64>(), any::<u64>()).prop_map(|(kind, inner, a, b)| {
+        serde_json::json!({"type": kind, "index": a % 4, "message": {"id": inner, "usage": {"input_tokens": a}},
+                           "content_block": {"type": "tool_use", "id": "t", "name": inner},
+                           "delta": {"type": "input_json_delta", "partial_json": "{", "stop_reason": "end_turn"},
+                           "usage": {"output_tokens": b}})
+    })
+}
+
 proptest! {
+    #[test]
+    fn the_anthropic_stream_translator_never_panics_on_its_own_events(
+        events in proptest::collection::vec(anthropic_event(), 0..12),
+    ) {
+        let mut translator = switchyard_providers::anthropic::StreamTranslator::default();
+        for event in &events {
+            let _ = translator.translate(event);
+        }
+    }
+
     #[test]
     fn the_request_view_never_panics(body in json()) {
         if let Ok(view) = crate::request::ChatView::parse(&body) {

@@ -135,7 +135,7 @@ impl Ledger {
         let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
         self.with(tenant, |u| {
             has_room(tenant, config, u)?;
-            u.reserved_tokens += tokens;
+            u.reserved_tokens = u.reserved_tokens.saturating_add(tokens);
             u.reserved_usd += usd;
             Ok(())
         })?;
@@ -160,7 +160,7 @@ impl Ledger {
 }
 
 fn spend(u: &mut Usage, tokens: u64, usd: f64) {
-    u.tokens += tokens;
+    u.tokens = u.tokens.saturating_add(tokens);
     if usd.is_finite() {
         u.usd += usd.max(0.0);
     }
@@ -169,7 +169,7 @@ fn spend(u: &mut Usage, tokens: u64, usd: f64) {
 /// Whether the day's spend plus the reservations of requests in flight leave room.
 fn has_room(tenant: &str, config: &TenantConfig, u: &Usage) -> Result<(), ApiError> {
     if let Some(limit) = config.daily_tokens
-        && u.tokens + u.reserved_tokens >= limit
+        && u.tokens.saturating_add(u.reserved_tokens) >= limit
     {
         return Err(quota(format!(
             "tenant {tenant:?} has used its daily budget of {limit} tokens ({} used, {} reserved by requests in flight); it resets at 00:00 UTC",

@@ -168,7 +168,7 @@ impl Trace {
     pub fn finish(mut self, ending: Ending) {
         self.count(&ending);
         let spent = ending.model.as_ref().and(ending.usage).map(|u| {
-            let tokens = u.prompt_tokens + u.completion_tokens;
+            let tokens = u.prompt_tokens.saturating_add(u.completion_tokens);
             (tokens, ending.cost.unwrap_or(0.0))
         });
         match (self.reservation.take(), spent) {

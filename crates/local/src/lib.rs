@@ -444,7 +444,7 @@ impl LocalEngine {
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                          "logprobs": null, "finish_reason": finish_reason}],
                             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                                      "total_tokens": usage.prompt_tokens + usage.completion_tokens}});
+                                      "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens)}});
                         return Ok(Reply::Full {
                             body,
                             usage: Some(usage),
@@ -475,7 +475,7 @@ impl LocalEngine {
                     let mut last = chunk(json!({}), Value::Null);
                     last["choices"] = json!([]);
                     last["usage"] = json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                                           "total_tokens": usage.prompt_tokens + usage.completion_tokens});
+                                           "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens)});
                     vec![Ok(chunk(json!({}), finish_reason.into())), Ok(last)]
                 }
                 Event::Failed(m) => vec![Err(AttemptError::new(ErrorClass::ServerError, m))],

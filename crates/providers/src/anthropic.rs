@@ -217,7 +217,7 @@ pub fn from_messages_response(response: &Value) -> Result<(Value, Option<Usage>)
     });
     if let Some(u) = usage {
         out["usage"] = json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                              "total_tokens": u.prompt_tokens + u.completion_tokens});
+                              "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens)});
     }
     Ok((out, usage))
 }
@@ -304,7 +304,7 @@ impl StreamTranslator {
                 let mut usage = self.chunk(json!({}), Value::Null);
                 usage["choices"] = json!([]);
                 usage["usage"] = json!({"prompt_tokens": self.input_tokens, "completion_tokens": output,
-                                        "total_tokens": self.input_tokens + output});
+                                        "total_tokens": self.input_tokens.saturating_add(output)});
                 vec![self.chunk(json!({}), finish_reason(stop)), usage]
             }
             "error" => {

@@ -403,3 +403,27 @@ async fn the_rest_of_the_fault_matrix_falls_back_stream_and_not() {
         assert!(message.contains("cannot connect"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_huge_max_tokens_reserves_the_whole_budget_instead_of_wrapping() {
+    let up = Upstream::start("up").await;
+    up.set(Mode::Slow);
+    let g = gateway(&budget_config(&up, "daily_tokens = 100")).await;
+    let send = |max_tokens: u64| {
+        let mut body = chat("auto", false);
+        body["max_tokens"] = json!(max_tokens);
+        let request = g
+            .client
+            .post(format!("{}/v1/chat/completions", g.url))
+            .bearer_auth("sk-budget")
+            .json(&body);
+        async move { read(request.send().await.unwrap()).await }
+    };
+    // While the first holds its (saturated) reservation, the second finds no room.
+    let (first, second) = tokio::join!(send(u64::MAX), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        send(10).await
+    });
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(second.status, 429, "{:?}", second.body);
+}
