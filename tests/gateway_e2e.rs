@@ -594,3 +594,88 @@ async fn a_soak_answers_everything_and_memory_stays_flat() {
         "resident memory grew from {warm} KiB to {after} KiB"
     );
 }
+
+/// kill -9 under load, streams and whole answers mixed: every request whose answer the
+/// client received in full (a whole body, or a stream up to `[DONE]`) has its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_record_of_a_complete_answer() {
+    let up = Upstream::start("mock").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("logs");
+    let config = dir.path().join("switchyard.toml");
+    let text = format!(
+        "[router]\nenabled = false\n[log]\ndir = {log_dir:?}\n[cache]\nenabled = false\n\
+         [providers.mock]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.m]\nprovider = \"mock\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n",
+        up.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    switchyard_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let complete = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for worker in 0..8 {
+        let (client, url, complete) = (client.clone(), server.url.clone(), complete.clone());
+        load.push(tokio::spawn(async move {
+            for i in 0u64.. {
+                let stream = (i + worker) % 2 == 0;
+                let body = json!({"model": "m", "stream": stream,
+                                  "messages": [{"role": "user", "content": "hi"}]});
+                let Ok(r) = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let id = r.headers().get("x-switchyard-request-id").cloned();
+                let Ok(text) = r.text().await else { return };
+                let whole = if stream {
+                    text.ends_with("data: [DONE]\n\n")
+                } else {
+                    text.contains("Hello from mock")
+                };
+                if let (true, Some(id)) = (whole, id) {
+                    complete
+                        .lock()
+                        .unwrap()
+                        .push(id.to_str().unwrap().to_owned());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for task in load {
+        task.await.unwrap();
+    }
+    let logged: std::collections::HashSet<String> =
+        std::fs::read_to_string(log_dir.join("traffic.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
+            .collect();
+    let complete = complete.lock().unwrap();
+    let missing: Vec<&String> = complete.iter().filter(|id| !logged.contains(*id)).collect();
+    eprintln!(
+        "kill -9: {} complete answers, {} records, {} complete answers without a record",
+        complete.len(),
+        logged.len(),
+        missing.len()
+    );
+    assert!(complete.len() > 50, "the load ran ({})", complete.len());
+    assert!(
+        missing.is_empty(),
+        "records lost for complete answers: {missing:?}"
+    );
+}

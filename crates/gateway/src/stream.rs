@@ -43,7 +43,8 @@ struct Relayed {
     client_gone: bool,
 }
 
-/// Copies the upstream's chunks to the client; on the end, stores, accounts and logs.
+/// Copies the upstream's chunks to the client; on the end, stores, accounts and logs, then
+/// ends the stream.
 pub async fn relay(
     mut trace: Trace,
     upstream: Upstream,
@@ -71,9 +72,7 @@ pub async fn relay(
         capture.as_mut(),
     )
     .await;
-    if seen.error.is_none() && !seen.client_gone {
-        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-    }
+    let complete = seen.error.is_none() && !seen.client_gone;
     let error = settle_attempt(&mut trace, permit, &seen);
     if error.is_none()
         && let (Some(job), Some(capture)) = (store, capture)
@@ -98,7 +97,12 @@ pub async fn relay(
         error,
         usage_estimated: estimated,
     };
+    // The record is written before [DONE]: a client that has the whole answer can count
+    // on its record being in the log, even if the gateway is killed right after.
     trace.finish(ending);
+    if complete {
+        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    }
 }
 
 /// A stream's end is its attempt's outcome: a break after the first chunk counts against
