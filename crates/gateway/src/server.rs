@@ -254,16 +254,17 @@ impl Connection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout);
         let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(tcp), service));
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                    break;
-                }
-                _ = self.shutdown.changed() => conn.as_mut().graceful_shutdown(),
+        // Until the server stops; then the request in flight finishes and the connection
+        // closes (`changed` fails at once once the sender is gone, so it is awaited once).
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            _ = self.shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
             }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
         }
         drop(self.open);
     }
