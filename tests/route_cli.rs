@@ -199,3 +199,56 @@ fn eval_routing_trains_a_scorer_and_beats_the_baselines() {
     assert!(!out.status.success());
     assert!(stderr.contains("does not know gpt-9"), "{stderr}");
 }
+
+/// A scorer trained on a gateway's own model names (as from its traffic) is accepted by
+/// `config check` although the config's `quality_like` stand-ins are models it never saw:
+/// the models it knows are scored by their own names, and the check names which are which.
+#[test]
+fn config_check_accepts_a_scorer_that_knows_the_models_by_their_own_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, scorer) = (tmp.path().join("traffic.jsonl"), tmp.path().join("scorer"));
+    write_records(&data, 0, 200);
+    let cache = tmp.path().join("cache");
+    let out = switchyard(&[
+        "train",
+        "scorer",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        scorer.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = tmp.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[router]\nscorer = {scorer:?}\n[log]\nenabled = false\n[cache]\nenabled = false\n\
+             [providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             [models.cheap]\nprovider = \"p\"\ninput_per_mtok = 0.1\noutput_per_mtok = 0.1\nquality_like = \"mistralai/mixtral-8x7b-chat\"\n\
+             [models.strong]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\nquality_like = \"gpt-4-1106-preview\"\n\
+             [models.mine]\nprovider = \"p\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\nquality = 0.4\n\
+             [routes.auto]\nmodels = [\"cheap\", \"strong\", \"mine\"]\npolicy = \"threshold:0.7\"\n"
+        ),
+    )
+    .unwrap();
+    let out = switchyard(&["config", "check", config.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("cheap: scored by the router (it knows this model)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mine: not known to the router: fixed quality prior 0.4"),
+        "{stdout}"
+    );
+}

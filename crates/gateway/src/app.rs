@@ -106,6 +106,11 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
     } else {
         None
     };
+    // Requests answered before a restart can still get feedback: their ids are in the log.
+    let mut recent = crate::state::RecentIds::default();
+    if config.log.enabled {
+        recent.load(&config.log.dir);
+    }
     let log = if config.log.enabled {
         Some(
             TrafficLog::start(
@@ -156,7 +161,7 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
         ledger: Default::default(),
         metrics: Default::default(),
         log,
-        recent: Mutex::default(),
+        recent: Mutex::new(recent),
         config_path: match source {
             ConfigSource::File(p) => Some(p.clone()),
             ConfigSource::Environment => None,
@@ -498,11 +503,13 @@ async fn feedback(
     if f.comment.as_ref().is_some_and(|c| c.len() > 4096) {
         return Err(ApiError::invalid("comment: at most 4096 bytes").param("comment"));
     }
-    if !state.knows(&f.request_id) {
+    let tenant = tenant.map_or(DEFAULT_TENANT, |t| t.0);
+    // Another tenant's request gets the same answer as an unknown id: ids are not probed.
+    if !state.knows(&f.request_id, tenant) {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!(
-                "no recent request {:?} (ids come from the x-switchyard-request-id header)",
+                "no recent request {:?} of yours (ids come from the x-switchyard-request-id header)",
                 f.request_id
             ),
         )
@@ -518,7 +525,7 @@ async fn feedback(
         request_id: f.request_id.clone(),
         score: f.score,
         comment: f.comment,
-        tenant: tenant.map_or(DEFAULT_TENANT, |t| t.0).to_owned(),
+        tenant: tenant.to_owned(),
         time: now_rfc3339(),
     });
     Ok(Json(

@@ -2,7 +2,7 @@
 //! config (rebuilt on SIGHUP), and the state that outlives reloads (breakers, budgets,
 //! metrics, the traffic log).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -205,17 +205,20 @@ impl Runtime {
             };
             let known =
                 |name: &str| router.is_some_and(|r| r.router.scorer().check_known([name]).is_ok());
+            // A scorer that knows the model itself (trained on this gateway's traffic) scores
+            // it by its own name; else by its benchmark stand-in; else a fixed prior.
             let quality_like = match &m.quality_like {
-                Some(like) if router.is_some() && !known(like) => {
+                _ if known(id) => Some(id.clone()),
+                Some(like) if router.is_some() && !known(like) && m.quality.is_none() => {
                     return Err(ConfigError::new(
                         format!("models.{id}.quality_like"),
                         format!(
-                            "the scorer does not know {like:?}; `switchyard route --help` explains, and models/scorer/manifest.json lists the models it knows"
+                            "the scorer knows neither {id:?} nor {like:?}; set quality_like to a model it knows, or quality (a fixed prior in [0, 1]); the scorer's manifest.json lists the models it knows"
                         ),
                     ));
                 }
+                Some(like) if router.is_some() && !known(like) => None,
                 Some(like) => Some(like.clone()),
-                None if known(id) => Some(id.clone()),
                 None => None,
             };
             if learned.contains(id.as_str())
@@ -289,20 +292,25 @@ impl Runtime {
     }
 }
 
-/// The recent request ids, so feedback for an unknown id is refused. Kept as the ids' random
-/// 128 bits in tables allocated once at full size: a set of strings that grew as traffic
-/// came in rehashed all of it, under the lock, on some unlucky request's path.
+/// The recent request ids and the tenant each belongs to, so feedback is accepted only from
+/// the tenant that made the request (anyone else, like an unknown id, gets a 404). Kept as
+/// the ids' random 128 bits in tables allocated once at full size: a set of strings that
+/// grew as traffic came in rehashed all of it, under the lock, on some unlucky request's
+/// path. Tenant names are interned: one allocation per tenant, not per id. Filled from the
+/// traffic log at start ([`Self::load`]), so feedback still works after a restart.
 #[derive(Debug)]
 pub struct RecentIds {
     order: VecDeque<u128>,
-    set: HashSet<u128>,
+    set: HashMap<u128, Arc<str>>,
+    tenants: HashMap<String, Arc<str>>,
 }
 
 impl Default for RecentIds {
     fn default() -> Self {
         Self {
             order: VecDeque::with_capacity(Self::CAPACITY),
-            set: HashSet::with_capacity(Self::CAPACITY),
+            set: HashMap::with_capacity(Self::CAPACITY),
+            tenants: HashMap::new(),
         }
     }
 }
@@ -327,23 +335,93 @@ impl RecentIds {
         u128::from_str_radix(hex, 16).ok()
     }
 
-    pub fn insert(&mut self, id: &str) {
+    pub fn insert(&mut self, id: &str, tenant: &str) {
         let Some(key) = Self::key(id) else {
             return;
         };
+        let tenant = match self.tenants.get(tenant) {
+            Some(t) => t.clone(),
+            None => {
+                let t: Arc<str> = tenant.into();
+                self.tenants.insert(tenant.to_owned(), t.clone());
+                t
+            }
+        };
+        if self.set.contains_key(&key) {
+            return;
+        }
         if self.order.len() >= Self::CAPACITY
             && let Some(old) = self.order.pop_front()
         {
             self.set.remove(&old);
         }
-        if self.set.insert(key) {
-            self.order.push_back(key);
-        }
+        self.set.insert(key, tenant);
+        self.order.push_back(key);
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        Self::key(id).is_some_and(|k| self.set.contains(&k))
+    /// The tenant that made request `id`, if it is a recent one.
+    pub fn tenant_of(&self, id: &str) -> Option<&str> {
+        Self::key(id)
+            .and_then(|k| self.set.get(&k))
+            .map(AsRef::as_ref)
     }
+
+    /// The ids and tenants of the newest records in the traffic logs under `dir` (the
+    /// current file, then rotated ones newest first, until capacity; old rotated files are
+    /// not read). Unreadable files and lines are skipped: this only decides which feedback
+    /// is accepted.
+    pub fn load(&mut self, dir: &std::path::Path) {
+        let mut files = rotated_logs(dir);
+        files.push(dir.join(crate::traffic::TRAFFIC_FILE));
+        let mut newest_first: Vec<Vec<(String, String)>> = Vec::new();
+        let mut total = 0;
+        for path in files.iter().rev() {
+            let ids = ids_in(path);
+            total += ids.len();
+            newest_first.push(ids);
+            if total >= Self::CAPACITY {
+                break;
+            }
+        }
+        for (id, tenant) in newest_first.iter().rev().flatten() {
+            self.insert(id, tenant);
+        }
+    }
+}
+
+/// Rotated traffic logs in `dir`, oldest first (their names carry their UTC time).
+fn rotated_logs(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut rotated: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("traffic-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    rotated.sort();
+    rotated
+}
+
+/// `(request_id, tenant)` of each record in one traffic log.
+fn ids_in(path: &std::path::Path) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        request_id: String,
+        tenant: String,
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    std::io::BufRead::lines(std::io::BufReader::new(file))
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<Line>(&l).ok())
+        .map(|l| (l.request_id, l.tenant))
+        .collect()
 }
 
 /// Shared by every request.
@@ -409,18 +487,20 @@ impl AppState {
         }
     }
 
-    pub fn remember(&self, id: &str) {
+    pub fn remember(&self, id: &str, tenant: &str) {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id);
+            .insert(id, tenant);
     }
 
-    pub fn knows(&self, id: &str) -> bool {
+    /// Whether `id` is a recent request of `tenant`.
+    pub fn knows(&self, id: &str, tenant: &str) -> bool {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(id)
+            .tenant_of(id)
+            == Some(tenant)
     }
 }
 
@@ -440,9 +520,9 @@ mod tests {
     fn recent_ids_know_their_own_and_forget_the_oldest() {
         let mut recent = RecentIds::default();
         let first = RecentIds::new_id();
-        recent.insert(&first);
-        assert!(recent.contains(&first));
-        assert!(!recent.contains(&RecentIds::new_id()));
+        recent.insert(&first, "a");
+        assert_eq!(recent.tenant_of(&first), Some("a"));
+        assert_eq!(recent.tenant_of(&RecentIds::new_id()), None);
         let upper = format!(
             "chatcmpl-sy-{}",
             first["chatcmpl-sy-".len()..].to_uppercase()
@@ -457,17 +537,43 @@ mod tests {
             "other-id",
             &first[1..],
         ] {
-            recent.insert(bad);
-            assert!(!recent.contains(bad), "{bad:?}");
+            recent.insert(bad, "a");
+            assert_eq!(recent.tenant_of(bad), None, "{bad:?}");
         }
         for _ in 0..RecentIds::CAPACITY {
-            recent.insert(&RecentIds::new_id());
+            recent.insert(&RecentIds::new_id(), "b");
         }
-        assert!(
-            !recent.contains(&first),
+        assert_eq!(
+            recent.tenant_of(&first),
+            None,
             "the oldest id is evicted at capacity"
         );
+        assert_eq!(recent.tenants.len(), 2, "tenant names are interned");
         assert_eq!(recent.order.len(), RecentIds::CAPACITY);
         assert_eq!(recent.set.len(), RecentIds::CAPACITY);
+    }
+
+    #[test]
+    fn recent_ids_come_back_from_the_log_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotated = dir.path().join("traffic-20261201T000000.000Z.jsonl");
+        let (old, new) = (RecentIds::new_id(), RecentIds::new_id());
+        std::fs::write(
+            &rotated,
+            format!("{{\"request_id\":\"{old}\",\"tenant\":\"a\"}}\nnot json\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(crate::traffic::TRAFFIC_FILE),
+            format!("{{\"request_id\":\"{new}\",\"tenant\":\"b\",\"status\":200}}\n"),
+        )
+        .unwrap();
+        let mut recent = RecentIds::default();
+        recent.load(dir.path());
+        assert_eq!(recent.tenant_of(&old), Some("a"));
+        assert_eq!(recent.tenant_of(&new), Some("b"));
+        let mut none = RecentIds::default();
+        none.load(&dir.path().join("missing"));
+        assert_eq!(none.tenant_of(&old), None);
     }
 }

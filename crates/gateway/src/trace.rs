@@ -71,7 +71,6 @@ pub struct Trace {
 impl Trace {
     pub fn start(state: &Arc<AppState>) -> Self {
         let request_id = crate::state::RecentIds::new_id();
-        state.remember(&request_id);
         Self {
             state: state.clone(),
             runtime: state.runtime(),
@@ -180,6 +179,8 @@ impl Trace {
             }
         }
         let state = self.state.clone();
+        // Known to feedback once its record is written, and only to its own tenant.
+        state.remember(&self.request_id, &self.asked.tenant);
         if let Some(log) = &state.log {
             log.traffic(&self.record(ending));
         }

@@ -653,6 +653,26 @@ async fn tenants_keys_allow_lists_budgets_and_rate_limits() {
     let a = send(Some("sk-alpha"), "auto").await;
     assert_eq!(a.status, 200);
     assert_eq!(header(&a, "x-switchyard-model"), "cheap");
+    // Feedback belongs to the tenant that made the request: another tenant gets the 404
+    // an unknown id gets.
+    let feedback = |key: &'static str, id: String| {
+        let request = g
+            .client
+            .post(format!("{}/v1/feedback", g.url))
+            .bearer_auth(key)
+            .json(&json!({"request_id": id, "score": 1.0}));
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let id = header(&a, "x-switchyard-request-id");
+    let theirs = feedback("sk-beta", id.clone()).await;
+    let unknown = feedback(
+        "sk-beta",
+        "chatcmpl-sy-0123456789abcdef0123456789abcdef".into(),
+    )
+    .await;
+    assert_eq!((theirs.status, unknown.status), (404, 404));
+    assert_eq!(theirs.body["error"]["code"], unknown.body["error"]["code"]);
+    assert_eq!(feedback("sk-alpha", id).await.status, 200);
     assert_eq!(send(Some("sk-alpha"), "cheap").await.status, 200);
     let limited = send(Some("sk-alpha"), "auto").await;
     assert_eq!(limited.status, 429, "{:?}", limited.body);

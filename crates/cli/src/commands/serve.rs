@@ -100,12 +100,28 @@ pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
     switchyard_gateway::preflight(&config, router.as_ref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    Runtime::build(config, router.as_ref(), &env)
+    let runtime = Runtime::build(config, router.as_ref(), &env)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let mut out = std::io::stdout().lock();
     writeln!(
-        std::io::stdout().lock(),
+        out,
         "{}: ok — {providers} providers, {models} models, {routes} routes, {tenants} tenants",
         args.file.display(),
     )?;
+    if router.is_some() {
+        for m in runtime.models.values() {
+            let how = match (&m.quality_like, m.quality_prior) {
+                (Some(like), _) if like == &m.id => {
+                    "scored by the router (it knows this model)".to_owned()
+                }
+                (Some(like), _) => format!("scored by the router as {like:?}"),
+                (None, Some(q)) => format!("not known to the router: fixed quality prior {q}"),
+                (None, None) => {
+                    "not known to the router: only in order routes or pinned".to_owned()
+                }
+            };
+            writeln!(out, "  {}: {how}", m.id)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
