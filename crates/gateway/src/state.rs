@@ -2,7 +2,7 @@
 //! config (rebuilt on SIGHUP), and the state that outlives reloads (breakers, budgets,
 //! metrics, the traffic log).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
