@@ -15,9 +15,11 @@ CASES="${CASES:-20000}"
 started=$(date +%s)
 export PROPTEST_CASES="$CASES"
 status=0
-cargo test --locked -p switchyard-gateway --lib fuzz:: 2>&1 | tee /tmp/switchyard-fuzz-gateway.log || status=1
-cargo test --locked -p switchyard-providers --lib sse::tests::any_bytes 2>&1 | tee /tmp/switchyard-fuzz-sse.log || status=1
-properties=$(cat /tmp/switchyard-fuzz-gateway.log /tmp/switchyard-fuzz-sse.log | grep -c '^test .* \(ok\|FAILED\)$' || true)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cargo test --locked -p switchyard-gateway --lib fuzz:: 2>&1 | tee "$out/gateway.log" || status=1
+cargo test --locked -p switchyard-providers --lib sse::tests::any_bytes 2>&1 | tee "$out/sse.log" || status=1
+properties=$(cat "$out/gateway.log" "$out/sse.log" | grep -c '^test .* \(ok\|FAILED\)$' || true)
 echo "== fuzz: $properties properties × $CASES cases = $((properties * CASES)) executions in $(( $(date +%s) - started )) s on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 if [ "$status" -ne 0 ]; then
   echo "== fuzz: FINDINGS above (minimal failing inputs in the proptest output)"

@@ -437,20 +437,28 @@ fn config_check_refuses_what_serve_refuses() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_keeps_the_record_of_every_answered_request() {
+/// The binary serving one model `m` from a mock upstream, router and cache off, its log in
+/// the returned directory's `logs/`.
+async fn serve_one_model() -> (Upstream, tempfile::TempDir, Server) {
     let up = Upstream::start("mock").await;
     let dir = tempfile::tempdir().unwrap();
-    let log_dir = dir.path().join("logs");
     let config = dir.path().join("switchyard.toml");
     let text = format!(
-        "[router]\nenabled = false\n[log]\ndir = {log_dir:?}\n[cache]\nenabled = false\n\
+        "[router]\nenabled = false\n[log]\ndir = {:?}\n[cache]\nenabled = false\n\
          [providers.mock]\nkind = \"openai\"\nbase_url = \"{}\"\n\
          [models.m]\nprovider = \"mock\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n",
+        dir.path().join("logs"),
         up.base_url()
     );
     std::fs::write(&config, text).unwrap();
     let server = start(&config);
+    (up, dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_keeps_the_record_of_every_answered_request() {
+    let (_up, dir, server) = serve_one_model().await;
+    let log_dir = dir.path().join("logs");
     switchyard_providers::install_crypto_provider();
     let client = reqwest::Client::new();
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -599,18 +607,8 @@ async fn a_soak_answers_everything_and_memory_stays_flat() {
 /// client received in full (a whole body, or a stream up to `[DONE]`) has its record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_record_of_a_complete_answer() {
-    let up = Upstream::start("mock").await;
-    let dir = tempfile::tempdir().unwrap();
+    let (_up, dir, server) = serve_one_model().await;
     let log_dir = dir.path().join("logs");
-    let config = dir.path().join("switchyard.toml");
-    let text = format!(
-        "[router]\nenabled = false\n[log]\ndir = {log_dir:?}\n[cache]\nenabled = false\n\
-         [providers.mock]\nkind = \"openai\"\nbase_url = \"{}\"\n\
-         [models.m]\nprovider = \"mock\"\ninput_per_mtok = 0.0\noutput_per_mtok = 0.0\n",
-        up.base_url()
-    );
-    std::fs::write(&config, text).unwrap();
-    let server = start(&config);
     switchyard_providers::install_crypto_provider();
     let client = reqwest::Client::new();
     let complete = Arc::new(Mutex::new(Vec::<String>::new()));

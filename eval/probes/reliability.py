@@ -283,28 +283,25 @@ def load(g, seconds, workers=8, body=None):
     return threads, answered
 
 
-def probe_sigterm(binary, port):
+def stopped_under_load(binary, port, sig, name):
     Upstream.mode = "ok"
     g = Gateway(binary, config(port))
     threads, answered = load(g, 30)
     time.sleep(2)
-    g.stop(signal.SIGTERM)
+    g.stop(sig)
     for t in threads:
         t.join()
     logged = {r["request_id"] for r in g.log()}
-    return f"SIGTERM under load: {len(answered)} answered, {len([a for a in answered if a not in logged])} without a record"
+    missing = len([a for a in answered if a not in logged])
+    return f"{name} under load: {len(answered)} answered, {missing} without a record"
+
+
+def probe_sigterm(binary, port):
+    return stopped_under_load(binary, port, signal.SIGTERM, "SIGTERM")
 
 
 def probe_kill9(binary, port):
-    Upstream.mode = "ok"
-    g = Gateway(binary, config(port))
-    threads, answered = load(g, 30)
-    time.sleep(2)
-    g.stop(signal.SIGKILL)
-    for t in threads:
-        t.join()
-    logged = {r["request_id"] for r in g.log()}
-    return f"kill -9 under load: {len(answered)} answered, {len([a for a in answered if a not in logged])} without a record"
+    return stopped_under_load(binary, port, signal.SIGKILL, "kill -9")
 
 
 def probe_budget(binary, port):
