@@ -3,6 +3,8 @@
 
 pub mod cache_eval;
 pub mod classifier;
+pub mod compare;
+pub mod ope;
 pub mod plot;
 pub mod route_eval;
 pub mod routing;

@@ -141,13 +141,14 @@ pub struct RoutingReport {
 }
 
 /// What one prompt's candidates actually did.
-struct Actual {
-    score: Vec<f64>,
-    cost: Vec<f64>,
+#[derive(Debug, Clone)]
+pub struct Actual {
+    pub score: Vec<f64>,
+    pub cost: Vec<f64>,
 }
 
 /// For each swept parameter, the index of the model chosen for each prompt.
-type Choices = Vec<Vec<usize>>;
+pub type Choices = Vec<Vec<usize>>;
 
 fn actual_of(
     p: &RoutedPrompt,
@@ -181,10 +182,10 @@ fn actual_of(
 }
 
 /// Predicted (quality, cost) per candidate for each prompt.
-type Predicted = Vec<Vec<(f64, f64)>>;
+pub type Predicted = Vec<Vec<(f64, f64)>>;
 
 /// Runs the policy over every prompt for each parameter value.
-fn sweep(
+pub fn sweep(
     predicted: &Predicted,
     candidates: &[String],
     policy: SweptPolicy,
@@ -264,7 +265,7 @@ fn parameter_grid(predicted: &Predicted, policy: SweptPolicy) -> Vec<f64> {
 }
 
 /// Mean actual (cost, quality) of `choice` over the prompts in `sample`.
-fn point(actual: &[Actual], choice: &[usize], sample: &[usize]) -> Point {
+pub fn point(actual: &[Actual], choice: &[usize], sample: &[usize]) -> Point {
     let (mut c, mut q) = (0.0, 0.0);
     for &i in sample {
         c += actual[i].cost[choice[i]];
@@ -307,7 +308,7 @@ fn best_single_aiq(f: &Figures) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn percentile_ci(mut xs: Vec<f64>) -> [f64; 2] {
+pub fn percentile_ci(mut xs: Vec<f64>) -> [f64; 2] {
     xs.retain(|x| x.is_finite());
     if xs.is_empty() {
         return [f64::NAN, f64::NAN];

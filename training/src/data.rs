@@ -75,7 +75,8 @@ pub fn load_examples(files: &[PathBuf]) -> Result<(Vec<Example>, Vec<DataFile>),
                 family: record.source.split(':').next().unwrap_or("").to_owned(),
                 split: split_of(&text),
                 difficulty: record.difficulty(),
-                task: record.task,
+                // The router's own predictions (logged traffic) are not labels.
+                task: record.task.filter(|_| !record.task_predicted),
                 id: record.id,
                 text,
             });

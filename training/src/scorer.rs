@@ -195,7 +195,19 @@ pub struct ScorerRequest {
     pub cache_dir: PathBuf,
     /// Configurations compared on validation; the best is kept.
     pub grid: Vec<QualityConfig>,
+    /// Pseudo-count of the prior (0.5) in every model's mean score ([`QualityConfig`]):
+    /// what lets a few logged outcomes of a model no benchmark has move its estimate
+    /// without deciding it. `None`: [`TRAFFIC_PRIOR_WEIGHT`] when the data has logged
+    /// traffic, else 0.
+    pub prior_weight: Option<f64>,
 }
+
+/// The prior's pseudo-count when training on logged traffic.
+pub const TRAFFIC_PRIOR_WEIGHT: f64 = 10.0;
+
+/// Below this many training prompts (or without validation prompts) the grid is not
+/// compared: its first configuration without clusters is fitted, shrunk toward the prior.
+pub const SMALL_DATA: usize = 50;
 
 /// Prompt clusters whose memberships the default grid adds to the features.
 pub const DEFAULT_CLUSTERS: usize = 48;
@@ -221,6 +233,31 @@ pub fn default_grid() -> Vec<QualityConfig> {
                 })
         })
         .collect()
+}
+
+/// The configurations to compare: `grid` with the prior applied; on small data only the
+/// first one without clusters (nothing to compare them on).
+fn grid_for(
+    grid: &[QualityConfig],
+    prior_weight: f64,
+    train: usize,
+    validation: usize,
+) -> Vec<QualityConfig> {
+    let with_prior = grid.iter().map(|c| QualityConfig {
+        prior_weight,
+        ..*c
+    });
+    if train >= SMALL_DATA && validation > 0 {
+        return with_prior.collect();
+    }
+    let mut small: Vec<QualityConfig> = with_prior.filter(|c| c.clusters == 0).take(1).collect();
+    if small.is_empty() {
+        small.push(QualityConfig {
+            prior_weight,
+            ..QualityConfig::default()
+        });
+    }
+    small
 }
 
 /// Prompt features followed by cluster memberships.
@@ -300,16 +337,22 @@ pub fn train_scorer(
         in_split(Split::Validation),
         in_split(Split::Test),
     );
-    if train.len() < 50 || val.is_empty() {
+    if train.is_empty() {
         return Err(ScorerTrainError::NotEnoughData(format!(
-            "{} training and {} validation prompts with scores; need at least 50 and 1",
-            train.len(),
-            val.len()
+            "no training prompt with a score among {} prompts ({} validation, {} test); import traffic with feedback (`datasets import --from traffic --feedback ...`) or add benchmark records",
+            routed.len(),
+            val.len(),
+            test.len()
         )));
     }
+    let has_traffic = routed.iter().any(|p| p.family == "traffic");
+    let prior_weight = request
+        .prior_weight
+        .unwrap_or(if has_traffic { TRAFFIC_PRIOR_WEIGHT } else { 0.0 });
+    let grid = grid_for(&request.grid, prior_weight, train.len(), val.len());
     let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
     let mut cluster_sets: BTreeMap<usize, Option<Clusters>> = BTreeMap::new();
-    for config in &request.grid {
+    for config in &grid {
         cluster_sets.entry(config.clusters).or_insert_with(|| {
             (config.clusters > 0).then(|| fit_kmeans(&embeddings, config.clusters, 17, 20))
         });
@@ -325,11 +368,11 @@ pub fn train_scorer(
     };
 
     let bar = phases.phase("fitting quality models");
-    bar.set_length(request.grid.len() as u64);
+    bar.set_length(grid.len() as u64);
     let mut candidates = Vec::new();
     type Fitted = BTreeMap<String, switchyard_scorer::ModelQuality>;
     let mut best: Option<(f64, Fitted, Option<Clusters>, usize)> = None;
-    for config in &request.grid {
+    for config in &grid {
         bar.set_message(format!("{} + {} clusters", config.family, config.clusters));
         let clusters = cluster_sets.get(&config.clusters).cloned().flatten();
         let rows = rows_for(clusters.as_ref());

@@ -26,6 +26,7 @@ pub use embed::{
 };
 pub use input::{LineError, text_from_line};
 pub use record::{
-    DataFile, Outcome, RECORD_VERSION, RecordError, RecordMessage, RoutingRecord, read_records,
+    DataFile, LabelSource, Logged, Outcome, RECORD_VERSION, RecordError, RecordMessage,
+    RoutingRecord, read_records,
 };
 pub use task::{DifficultyBucket, DifficultyCuts, TaskClass};

@@ -150,6 +150,16 @@ pub struct Decision {
     /// The version of the learned router that decided (its heads and scorer), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_version: Option<String>,
+    /// The probability that `chosen` had of being chosen, exploration included (1 when the
+    /// route does not explore). Off-policy evaluation weighs logged outcomes by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
+    /// `chosen` was drawn by exploration instead of being the policy's pick, `greedy`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explored: bool,
+    /// The policy's own pick, when exploration chose another model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greedy: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -303,6 +313,9 @@ pub fn decide(
         task: None,
         difficulty: None,
         router_version: None,
+        propensity: None,
+        explored: false,
+        greedy: None,
     })
 }
 

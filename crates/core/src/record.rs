@@ -27,6 +27,10 @@ pub struct RoutingRecord {
     /// The task class when known.
     #[serde(default)]
     pub task: Option<TaskClass>,
+    /// `task` is the router's prediction, not a label (logged traffic): classifier
+    /// training does not learn from it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub task_predicted: bool,
     /// The prompt as one string (single-turn data). Exactly one of `prompt` and `messages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
@@ -36,6 +40,45 @@ pub struct RoutingRecord {
     /// Per model id (as the source writes it): what that model's answer scored and cost.
     #[serde(default)]
     pub outcomes: BTreeMap<String, Outcome>,
+    /// How a logged request was served (records imported from traffic only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged: Option<Logged>,
+}
+
+/// How the gateway served a logged request: what learning from traffic and off-policy
+/// evaluation need beyond the outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logged {
+    pub tenant: String,
+    /// The route, or `None` for a pinned model.
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The model that answered (the record's one outcome).
+    pub model: String,
+    /// The probability the router gave the answering model; `None` when the router did
+    /// not choose it (a pinned model, or a fallback after the chosen one failed).
+    #[serde(default)]
+    pub propensity: Option<f64>,
+    /// The model was drawn by exploration.
+    #[serde(default)]
+    pub explored: bool,
+    /// The router that decided (its version).
+    #[serde(default)]
+    pub router_version: Option<String>,
+    /// Where the outcome's score came from.
+    #[serde(default)]
+    pub label: Option<LabelSource>,
+}
+
+/// Who scored a logged answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSource {
+    /// Feedback from the tenant that made the request (`POST /v1/feedback`).
+    Human,
+    /// A judge model's grade (`switchyard label --judge MODEL`), with the judge's id.
+    Judge(String),
 }
 
 fn default_version() -> u32 {

@@ -95,16 +95,17 @@ fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Builds the whole state: router, runtime, traffic log.
 pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState>, String> {
-    let router = if config.router.enabled {
+    let (router, learned) = if config.router.enabled {
         let started = Instant::now();
-        let r = RouterStack::load(&config.router)?;
+        let (stack, learned) = RouterStack::load(&config.router)?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
+            router_version = learned.version(),
             "router loaded (encoder, heads, scorer)"
         );
-        Some(r)
+        (Some(stack), Some(Arc::new(learned)))
     } else {
-        None
+        (None, None)
     };
     // Requests answered before a restart can still get feedback: their ids are in the log.
     let mut recent = crate::state::RecentIds::default();
@@ -153,12 +154,13 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
             (state, Some(plan))
         }
     };
-    let runtime = Runtime::build(config, router.as_ref(), &env).map_err(|e| e.to_string())?;
+    let runtime = Runtime::build(config, learned, &env).map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState {
         router,
         runtime: RwLock::new(Arc::new(runtime)),
         breakers: Mutex::default(),
         ledger: Default::default(),
+        explore_spend: Default::default(),
         metrics: Default::default(),
         log,
         recent: Mutex::new(recent),
@@ -171,7 +173,9 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
     }))
 }
 
-/// Re-reads the config file and swaps the runtime; requests in flight finish on the old one.
+/// Re-reads the config file and swaps the runtime, with the router its `[router]` names
+/// read afresh (a scorer retrained in place is picked up); requests in flight finish on
+/// the old one. Anything that fails to load or validate leaves the running one serving.
 pub fn reload(state: &AppState) -> Result<(), String> {
     let Some(path) = &state.config_path else {
         return Err("no config file to reload (started without --config)".into());
@@ -179,15 +183,49 @@ pub fn reload(state: &AppState) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let old = state.runtime();
     if config.router.encoder != old.config.router.encoder
-        || config.router.heads != old.config.router.heads
-        || config.router.scorer != old.config.router.scorer
         || config.router.enabled != old.config.router.enabled
+        || config.router.device != old.config.router.device
     {
-        tracing::warn!("[router] changes take effect only on restart");
+        tracing::warn!("[router] encoder, device and enabled take effect only on restart");
     }
-    let runtime = Runtime::build(config, state.router.as_ref(), &env).map_err(|e| e.to_string())?;
+    let router = match &state.router {
+        Some(stack) if old.router.is_some() => Some(Arc::new(
+            stack.load_router(&config.router.heads, &config.router.scorer)?,
+        )),
+        _ => old.router.clone(),
+    };
+    let runtime = Runtime::build(config, router, &env).map_err(|e| e.to_string())?;
+    log_router_change(&old, &runtime);
     state.swap_runtime(runtime);
     Ok(())
+}
+
+/// Serves with the router whose scorer is in `scorer_dir` (trained on the configured
+/// heads) from now on, if it loads and knows, or has priors for, every model the learned
+/// routes use; otherwise the running router stays. Returns the new router's version.
+pub fn promote(state: &AppState, scorer_dir: &std::path::Path) -> Result<String, String> {
+    let Some(stack) = &state.router else {
+        return Err("the learned router is not loaded ([router] enabled = false)".into());
+    };
+    let old = state.runtime();
+    let router = stack.load_router(&old.config.router.heads, scorer_dir)?;
+    let version = router.version().to_owned();
+    let runtime = Runtime::build(old.config.clone(), Some(Arc::new(router)), &env)
+        .map_err(|e| format!("{}: {e}", scorer_dir.display()))?;
+    log_router_change(&old, &runtime);
+    state.swap_runtime(runtime);
+    Ok(version)
+}
+
+fn log_router_change(old: &Runtime, new: &Runtime) {
+    let version = |r: &Runtime| r.router.as_ref().map(|r| r.version().to_owned());
+    if version(old) != version(new) {
+        tracing::info!(
+            from = version(old).unwrap_or_default(),
+            to = version(new).unwrap_or_default(),
+            "router promoted"
+        );
+    }
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
@@ -198,6 +236,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/feedback", post(feedback))
         .route("/v1/cache/invalidate", post(invalidate_cache))
+        .route("/admin/router", post(promote_router))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -271,7 +310,9 @@ async fn route(
     let tenant = authenticate(&runtime.config.tenants, &headers)?;
     let value = parse_json(&read_body(&state, body).await?)?;
     let view = ChatView::parse(&value)?;
-    let resolved = resolve(&runtime, tenant, &view.model)?;
+    let mut resolved = resolve(&runtime, tenant, &view.model)?;
+    // A dry run shows the policy's own decision: it never explores.
+    resolved.explore = false;
     let prompt = view.prompt();
     let mut embed_ms = 0.0;
     let embedding = match state.router.as_ref() {
@@ -429,24 +470,23 @@ struct InvalidateBody {
     all: bool,
 }
 
-/// Removes cached answers: one entry, a tenant's, a route's, or all. Needs the admin key
-/// named by `[cache] admin_key_env`.
-async fn invalidate_cache(
-    State(state): Shared,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<Value>, ApiError> {
-    use switchyard_cache::Invalidate;
-    let runtime = state.runtime();
-    let forbidden = |m: &str| ApiError::new(ErrorKind::Forbidden, m.to_owned());
-    let Some(var) = &runtime.config.cache.admin_key_env else {
-        return Err(forbidden(
-            "cache invalidation is off: set [cache] admin_key_env to the name of an env var holding an admin key",
-        ));
+/// Checks the admin key (the value of env var `var`) of an admin endpoint, `what`, which
+/// `setting` switches on.
+fn admin_only(
+    headers: &HeaderMap,
+    var: Option<&str>,
+    what: &str,
+    setting: &str,
+) -> Result<(), ApiError> {
+    let forbidden = |m: String| ApiError::new(ErrorKind::Forbidden, m);
+    let Some(var) = var else {
+        return Err(forbidden(format!(
+            "{what} is off: set {setting} to the name of an env var holding an admin key"
+        )));
     };
     let Some(admin) = env(var) else {
-        return Err(forbidden(&format!(
-            "cache invalidation is off: the environment variable {var} is not set"
+        return Err(forbidden(format!(
+            "{what} is off: the environment variable {var} is not set"
         )));
     };
     let given = headers
@@ -458,9 +498,56 @@ async fn invalidate_cache(
     {
         return Err(ApiError::new(
             ErrorKind::AdminKeyRequired,
-            "cache invalidation needs the admin key as `Authorization: Bearer KEY`",
+            format!("{what} needs the admin key as `Authorization: Bearer KEY`"),
         ));
     }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    /// A scorer directory (manifest.json, weights.json) trained on the configured heads.
+    scorer: std::path::PathBuf,
+}
+
+/// `POST /admin/router`: serve with another scorer from now on, without a restart or a
+/// dropped request; one that fails to load or validate is refused (422) and the running
+/// router stays. Needs the admin key named by `[router] admin_key_env`.
+async fn promote_router(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    let var = runtime.config.router.admin_key_env.as_deref();
+    admin_only(&headers, var, "router promotion", "[router] admin_key_env")?;
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let b: PromoteBody = parse_body(&value, "invalid value")?;
+    let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
+    let promoting = state.clone();
+    let version = tokio::task::spawn_blocking(move || promote(&promoting, &b.scorer))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::new(ErrorKind::UnprocessableRouter, format!("{e}; the running router stays"))
+        })?;
+    Ok(Json(
+        json!({"status": "promoted", "router_version": version, "previous": previous}),
+    ))
+}
+
+/// Removes cached answers: one entry, a tenant's, a route's, or all. Needs the admin key
+/// named by `[cache] admin_key_env`.
+async fn invalidate_cache(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    use switchyard_cache::Invalidate;
+    let runtime = state.runtime();
+    let var = runtime.config.cache.admin_key_env.as_deref();
+    admin_only(&headers, var, "cache invalidation", "[cache] admin_key_env")?;
     let value = parse_json(&read_body(&state, body).await?)?;
     let b: InvalidateBody = parse_body(&value, "invalid value")?;
     let what = match (b.tenant, b.route, b.id, b.all) {
@@ -535,12 +622,12 @@ async fn feedback(
 
 async fn ready(State(state): Shared) -> Response {
     let runtime = state.runtime();
-    let router = state.router.as_ref().map(|r| {
+    let router = state.router.as_ref().zip(runtime.router.as_ref()).map(|(r, router)| {
         json!({
             "encoder": r.worker.info().describe(),
             "heads": "loaded",
-            "scorer_models": r.router.scorer().model_ids().len(),
-            "router_version": r.router.version(),
+            "scorer_models": router.scorer().model_ids().len(),
+            "router_version": router.version(),
         })
     });
     let body = json!({

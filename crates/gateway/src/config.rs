@@ -297,6 +297,9 @@ pub struct RouterConfig {
     /// auto, cpu, cuda or cuda:N.
     #[serde(default, deserialize_with = "parsed")]
     pub device: DeviceSpec,
+    /// The env var holding the key for `POST /admin/router` (`switchyard router promote`);
+    /// the endpoint is off without it.
+    pub admin_key_env: Option<String>,
 }
 
 fn yes() -> bool {
@@ -323,6 +326,7 @@ impl Default for RouterConfig {
             heads: Self::default_heads(),
             scorer: Self::default_scorer(),
             device: DeviceSpec::default(),
+            admin_key_env: None,
         }
     }
 }
@@ -576,6 +580,14 @@ pub struct RouteConfig {
     /// Set `false` to never cache this route.
     #[serde(default = "yes")]
     pub cache: bool,
+    /// Share of this route's requests that explore: they go to a model drawn among the
+    /// eligible ones, weighted toward those the scorer knows least (README, "Learning from
+    /// your traffic"). 0 (the default) never explores.
+    #[serde(default)]
+    pub explore: f64,
+    /// Most USD per UTC day that explored requests may spend on this route; once reached,
+    /// the route stops exploring until the next day. Unset: no cap.
+    pub explore_daily_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -593,6 +605,9 @@ pub struct TenantConfig {
     pub daily_usd: Option<f64>,
     /// Requests per minute.
     pub rpm: Option<u32>,
+    /// Set `false` so this tenant's requests never explore (always the policy's pick).
+    #[serde(default = "yes")]
+    pub explore: bool,
 }
 
 impl Config {
@@ -635,6 +650,18 @@ impl Config {
                 return Err(ConfigError::new(
                     format!("routes.{name}.cache_threshold"),
                     "must be in (0, 1]",
+                ));
+            }
+            if !(0.0..=1.0).contains(&r.explore) {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.explore"),
+                    "must be in [0, 1] (a share of the route's requests, e.g. 0.05)",
+                ));
+            }
+            if r.explore_daily_usd.is_some_and(|u| !(u >= 0.0 && u.is_finite())) {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.explore_daily_usd"),
+                    "must be a non-negative number of USD",
                 ));
             }
         }
@@ -895,6 +922,8 @@ impl Config {
                     },
                     cache_threshold: None,
                     cache: true,
+                    explore: 0.0,
+                    explore_daily_usd: None,
                 },
             );
         }

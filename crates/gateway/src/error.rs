@@ -29,6 +29,8 @@ pub enum ErrorKind {
     AdminKeyRequired,
     /// 403: an endpoint that is switched off.
     Forbidden,
+    /// 422: a router offered for promotion that does not load or validate.
+    UnprocessableRouter,
     /// 403: the tenant may not use this route or model.
     ModelNotAllowed,
     /// 429: the tenant's request rate.
@@ -57,6 +59,7 @@ impl ErrorKind {
             Self::NotFound | Self::ModelNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::UnprocessableRouter => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InvalidApiKey | Self::AdminKeyRequired => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::RateLimited | Self::Overloaded | Self::QuotaExceeded => {
@@ -82,6 +85,7 @@ impl ErrorKind {
             | Self::MethodNotAllowed
             | Self::RequestTimeout
             | Self::ModelNotFound
+            | Self::UnprocessableRouter
             | Self::UpstreamRefused(_) => "invalid_request_error",
             Self::InvalidApiKey | Self::AdminKeyRequired => "authentication_error",
             Self::Forbidden | Self::ModelNotAllowed => "permission_error",

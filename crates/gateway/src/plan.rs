@@ -9,7 +9,7 @@ use std::time::Instant;
 use switchyard_core::TaskClass;
 use switchyard_core::policy::{Decision, Exclusion, Policy, PolicyError};
 use switchyard_providers::BreakerState;
-use switchyard_router::{CandidateSpec, RouteInput, RouterError};
+use switchyard_router::{CandidateSpec, Explore, RouteInput, RouterError};
 
 use crate::config::{RoutePolicy, TenantConfig};
 use crate::error::{ApiError, ErrorKind};
@@ -63,6 +63,8 @@ impl Target<'_> {
 pub struct Resolved<'r> {
     pub target: Target<'r>,
     pub allowed: Option<BTreeSet<String>>,
+    /// Whether the tenant lets its requests explore (`tenants.NAME.explore`).
+    pub explore: bool,
 }
 
 /// Works out what `model` names, refusing what the tenant may not use.
@@ -75,6 +77,7 @@ pub fn resolve<'r>(
         .and_then(|(_, t)| t.models.as_ref())
         .map(|m| m.iter().cloned().collect());
     let tenant_name = tenant.map_or("", |(n, _)| n);
+    let explore = tenant.is_none_or(|(_, t)| t.explore);
     if let Some(route) = runtime.routes.get(model) {
         let routes = tenant.and_then(|(_, t)| t.routes.as_ref());
         if routes.is_some_and(|r| !r.iter().any(|r| r == model)) {
@@ -83,7 +86,11 @@ pub fn resolve<'r>(
             )));
         }
         let target = Target::Route(route);
-        return Ok(Resolved { target, allowed });
+        return Ok(Resolved {
+            target,
+            allowed,
+            explore,
+        });
     }
     if let Some(m) = runtime.models.get(model) {
         if allowed.as_ref().is_some_and(|a| !a.contains(model)) {
@@ -92,7 +99,11 @@ pub fn resolve<'r>(
             )));
         }
         let target = Target::Model(m);
-        return Ok(Resolved { target, allowed });
+        return Ok(Resolved {
+            target,
+            allowed,
+            explore,
+        });
     }
     let mut known: Vec<&str> = runtime.routes.keys().map(String::as_str).collect();
     known.extend(runtime.models.keys().map(String::as_str));
@@ -170,6 +181,7 @@ pub fn plan(
                 models: &models,
                 unavailable,
                 policy,
+                explore: resolved.explore,
             };
             learned.plan(state, runtime, request, embedding)
         }
@@ -199,9 +211,25 @@ struct Learned<'a> {
     models: &'a [&'a ModelRuntime],
     unavailable: BTreeSet<String>,
     policy: Policy,
+    /// The tenant allows exploring.
+    explore: bool,
 }
 
 impl Learned<'_> {
+    /// The share of this request's draws that explore: the route's rate, unless the
+    /// tenant opts out or the route spent its daily exploration budget.
+    fn explore_rate(&self, state: &AppState) -> f64 {
+        let route = self.route;
+        let spent_out = route
+            .explore_daily_usd
+            .is_some_and(|cap| state.explore_spend.spent(&route.name) >= cap);
+        if self.explore && !spent_out {
+            route.explore
+        } else {
+            0.0
+        }
+    }
+
     fn plan(
         self,
         state: &AppState,
@@ -209,7 +237,7 @@ impl Learned<'_> {
         request: &ChatView,
         embedding: Option<&[f32]>,
     ) -> Result<Plan, ApiError> {
-        let Some(stack) = state.router.as_ref() else {
+        let Some(router) = runtime.router.clone() else {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
                 "the learned router is not loaded",
@@ -223,8 +251,8 @@ impl Learned<'_> {
             .param("messages"));
         };
         let specs: Vec<CandidateSpec> = self.models.iter().map(|m| m.candidate()).collect();
-        let routed = stack
-            .router
+        let rate = self.explore_rate(state);
+        let routed = router
             .route(&RouteInput {
                 embedding,
                 prompt: &prompt,
@@ -235,7 +263,14 @@ impl Learned<'_> {
                 policy: self.policy,
             })
             .map_err(|e| route_error(e, &self.route.name, runtime))?;
-        let decision = routed.decision;
+        let mut decision = routed.decision;
+        let evidence = |model: &str| {
+            specs
+                .iter()
+                .find(|s| s.model == model)
+                .map_or(0, |s| router.evidence(s))
+        };
+        Explore { rate }.apply(&mut decision, &evidence, rand::random(), rand::random());
         Ok(Plan {
             route: Some(self.route.name.clone()),
             order: decision.ranked.iter().map(|r| r.model.clone()).collect(),

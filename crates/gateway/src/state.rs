@@ -21,16 +21,17 @@ use crate::metrics::Metrics;
 use crate::tenants::Ledger;
 use crate::traffic::TrafficLog;
 
-/// The encoder's thread and the learned router: what `auto` routing needs.
+/// The encoder's thread: what `auto` routing and the semantic cache need. The learned
+/// router itself lives in the [`Runtime`], so a request sees one router and the model
+/// table built for it, and promoting a router is one swap.
 #[derive(Debug)]
 pub struct RouterStack {
     pub worker: EmbedWorker,
-    pub router: Router,
 }
 
 impl RouterStack {
-    /// Loads the three and checks they belong together.
-    pub fn load(config: &crate::config::RouterConfig) -> Result<Self, String> {
+    /// Loads the encoder and the router, checking they belong together.
+    pub fn load(config: &crate::config::RouterConfig) -> Result<(Self, Router), String> {
         let device = config.device;
         let encoder = SentenceEncoder::load(&ModelSource::parse(&config.encoder), device)
             .map_err(|e| format!("router.encoder: {e}"))?
@@ -39,7 +40,17 @@ impl RouterStack {
             .map_err(|e| format!("router: {e}"))?;
         let worker = EmbedWorker::spawn(encoder, WorkerConfig::default())
             .map_err(|e| format!("cannot start the encoder thread: {e}"))?;
-        Ok(Self { worker, router })
+        Ok((Self { worker }, router))
+    }
+
+    /// Loads the router of `heads` and `scorer` for this encoder (a reload or a promotion).
+    pub fn load_router(
+        &self,
+        heads: &std::path::Path,
+        scorer: &std::path::Path,
+    ) -> Result<Router, String> {
+        let info = switchyard_core::Embedder::info(&self.worker);
+        Router::load(heads, scorer, info).map_err(|e| format!("router: {e}"))
     }
 }
 
@@ -118,6 +129,9 @@ pub struct RouteRuntime {
     /// Whether this route's answers are cached, and its own semantic-hit threshold.
     pub cache: bool,
     pub cache_threshold: Option<f32>,
+    /// Share of requests that explore, and the daily USD cap on what they spend.
+    pub explore: f64,
+    pub explore_daily_usd: Option<f64>,
 }
 
 /// Everything derived from one config file; swapped whole on reload.
@@ -130,6 +144,8 @@ pub struct Runtime {
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
     pub deadline: Duration,
+    /// The learned router, when loaded.
+    pub router: Option<Arc<Router>>,
 }
 
 impl Runtime {
@@ -137,7 +153,7 @@ impl Runtime {
     /// router: API-key variables, scorer stand-ins.
     pub fn build(
         config: Config,
-        router: Option<&RouterStack>,
+        router: Option<Arc<Router>>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut providers = BTreeMap::new();
@@ -204,7 +220,11 @@ impl Runtime {
                 }
             };
             let known =
-                |name: &str| router.is_some_and(|r| r.router.scorer().check_known([name]).is_ok());
+                |name: &str| {
+                    router
+                        .as_ref()
+                        .is_some_and(|r| r.scorer().check_known([name]).is_ok())
+                };
             // A scorer that knows the model itself (trained on this gateway's traffic) scores
             // it by its own name; else by its benchmark stand-in; else a fixed prior.
             let quality_like = match &m.quality_like {
@@ -265,6 +285,8 @@ impl Runtime {
                     policy,
                     cache: r.cache,
                     cache_threshold: r.cache_threshold,
+                    explore: r.explore,
+                    explore_daily_usd: r.explore_daily_usd,
                 },
             );
         }
@@ -288,6 +310,7 @@ impl Runtime {
             retry,
             breaker,
             deadline,
+            router,
         })
     }
 }
@@ -424,6 +447,35 @@ fn ids_in(path: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// USD that explored requests spent per route on the current UTC day (this process).
+#[derive(Debug, Default)]
+pub struct ExploreSpend(Mutex<HashMap<String, (chrono::NaiveDate, f64)>>);
+
+impl ExploreSpend {
+    pub fn spent(&self, route: &str) -> f64 {
+        let today = chrono::Utc::now().date_naive();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(route)
+            .filter(|(day, _)| *day == today)
+            .map_or(0.0, |(_, usd)| *usd)
+    }
+
+    pub fn add(&self, route: &str, usd: f64) {
+        let today = chrono::Utc::now().date_naive();
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry(route.to_owned()).or_insert((today, 0.0));
+        if entry.0 != today {
+            *entry = (today, 0.0);
+        }
+        entry.1 += usd.max(0.0);
+    }
+}
+
 /// Shared by every request.
 #[derive(Debug)]
 pub struct AppState {
@@ -431,6 +483,8 @@ pub struct AppState {
     pub runtime: RwLock<Arc<Runtime>>,
     pub breakers: Mutex<BTreeMap<String, Arc<Breaker>>>,
     pub ledger: Arc<Ledger>,
+    /// What explored requests spent today, per route.
+    pub explore_spend: ExploreSpend,
     pub metrics: Metrics,
     pub log: Option<TrafficLog>,
     pub recent: Mutex<RecentIds>,

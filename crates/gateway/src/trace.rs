@@ -137,6 +137,9 @@ impl Trace {
         if let Some(version) = &d.router_version {
             set("x-switchyard-router-version", version.clone());
         }
+        if d.explored {
+            set("x-switchyard-explored", "true".into());
+        }
         let chosen = model.unwrap_or(&d.chosen);
         if let Some(r) = d.ranked.iter().find(|r| r.model == chosen) {
             set(
@@ -177,6 +180,15 @@ impl Trace {
             (None, Some((tokens, usd))) => {
                 self.state.ledger.charge(&self.asked.tenant, tokens, usd)
             }
+        }
+        let explored = self.plan.as_ref().and_then(|p| {
+            let d = p.decision.as_ref().filter(|d| d.explored)?;
+            Some((p.route.clone()?, d.chosen.clone()))
+        });
+        if let (Some((route, chosen)), Some(cost)) = (explored, ending.cost)
+            && ending.model.as_deref() == Some(&chosen)
+        {
+            self.state.explore_spend.add(&route, cost);
         }
         let state = self.state.clone();
         // Known to feedback once its record is written, and only to its own tenant.

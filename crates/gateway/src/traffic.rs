@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::policy::Decision;
-use switchyard_core::{Outcome, RoutingRecord};
+use switchyard_core::{LabelSource, Logged, Outcome, RoutingRecord};
 use switchyard_providers::{ErrorClass, Usage};
 
 pub const TRAFFIC_FILE: &str = "traffic.jsonl";
@@ -311,15 +311,50 @@ pub struct ImportStats {
 /// records: one per served request whose prompt was logged, with the serving model's
 /// outcome (score from feedback, cost, tokens, latency). With `require_feedback`, requests
 /// without feedback are skipped (training needs scores).
+/// One served request as a routing record, with how it was served.
+fn record_of(
+    t: TrafficRecord,
+    model: String,
+    prompt: String,
+    outcome: Outcome,
+    label: Option<LabelSource>,
+) -> RoutingRecord {
+    let decision = t.decision.as_ref();
+    // The propensity is the chosen model's; a fallback answered with probability unknown.
+    let chosen = decision.filter(|d| d.chosen == model);
+    let propensity = chosen.and_then(|d| d.propensity);
+    let explored = chosen.is_some_and(|d| d.explored);
+    RoutingRecord {
+        v: switchyard_core::RECORD_VERSION,
+        id: format!("traffic/{}", t.request_id),
+        source: format!("traffic:{}", t.tenant),
+        task: decision.and_then(|d| d.task),
+        task_predicted: decision.is_some_and(|d| d.task.is_some()),
+        prompt: Some(prompt),
+        messages: None,
+        outcomes: [(model.clone(), outcome)].into_iter().collect(),
+        logged: Some(Logged {
+            tenant: t.tenant,
+            route: t.route,
+            model,
+            propensity,
+            explored,
+            router_version: decision.and_then(|d| d.router_version.clone()),
+            label,
+        }),
+    }
+}
+
 pub fn to_records(
     logs: &[PathBuf],
     feedback: &[PathBuf],
     require_feedback: bool,
 ) -> Result<(Vec<RoutingRecord>, ImportStats), ImportError> {
-    let mut scores: BTreeMap<String, f64> = BTreeMap::new();
+    // The latest feedback per request, with the tenant that gave it.
+    let mut scores: BTreeMap<String, (String, f64)> = BTreeMap::new();
     for path in feedback {
         for f in read_jsonl::<FeedbackRecord>(path)? {
-            scores.insert(f.request_id, f.score);
+            scores.insert(f.request_id, (f.tenant, f.score));
         }
     }
     let mut stats = ImportStats::default();
@@ -340,7 +375,11 @@ pub fn to_records(
                 stats.skipped_no_prompt += 1;
                 continue;
             };
-            let score = scores.get(&t.request_id).copied();
+            // Only the requesting tenant's feedback counts (the gateway refuses others').
+            let score = scores
+                .get(&t.request_id)
+                .filter(|(tenant, _)| *tenant == t.tenant)
+                .map(|(_, score)| *score);
             if score.is_some() {
                 matched.insert(t.request_id.clone());
                 stats.with_feedback += 1;
@@ -355,15 +394,8 @@ pub fn to_records(
                 output_tokens: t.usage.map(|u| u.completion_tokens),
                 latency_ms: Some(t.latency.upstream_ms),
             };
-            records.push(RoutingRecord {
-                v: switchyard_core::RECORD_VERSION,
-                id: format!("traffic/{}", t.request_id),
-                source: format!("traffic:{}", t.tenant),
-                task: t.decision.as_ref().and_then(|d| d.task),
-                prompt: Some(prompt),
-                messages: None,
-                outcomes: [(model, outcome)].into_iter().collect(),
-            });
+            let label = score.map(|_| LabelSource::Human);
+            records.push(record_of(t, model, prompt, outcome, label));
         }
     }
     stats.records = records.len();

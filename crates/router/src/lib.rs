@@ -8,6 +8,7 @@
 //!   candidate's quality and expected cost, [`Router::route`] applies the policy.
 
 pub mod candidates;
+pub mod explore;
 pub mod features;
 
 use std::collections::BTreeSet;
@@ -24,6 +25,7 @@ pub use candidates::{
     CandidateSpec, DEFAULT_OUTPUT_TOKENS, DEFAULT_QUALITY_PRIOR, known_candidates,
     named_candidates, predict_candidates,
 };
+pub use explore::Explore;
 pub use features::{RouteFeatures, featurize};
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,15 @@ impl Router {
 
     pub fn heads(&self) -> &ClassifierHeads {
         &self.heads
+    }
+
+    /// How many training samples the scorer had for `spec` (0 when it does not score it):
+    /// exploration tries the least-known models most.
+    pub fn evidence(&self, spec: &CandidateSpec) -> usize {
+        spec.scored_as
+            .as_ref()
+            .and_then(|m| self.scorer.models.get(m))
+            .map_or(0, |m| m.quality.samples)
     }
 
     /// The scorer's view of one prompt.

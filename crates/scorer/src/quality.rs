@@ -60,6 +60,17 @@ pub struct QualityConfig {
     /// (n·model + k·mean) / (n + k).
     pub shrinkage: f64,
     pub max_iterations: u32,
+    /// Pseudo-count of `prior_mean` in each model's mean score: a model seen a few times
+    /// (a user's own model, early in its traffic) starts near the prior instead of at the
+    /// average of its first few outcomes. 0 = the plain mean (benchmark training).
+    #[serde(default)]
+    pub prior_weight: f64,
+    #[serde(default = "default_prior_mean")]
+    pub prior_mean: f64,
+}
+
+fn default_prior_mean() -> f64 {
+    0.5
 }
 
 impl Default for QualityConfig {
@@ -69,6 +80,8 @@ impl Default for QualityConfig {
             clusters: 0,
             shrinkage: 20.0,
             max_iterations: 200,
+            prior_weight: 0.0,
+            prior_mean: default_prior_mean(),
         }
     }
 }
@@ -253,7 +266,9 @@ fn fit_one(
     samples: &[(usize, f64)],
     config: &QualityConfig,
 ) -> Result<ModelQuality, String> {
-    let mean = samples.iter().map(|(_, s)| s).sum::<f64>() / samples.len() as f64;
+    let sum = samples.iter().map(|(_, s)| s).sum::<f64>();
+    let n = samples.len() as f64;
+    let mean = (sum + config.prior_weight * config.prior_mean) / (n + config.prior_weight);
     // Column-major: linfa's elastic net runs coordinate descent over columns, and
     // contiguous columns make each step a straight dot product.
     let mut x = Array2::zeros((samples.len(), standard.mean.len()).f());
@@ -285,7 +300,7 @@ fn fit_one(
         }
         Family::ElasticNet { penalty, l1_ratio } => {
             let targets: Array1<f64> = samples.iter().map(|(_, s)| *s).collect();
-            if targets.iter().all(|&t| (t - mean).abs() < 1e-12) {
+            if targets.iter().all(|&t| (t - targets[0]).abs() < 1e-12) {
                 None
             } else {
                 let fitted = ElasticNet::params()

@@ -101,6 +101,8 @@ pub(super) fn import(
             prompt: Some(text),
             messages: None,
             outcomes: outcomes.remove(&id).unwrap_or_default(),
+            task_predicted: false,
+            logged: None,
         });
     }
     Ok(())

@@ -77,6 +77,8 @@ pub(super) fn import(
                 prompt: Some(question.to_owned()),
                 messages: None,
                 outcomes,
+                task_predicted: false,
+                logged: None,
             });
         }
     }

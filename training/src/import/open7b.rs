@@ -43,6 +43,8 @@ pub(super) fn import(
                 prompt: Some(question.to_owned()),
                 messages: None,
                 outcomes,
+                task_predicted: false,
+                logged: None,
             });
         }
         progress.inc(1);

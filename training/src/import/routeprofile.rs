@@ -97,6 +97,8 @@ pub(super) fn import(
             prompt: Some(query.to_owned()),
             messages: None,
             outcomes,
+            task_predicted: false,
+            logged: None,
         });
     }
     Ok(())

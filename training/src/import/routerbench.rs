@@ -99,6 +99,8 @@ pub(super) fn import(
                 prompt: Some(prompt),
                 messages: None,
                 outcomes,
+                task_predicted: false,
+                logged: None,
             });
         }
         progress.inc(1);

@@ -226,6 +226,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             out: scratch.path().join("scorer"),
             cache_dir: args.cache.cache_dir.clone(),
             grid: default_grid(),
+            prior_weight: None,
         };
         let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
         tracing::info!(

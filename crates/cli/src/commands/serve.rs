@@ -92,15 +92,16 @@ pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
         config.tenants.len(),
     );
     // Everything start-up checks: the router's artifacts, prices, scorer stand-ins, keys.
-    let router = if config.router.enabled {
-        Some(RouterStack::load(&config.router).map_err(anyhow::Error::msg)?)
+    let (router, learned) = if config.router.enabled {
+        let (stack, learned) = RouterStack::load(&config.router).map_err(anyhow::Error::msg)?;
+        (Some(stack), Some(std::sync::Arc::new(learned)))
     } else {
-        None
+        (None, None)
     };
     switchyard_gateway::preflight(&config, router.as_ref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let runtime = Runtime::build(config, router.as_ref(), &env)
+    let runtime = Runtime::build(config, learned, &env)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(

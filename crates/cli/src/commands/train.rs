@@ -89,6 +89,11 @@ pub struct VerifierArgs {
 /// weights.json to --out. Train / validation / test is the same prompt-hash split as the
 /// classifier's: `switchyard eval routing` measures on the test split.
 ///
+/// Logged traffic (`datasets import --from traffic`) trains the same way, alone or with
+/// benchmark files: a model seen on few prompts, or known to no benchmark, is shrunk toward
+/// a prior of 0.5 (--prior-weight) instead of refused. Under 50 training prompts the one
+/// default configuration is fitted without a comparison.
+///
 /// Example: switchyard train scorer --data routerbench.jsonl --data llmrouter.jsonl --out models/scorer
 #[derive(Debug, Args)]
 pub struct ScorerArgs {
@@ -108,6 +113,11 @@ pub struct ScorerArgs {
     /// Repeatable.
     #[arg(long = "exclude-source")]
     pub exclude_sources: Vec<String>,
+
+    /// Pseudo-count of the prior 0.5 in each model's mean score. Default: 10 when the data
+    /// has logged traffic, else 0.
+    #[arg(long, value_name = "N")]
+    pub prior_weight: Option<f64>,
 
     #[command(flatten)]
     pub cache: CacheArgs,
@@ -255,6 +265,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         cache_dir: args.cache.cache_dir.clone(),
         grid: default_grid(),
+        prior_weight: args.prior_weight,
     };
     let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
     let mut out = std::io::stdout().lock();

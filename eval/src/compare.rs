@@ -1,0 +1,233 @@
+//! Several routers on the same held-out prompts, every model's outcome known: each one's
+//! cost–quality curve (the policy's parameter swept) and AIQ, with one paired bootstrap so
+//! differences between them get intervals too. The learning-loop simulator uses it to put
+//! the router it learned next to the start, a full-information router, kNN and the
+//! single models.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use switchyard_training::classifier::SplitMix;
+
+use crate::route_eval::{
+    Actual, Choices, CurvePoint, Estimate, Predicted, RouteEvalError, SweptPolicy, percentile_ci,
+    point, sweep,
+};
+use crate::routing::{Point, aiq};
+
+/// One router's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contender {
+    pub name: String,
+    pub aiq: Estimate,
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The comparison: each router, the single models, random mixing, and paired differences.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub prompts: usize,
+    pub contenders: Vec<Contender>,
+    /// Each model alone: (model, mean cost, mean quality, AIQ).
+    pub singles: Vec<(String, f64, f64, f64)>,
+    /// Random mixing between the cheapest and the strongest single model.
+    pub random_aiq: Estimate,
+    /// `a − b` AIQ for each requested pair `(a, b)`, keyed `"a - b"`.
+    pub differences: BTreeMap<String, Estimate>,
+    /// `(a − random) / (b − random)` for each requested pair, keyed `"a / b"`: the share of
+    /// b's gain over random mixing that a reaches.
+    pub gain_shares: BTreeMap<String, Estimate>,
+}
+
+/// AIQ of each choice set and of random mixing over the prompts in `sample`.
+fn aiqs(actual: &[Actual], choices: &[Choices], sample: &[usize]) -> (Vec<f64>, f64) {
+    let models = actual.first().map_or(0, |a| a.score.len());
+    let singles: Vec<Point> = (0..models)
+        .map(|m| point(actual, &vec![m; actual.len()], sample))
+        .collect();
+    let lo = singles.iter().map(|p| p.cost).fold(f64::INFINITY, f64::min);
+    let hi = singles.iter().map(|p| p.cost).fold(0.0, f64::max);
+    let routers = choices
+        .iter()
+        .map(|c| {
+            let points: Vec<Point> = c.iter().map(|row| point(actual, row, sample)).collect();
+            aiq(&points, lo, hi)
+        })
+        .collect();
+    let cheapest = singles
+        .iter()
+        .min_by(|a, b| a.cost.total_cmp(&b.cost).then(b.quality.total_cmp(&a.quality)));
+    let strongest = singles
+        .iter()
+        .max_by(|a, b| a.quality.total_cmp(&b.quality).then(b.cost.total_cmp(&a.cost)));
+    let random = match (cheapest, strongest) {
+        (Some(c), Some(s)) => aiq(&[*c, *s], lo, hi),
+        _ => 0.0,
+    };
+    (routers, random)
+}
+
+/// Compares `contenders` (name, predictions per prompt and model) on `actual`, with the
+/// differences `pairs` asks for.
+pub fn compare(
+    actual: &[Actual],
+    models: &[String],
+    contenders: &[(String, Predicted)],
+    pairs: &[(&str, &str)],
+    policy: SweptPolicy,
+    bootstrap: usize,
+    seed: u64,
+) -> Result<Comparison, RouteEvalError> {
+    if actual.is_empty() {
+        return Err(RouteEvalError::Data("no held-out prompts to compare on".into()));
+    }
+    let mut params = Vec::new();
+    let mut choices = Vec::new();
+    for (_, predicted) in contenders {
+        let (p, c) = sweep(predicted, models, policy)?;
+        params.push(p);
+        choices.push(c);
+    }
+    let index = |name: &str| {
+        contenders
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| RouteEvalError::Data(format!("no router named {name}")))
+    };
+    let pairs: Vec<(usize, usize, String, String)> = pairs
+        .iter()
+        .map(|(a, b)| Ok((index(a)?, index(b)?, format!("{a} - {b}"), format!("{a} / {b}"))))
+        .collect::<Result<_, RouteEvalError>>()?;
+    let all: Vec<usize> = (0..actual.len()).collect();
+    let (full, random) = aiqs(actual, &choices, &all);
+    let share = |a: f64, b: f64, r: f64| (a - r) / (b - r);
+    let mut rng = SplitMix::new(seed);
+    let mut boot: Vec<(Vec<f64>, f64)> = Vec::with_capacity(bootstrap);
+    for _ in 0..bootstrap {
+        let sample: Vec<usize> = (0..actual.len())
+            .map(|_| (rng.next_u64() % actual.len() as u64) as usize)
+            .collect();
+        boot.push(aiqs(actual, &choices, &sample));
+    }
+    let ci = |f: &dyn Fn(&[f64], f64) -> f64| {
+        percentile_ci(boot.iter().map(|(r, rand)| f(r, *rand)).collect())
+    };
+    let contenders_out = contenders
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let points: Vec<Point> = choices[i]
+                .iter()
+                .map(|row| point(actual, row, &all))
+                .collect();
+            Contender {
+                name: name.clone(),
+                aiq: Estimate {
+                    value: full[i],
+                    ci95: ci(&|r, _| r[i]),
+                },
+                curve: params[i]
+                    .iter()
+                    .zip(points)
+                    .map(|(&parameter, p)| CurvePoint {
+                        parameter,
+                        cost: p.cost,
+                        quality: p.quality,
+                        strong_share: None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut differences = BTreeMap::new();
+    let mut gain_shares = BTreeMap::new();
+    for (a, b, diff, ratio) in pairs {
+        differences.insert(
+            diff,
+            Estimate {
+                value: full[a] - full[b],
+                ci95: ci(&|r, _| r[a] - r[b]),
+            },
+        );
+        gain_shares.insert(
+            ratio,
+            Estimate {
+                value: share(full[a], full[b], random),
+                ci95: ci(&|r, rand| share(r[a], r[b], rand)),
+            },
+        );
+    }
+    let singles = models
+        .iter()
+        .enumerate()
+        .map(|(m, name)| {
+            let p = point(actual, &vec![m; actual.len()], &all);
+            let (lo, hi) = single_range(actual, &all);
+            (name.clone(), p.cost, p.quality, aiq(&[p], lo, hi))
+        })
+        .collect();
+    Ok(Comparison {
+        prompts: actual.len(),
+        contenders: contenders_out,
+        singles,
+        random_aiq: Estimate {
+            value: random,
+            ci95: ci(&|_, rand| rand),
+        },
+        differences,
+        gain_shares,
+    })
+}
+
+fn single_range(actual: &[Actual], sample: &[usize]) -> (f64, f64) {
+    let models = actual.first().map_or(0, |a| a.score.len());
+    let costs: Vec<f64> = (0..models)
+        .map(|m| point(actual, &vec![m; actual.len()], sample).cost)
+        .collect();
+    (
+        costs.iter().copied().fold(f64::INFINITY, f64::min),
+        costs.iter().copied().fold(0.0, f64::max),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two models: "cheap" right on even prompts, "dear" always right and 10× the price.
+    fn world(n: usize) -> Vec<Actual> {
+        (0..n)
+            .map(|i| Actual {
+                score: vec![f64::from(u8::from(i % 2 == 0)), 1.0],
+                cost: vec![0.001, 0.01],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_router_that_knows_the_world_beats_one_that_does_not() {
+        let actual = world(200);
+        let models = vec!["cheap".to_owned(), "dear".to_owned()];
+        let knows: Predicted = (0..200)
+            .map(|i| vec![(f64::from(u8::from(i % 2 == 0)), 0.001), (1.0, 0.01)])
+            .collect();
+        let blind: Predicted = (0..200).map(|_| vec![(0.5, 0.001), (0.5, 0.01)]).collect();
+        let c = compare(
+            &actual,
+            &models,
+            &[("knows".into(), knows), ("blind".into(), blind)],
+            &[("knows", "blind"), ("blind", "knows")],
+            SweptPolicy::Tradeoff,
+            100,
+            3,
+        )
+        .unwrap();
+        let d = &c.differences["knows - blind"];
+        assert!(d.value > 0.0 && d.ci95[0] > 0.0, "{d:?}");
+        // Blind always takes the cheapest: it reaches none of the gain over random mixing.
+        let s = &c.gain_shares["blind / knows"];
+        assert!(s.value < 0.05, "{s:?} random {:?}", c.random_aiq);
+        assert_eq!(c.singles.len(), 2);
+        assert!(compare(&actual, &models, &[], &[("x", "y")], SweptPolicy::Tradeoff, 1, 1).is_err());
+    }
+}
