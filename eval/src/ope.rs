@@ -11,7 +11,10 @@
 //! - **DR** (doubly robust): `mean(q̂(x_i, π(x_i)) + w_i (r_i − q̂(x_i, a_i)))`, with `q̂` the
 //!   candidate's own predicted quality: unbiased if either the propensities or `q̂` are right.
 //!
-//! Cost is estimated the same ways. Intervals are percentile bootstraps over requests. The
+//! In DR the weight is clipped at [`MAX_WEIGHT`] (a request the serving router chose with
+//! probability under 5% counts as if 5%): a little bias for much less variance, the usual
+//! trade when exploration is a few percent spread over many models. Cost is estimated the
+//! same ways. Intervals are percentile bootstraps over requests. The
 //! effective sample size `(Σ w)² / Σ w²` says how many logged requests the estimate really
 //! rests on; below [`MIN_ESS`] the report warns that overlap is too thin to trust it.
 
@@ -30,6 +33,9 @@ use switchyard_training::classifier::SplitMix;
 use switchyard_training::scorer::{LoadedPrompt, RoutedPrompt, ScorerTrainError, featurise};
 
 use crate::route_eval::{Estimate, RouteEvalError};
+
+/// The largest importance weight DR uses.
+pub const MAX_WEIGHT: f64 = 20.0;
 
 /// Below this effective sample size the estimate is flagged as unreliable.
 pub const MIN_ESS: f64 = 30.0;
@@ -96,8 +102,9 @@ fn point(logged: &[LoggedChoice], sample: &[usize]) -> [f64; 8] {
         s[2] += w * l.reward;
         s[3] += w * l.cost;
         s[4] += w;
-        s[5] += q_target + w * (l.reward - q_served);
-        s[6] += c_target + w * (l.cost - c_served);
+        let clipped = w.min(MAX_WEIGHT);
+        s[5] += q_target + clipped * (l.reward - q_served);
+        s[6] += c_target + clipped * (l.cost - c_served);
     }
     let w_sum = s[4].max(f64::MIN_POSITIVE);
     [

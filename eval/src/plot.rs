@@ -288,3 +288,75 @@ pub fn plot_hit_rate(points: &[(f64, f64)], path: &Path) -> Result<(), PlotError
         reason,
     })
 }
+
+/// One line of a learning curve: a name and (requests served, value) points; a single
+/// point is drawn as a horizontal reference line.
+#[derive(Debug, Clone)]
+pub struct CurveLine {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws the learning loop's curve: the serving router's held-out AIQ after each round,
+/// with the reference routers as horizontal lines.
+pub fn plot_learning(lines: &[CurveLine], title: &str, path: &Path) -> Result<(), PlotError> {
+    let draw = || -> Result<(), String> {
+        register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| "the embedded font does not load".to_owned())?;
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let root = BitMapBackend::new(path, (1000, 650)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let all = lines.iter().flat_map(|l| l.points.iter());
+        let n = all.clone().map(|p| p.0).fold(1.0f64, f64::max);
+        let lo = all.clone().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let hi = all.map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.1).max(0.005);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..n, (lo - pad)..(hi + pad))
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("requests served")
+            .y_desc("held-out AIQ")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (i, line) in lines.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points = match line.points.as_slice() {
+                [(_, y)] => vec![(0.0, *y), (n, *y)],
+                ps => ps.to_vec(),
+            };
+            let width = if line.points.len() > 1 { 3 } else { 1 };
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))
+                .map_err(|x| e(&x))?
+                .label(line.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                });
+            if line.points.len() > 1 {
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .map_err(|x| e(&x))?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))
+    };
+    draw().map_err(|reason| PlotError {
+        path: path.display().to_string(),
+        reason,
+    })
+}

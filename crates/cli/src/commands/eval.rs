@@ -32,6 +32,7 @@ pub enum EvalCommand {
     Classifier(EvalClassifierArgs),
     Routing(EvalRoutingArgs),
     Cache(super::eval_cache::EvalCacheArgs),
+    Loop(super::sim::EvalLoopArgs),
 }
 
 /// Evaluate routing: the scorer + policy against single models, random mixing, the oracle
@@ -199,6 +200,7 @@ pub fn run(command: &EvalCommand) -> anyhow::Result<ExitCode> {
         EvalCommand::Classifier(args) => run_classifier(args),
         EvalCommand::Routing(args) => run_routing(args),
         EvalCommand::Cache(args) => super::eval_cache::run(args),
+        EvalCommand::Loop(args) => super::sim::run(args),
     }
 }
 

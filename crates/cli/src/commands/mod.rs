@@ -13,4 +13,5 @@ mod prices;
 mod progress;
 pub mod route;
 pub mod serve;
+pub mod sim;
 pub mod train;

@@ -31,6 +31,11 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
+    /// The encoder as `--model` names it (for a config file's `[router] encoder`).
+    pub fn encoder_source(&self) -> String {
+        self.model.clone()
+    }
+
     /// The encoder as sentence-transformers runs it (`embed`, `/v1/embeddings`).
     pub fn load(&self) -> Result<SentenceEncoder, LoadError> {
         SentenceEncoder::load(&ModelSource::parse(&self.model), self.device)

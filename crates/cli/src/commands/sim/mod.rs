@@ -1,0 +1,430 @@
+//! `switchyard eval loop`: the learning loop, proven in a simulated world. The real
+//! gateway serves requests drawn from a world (routing records with every model's
+//! outcome) through a world upstream; feedback is the world's score; between rounds the
+//! traffic log is imported, a scorer retrained on it, evaluated off-policy against the
+//! serving router and promoted over HTTP if better. At the end every router is compared on
+//! held-out prompts the gateway never served.
+
+mod gateway;
+mod report;
+mod world;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use switchyard_core::policy::Policy;
+use switchyard_embed::heads::ClassifierHeads;
+use switchyard_embed::SentenceEncoder;
+use switchyard_eval::ope::{self, LoggedRequest};
+use switchyard_scorer::Scorer;
+use switchyard_training::classifier::SplitMix;
+use switchyard_training::data::Split;
+use switchyard_training::scorer::{
+    LoadedPrompt, RoutedPrompt, ScorerRequest, default_grid, featurise, train_scorer,
+};
+
+use self::gateway::{Gateway, GatewaySetup, Served};
+use self::report::{Reference, Round};
+use self::world::{World, WorldOptions};
+use super::model_args::{CacheArgs, EncoderArgs};
+use super::progress;
+
+/// Simulate the learning loop: serve, log, get feedback, retrain, evaluate off-policy,
+/// promote — through the real gateway on loopback — and measure what it learned.
+///
+/// A world upstream answers each request as the chosen model did in --world's records (a
+/// stand-in text with the recorded or --output-tokens tokens, so the gateway logs the
+/// world's cost); the simulator posts the recorded score as feedback for --feedback-share
+/// of requests. Between rounds it imports the traffic log, trains a scorer on it, estimates
+/// off-policy (doubly robust, on traffic the candidate was not fitted on) whether it beats
+/// the serving router, and promotes it through POST /admin/router only if so.
+///
+/// At the end, on --holdout prompts never served, it reports the AIQ of the final router,
+/// the starting router, a full-information router trained on every model's outcome for the
+/// served prompts, kNN on the logged traffic, random mixing and each model, with paired
+/// bootstrap intervals; the served quality and cost; and the OPE estimate beside the
+/// held-out truth.
+///
+/// Example, models no benchmark has, 3 rounds of 1,000 requests:
+///
+/// switchyard eval loop --world open7b.jsonl --prices eval/prices/open7b.json --unknown-models --requests 3000 --rounds 3 --out /tmp/loop --json
+#[derive(Debug, Args)]
+pub struct EvalLoopArgs {
+    /// Routing records with every model's outcome (`datasets import`).
+    #[arg(long)]
+    pub world: PathBuf,
+
+    /// Requests served in total, spread evenly over the rounds.
+    #[arg(long, default_value_t = 3000)]
+    pub requests: usize,
+
+    /// Rounds: serve, then import, retrain, evaluate and maybe promote.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+
+    /// The route's exploration share.
+    #[arg(long, default_value_t = 0.1)]
+    pub explore: f64,
+
+    /// Share of requests that get feedback.
+    #[arg(long, default_value_t = 1.0)]
+    pub feedback_share: f64,
+
+    /// Give the gateway the world's models under new names with a neutral quality prior
+    /// and no quality_like, as for models no benchmark has seen.
+    #[arg(long)]
+    pub unknown_models: bool,
+
+    /// Share of the world's prompts kept out of traffic, for the final comparison.
+    #[arg(long, default_value_t = 0.25)]
+    pub holdout: f64,
+
+    /// At most this many world prompts (the first with every model scored).
+    #[arg(long, default_value_t = 6000)]
+    pub max_prompts: usize,
+
+    /// The route's policy while serving.
+    #[arg(long, default_value = "margin:0.02")]
+    pub policy: String,
+
+    /// Model prices (JSON, USD per 1M tokens) for worlds without costs.
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+
+    /// Output tokens of an answer whose record has none.
+    #[arg(long, default_value_t = 200)]
+    pub output_tokens: u64,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// The starting scorer (default: the committed one).
+    #[arg(long, default_value = "models/scorer")]
+    pub start: PathBuf,
+
+    /// Classifier heads (the scorer's features).
+    #[arg(long, default_value = "models/classifier")]
+    pub heads: PathBuf,
+
+    /// Where the gateway's config, logs and each round's router go; the final router is
+    /// left in DIR/final (usable as --model-dir). Default: a temporary directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// A strong/weak pair for APGR on the holdout.
+    #[arg(long, requires = "weak")]
+    pub strong: Option<String>,
+    #[arg(long, requires = "strong")]
+    pub weak: Option<String>,
+
+    #[arg(long, default_value_t = 500)]
+    pub bootstrap: usize,
+
+    #[arg(long, default_value_t = 17)]
+    pub seed: u64,
+
+    /// Draw the learning curve (held-out AIQ after each round) to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+}
+
+/// What the rounds share.
+struct Loop<'a> {
+    args: &'a EvalLoopArgs,
+    world: Arc<World>,
+    dir: PathBuf,
+    encoder: SentenceEncoder,
+    heads: ClassifierHeads,
+    policy: Policy,
+    holdout: Vec<RoutedPrompt>,
+}
+
+pub fn run(args: &EvalLoopArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.rounds >= 1 && args.requests >= args.rounds, "--requests must be at least --rounds (≥ 1)");
+    anyhow::ensure!((0.0..=1.0).contains(&args.explore), "--explore must be in [0, 1]");
+    anyhow::ensure!((0.0..=1.0).contains(&args.feedback_share), "--feedback-share must be in [0, 1]");
+    anyhow::ensure!(args.holdout > 0.0 && args.holdout < 1.0, "--holdout must be in (0, 1)");
+    let policy: Policy = args.policy.parse().map_err(|e: String| anyhow::anyhow!("--policy: {e}"))?;
+    let prices = super::prices::load(args.prices.as_deref())?;
+    let options = WorldOptions {
+        unknown_models: args.unknown_models,
+        output_tokens: args.output_tokens,
+        max_prompts: args.max_prompts,
+    };
+    let world = Arc::new(World::load(&args.world, &prices, &options)?);
+    let scratch = tempfile::tempdir()?;
+    let dir = args.out.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    if dir.join("logs").exists() {
+        anyhow::bail!("{}: holds a previous run's logs; give an empty --out", dir.display());
+    }
+    fs_err::create_dir_all(&dir)?;
+    let encoder = args.encoder.load_for_routing().context("cannot load the encoder")?;
+    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (served_pool, held) = split(&world, args.holdout, args.seed);
+    let mut sim = Loop {
+        args,
+        world: world.clone(),
+        dir,
+        encoder,
+        heads,
+        policy,
+        holdout: Vec::new(),
+    };
+    sim.holdout = sim.featurise_world(&held, "embedding the holdout")?;
+    let report = runtime.block_on(sim.run(&served_pool))?;
+    report::emit(&report, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// World prompt indices: (served pool, holdout), by a seeded hash of the prompt.
+fn split(world: &World, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    (0..world.prompts.len()).partition(|&i| {
+        let key = switchyard_training::cache::text_key(&world.prompts[i].text);
+        let mut rng = SplitMix::new(seed ^ u64::from_le_bytes(key[..8].try_into().unwrap_or_default()));
+        (rng.next_u64() as f64 / u64::MAX as f64) >= holdout
+    })
+}
+
+impl Loop<'_> {
+    fn cache_dir(&self) -> &Path {
+        &self.args.cache.cache_dir
+    }
+
+    /// World prompts as the router sees them, with every model's outcome.
+    fn featurise_world(&self, indices: &[usize], what: &str) -> anyhow::Result<Vec<RoutedPrompt>> {
+        let loaded = indices
+            .iter()
+            .map(|&i| {
+                let p = &self.world.prompts[i];
+                LoadedPrompt {
+                    id: p.id.clone(),
+                    family: "world".into(),
+                    text: p.text.clone(),
+                    outcomes: report::outcomes(&self.world, p),
+                }
+            })
+            .collect();
+        Ok(featurise(loaded, &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, what))?)
+    }
+
+    async fn run(&mut self, pool: &[usize]) -> anyhow::Result<report::Report> {
+        let started = std::time::Instant::now();
+        let setup = GatewaySetup {
+            dir: self.dir.clone(),
+            heads: self.args.heads.clone(),
+            scorer: self.args.start.clone(),
+            encoder: self.args.encoder.encoder_source(),
+            policy: self.args.policy.clone(),
+            explore: self.args.explore,
+            neutral_priors: self.args.unknown_models,
+        };
+        let upstream = world::serve(self.world.clone()).await?;
+        let config = self.dir.join("gateway.toml");
+        fs_err::write(&config, setup.config(&self.world, upstream))?;
+        let gateway = Gateway::start(&config)?;
+        let start = Scorer::load(&self.args.start, self.encoder.info())?;
+        let mut serving = start.clone();
+        let mut serving_dir = self.args.start.clone();
+        let mut rng = SplitMix::new(self.args.seed);
+        let mut served: Vec<Served> = Vec::new();
+        let mut rounds = Vec::new();
+        let per_round = self.args.requests / self.args.rounds;
+        for r in 0..self.args.rounds {
+            let n = if r + 1 == self.args.rounds { self.args.requests - per_round * r } else { per_round };
+            let prompts: Vec<usize> = (0..n).map(|_| pool[(rng.next_u64() % pool.len() as u64) as usize]).collect();
+            let share = self.args.feedback_share;
+            let draws: Vec<f64> = (0..n).map(|_| rng.next_u64() as f64 / u64::MAX as f64).collect();
+            let bar = progress::bar(n as u64, &format!("round {}: serving", r + 1));
+            let batch = gateway
+                .serve_requests(&self.world, &prompts, self.args.concurrency, &|i| draws[i] < share, &bar)
+                .await?;
+            bar.finish_and_clear();
+            served.extend(batch.iter().cloned());
+            let round = self.learn(r, &batch, &gateway, &mut serving, &mut serving_dir).await?;
+            rounds.push(round);
+        }
+        drop(gateway);
+        let final_dir = self.dir.join("final");
+        copy_scorer(&serving_dir, &final_dir)?;
+        let references = self.references(&start, &serving, &served).await?;
+        Ok(report::Report::new(self, rounds, references, &served, started.elapsed().as_secs_f64()))
+    }
+
+    /// After a round: import, retrain, evaluate off-policy, maybe promote.
+    async fn learn(
+        &self,
+        r: usize,
+        batch: &[Served],
+        gateway: &Gateway,
+        serving: &mut Scorer,
+        serving_dir: &mut PathBuf,
+    ) -> anyhow::Result<Round> {
+        let traffic = self.import()?;
+        let out = self.dir.join(format!("round-{}", r + 1));
+        let request = ScorerRequest {
+            data: vec![traffic.clone()],
+            exclude_sources: vec![],
+            heads_dir: self.args.heads.clone(),
+            out: out.clone(),
+            cache_dir: self.cache_dir().to_path_buf(),
+            grid: default_grid(),
+            prior_weight: None,
+        };
+        let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
+        // Off-policy, on this round's requests whose prompts the candidate was not fitted on.
+        let (logged, _) = ope::load_logged(&[traffic], &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, "featurising traffic"))?;
+        let recent: Vec<&LoggedRequest> = logged
+            .iter()
+            .rev()
+            .take(batch.len())
+            .filter(|l| l.prompt.split != Split::Train)
+            .collect();
+        let prices = self.world_prices();
+        let choices = ope::choices(&candidate, &recent, &self.world.models, &prices, self.policy)?;
+        let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
+        let promote = estimate.quality_gain.value > 0.0;
+        let version = if promote {
+            let v = gateway.promote(&out).await?;
+            *serving = candidate.clone();
+            *serving_dir = out;
+            Some(v)
+        } else {
+            None
+        };
+        Ok(Round::new(r, batch, estimate, version, self.holdout_aiq(serving)?, self.holdout_aiq(&candidate)?, self.holdout_truth(&candidate)?))
+    }
+
+    fn world_prices(&self) -> switchyard_core::pricing::PriceTable {
+        switchyard_core::pricing::PriceTable(self.world.prices.clone().into_iter().collect())
+    }
+
+    /// Every traffic log so far, joined with feedback, as routing records.
+    fn import(&self) -> anyhow::Result<PathBuf> {
+        let logs = self.setup_logs();
+        let feedback = vec![self.dir.join("logs").join(switchyard_gateway::traffic::FEEDBACK_FILE)];
+        let (records, _) = switchyard_gateway::traffic::to_records(&logs, &feedback, true)?;
+        let path = self.dir.join("traffic.jsonl");
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        fs_err::write(&path, text)?;
+        Ok(path)
+    }
+
+    fn setup_logs(&self) -> Vec<PathBuf> {
+        let dir = self.dir.join("logs");
+        let mut rotated: Vec<PathBuf> = fs_err::read_dir(&dir)
+            .map(|it| it.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        rotated.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("traffic-")));
+        rotated.sort();
+        rotated.push(dir.join(switchyard_gateway::traffic::TRAFFIC_FILE));
+        rotated
+    }
+
+    /// A scorer's held-out AIQ (policy swept), alone.
+    fn holdout_aiq(&self, scorer: &Scorer) -> anyhow::Result<f64> {
+        let c = report::compare(self, &[("router".into(), self.predict(scorer)?)], &[])?;
+        Ok(c.contenders[0].aiq.value)
+    }
+
+    /// A scorer's mean held-out quality and cost under the serving policy.
+    fn holdout_truth(&self, scorer: &Scorer) -> anyhow::Result<(f64, f64)> {
+        let predicted = self.predict(scorer)?;
+        let (mut q, mut c) = (0.0, 0.0);
+        for (p, row) in self.holdout.iter().zip(&predicted) {
+            let cands: Vec<switchyard_core::policy::Candidate> = row
+                .iter()
+                .zip(&self.world.models)
+                .map(|(&(quality, cost_usd), m)| switchyard_core::policy::Candidate { model: m.clone(), quality, cost_usd, context_window: None })
+                .collect();
+            let d = switchyard_core::policy::decide(&cands, &Default::default(), self.policy)?;
+            let o = &p.outcomes[&d.chosen];
+            q += o.score.unwrap_or(0.0);
+            c += o.cost_usd.unwrap_or(0.0);
+        }
+        let n = self.holdout.len().max(1) as f64;
+        Ok((q / n, c / n))
+    }
+
+    fn predict(&self, scorer: &Scorer) -> anyhow::Result<switchyard_eval::route_eval::Predicted> {
+        let specs = ope::specs(scorer, &self.world.models, &self.world_prices());
+        Ok(self
+            .holdout
+            .iter()
+            .map(|p| ope::predict_row(scorer, p, &specs))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The routers the final one is measured against.
+    async fn references(&self, start: &Scorer, last: &Scorer, served: &[Served]) -> anyhow::Result<Vec<Reference>> {
+        let mut distinct: Vec<usize> = served.iter().map(|s| s.prompt).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let full = self.full_information(&distinct)?;
+        let logged = self.logged_neighbours()?;
+        let mut refs = vec![
+            Reference { name: "final".into(), predicted: self.predict(last)? },
+            Reference { name: "start".into(), predicted: self.predict(start)? },
+            Reference { name: "full-information".into(), predicted: self.predict(&full)? },
+        ];
+        refs.push(report::knn(self, &logged));
+        Ok(refs)
+    }
+
+    /// A scorer trained offline on every model's outcome for the served prompts.
+    fn full_information(&self, prompts: &[usize]) -> anyhow::Result<Scorer> {
+        let path = self.dir.join("full-information.jsonl");
+        let mut text = String::new();
+        for &i in prompts {
+            text.push_str(&serde_json::to_string(&report::record(&self.world, i))?);
+            text.push('\n');
+        }
+        fs_err::write(&path, text)?;
+        let request = ScorerRequest {
+            data: vec![path],
+            exclude_sources: vec![],
+            heads_dir: self.args.heads.clone(),
+            out: self.dir.join("full-information"),
+            cache_dir: self.cache_dir().to_path_buf(),
+            grid: default_grid(),
+            prior_weight: Some(0.0),
+        };
+        Ok(train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?.1)
+    }
+
+    /// Every logged request with feedback, featurised: kNN's neighbours.
+    fn logged_neighbours(&self) -> anyhow::Result<Vec<LoggedRequest>> {
+        let traffic = self.dir.join("traffic.jsonl");
+        Ok(ope::load_logged(&[traffic], &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, "featurising traffic"))?.0)
+    }
+}
+
+/// Copies a scorer artifact (manifest and weights) to `to`.
+fn copy_scorer(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(to)?;
+    for f in [switchyard_scorer::MANIFEST_FILE, switchyard_scorer::WEIGHTS_FILE] {
+        fs_err::copy(from.join(f), to.join(f))?;
+    }
+    Ok(())
+}
