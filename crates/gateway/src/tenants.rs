@@ -270,6 +270,7 @@ mod tests {
             daily_tokens: tokens,
             daily_usd: Some(0.01),
             rpm,
+            explore: true,
         }
     }
 

@@ -524,4 +524,84 @@ mod tests {
         assert_eq!(e.line, 1);
         assert!(e.to_string().contains("bad.jsonl:1"), "{e}");
     }
+
+    fn decision(chosen: &str, propensity: f64, explored: bool) -> Decision {
+        let ranked = ["small", "big"]
+            .map(|m| switchyard_core::policy::Ranked {
+                model: m.into(),
+                quality: 0.5,
+                cost_usd: 0.001,
+            })
+            .to_vec();
+        Decision {
+            chosen: chosen.into(),
+            rule: switchyard_core::policy::Rule::CheapestAboveThreshold,
+            policy: switchyard_core::policy::Policy::Threshold { tau: 0.5 },
+            ranked,
+            excluded: BTreeMap::new(),
+            task: Some(switchyard_core::TaskClass::Math),
+            difficulty: Some(0.2),
+            router_version: Some("00112233aabbccdd".into()),
+            propensity: Some(propensity),
+            explored,
+            greedy: explored.then(|| "small".to_owned()),
+        }
+    }
+
+    #[test]
+    fn imports_keep_how_each_request_was_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut explored = record("x", Some("what is 2+2?"), Some("big"));
+        explored.decision = Some(decision("big", 0.05, true));
+        // The chosen model failed and "small" answered: its probability is unknown.
+        let mut fell_back = record("y", Some("what is 3+3?"), Some("small"));
+        fell_back.decision = Some(decision("big", 0.95, false));
+        let mut other = record("z", Some("what is 4+4?"), Some("small"));
+        other.tenant = "b".into();
+        let lines = [explored, fell_back, other]
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect::<String>();
+        let log = dir.path().join("t.jsonl");
+        std::fs::write(&log, lines).unwrap();
+        let feedback = |id: &str, tenant: &str, score: f64| FeedbackRecord {
+            request_id: id.into(),
+            score,
+            comment: None,
+            tenant: tenant.into(),
+            time: now_rfc3339(),
+        };
+        let fb = dir.path().join("f.jsonl");
+        let fbs = [
+            feedback("x", "default", 0.0),
+            feedback("x", "default", 1.0),
+            // Another tenant's feedback on z does not count.
+            feedback("z", "default", 1.0),
+        ];
+        std::fs::write(
+            &fb,
+            fbs.iter()
+                .map(|f| serde_json::to_string(f).unwrap() + "\n")
+                .collect::<String>(),
+        )
+        .unwrap();
+        let (records, _) = to_records(&[log], &[fb], false).unwrap();
+        let by_id = |id: &str| records.iter().find(|r| r.id == format!("traffic/{id}")).unwrap();
+        let x = by_id("x");
+        let logged = x.logged.as_ref().unwrap();
+        assert_eq!(logged.propensity, Some(0.05));
+        assert!(logged.explored);
+        assert_eq!(logged.router_version.as_deref(), Some("00112233aabbccdd"));
+        assert_eq!(logged.label, Some(LabelSource::Human));
+        assert_eq!(x.outcomes["big"].score, Some(1.0), "the latest feedback wins");
+        assert!(x.task_predicted, "the router's task is a prediction, not a label");
+        let y = by_id("y").logged.as_ref().unwrap();
+        assert_eq!((y.propensity, y.explored), (None, false));
+        let z = by_id("z");
+        assert_eq!(z.outcomes["small"].score, None);
+        assert_eq!(z.logged.as_ref().unwrap().tenant, "b");
+        // The record format reads its own output back.
+        let text = serde_json::to_string(x).unwrap();
+        assert_eq!(&serde_json::from_str::<RoutingRecord>(&text).unwrap(), x);
+    }
 }

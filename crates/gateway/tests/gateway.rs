@@ -16,6 +16,9 @@ mod support;
 #[path = "gateway/reliability.rs"]
 mod reliability;
 
+#[path = "gateway/learning.rs"]
+mod learning;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

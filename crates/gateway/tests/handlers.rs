@@ -150,8 +150,8 @@ async fn the_route_dry_run_decides_with_the_routers_version() {
     assert_eq!(answer["model"], decision["chosen"]);
     assert_eq!(decision["ranked"].as_array().unwrap().len(), 2);
     let version = decision["router_version"].as_str().unwrap();
-    let stack = state.router.as_ref().unwrap();
-    assert_eq!(version, stack.router.version());
+    let runtime = state.runtime();
+    assert_eq!(version, runtime.router.as_ref().unwrap().version());
     assert!(answer["latency_ms"]["embed_ms"].as_f64().unwrap() > 0.0);
 
     // A pinned model is not routed.

@@ -1,0 +1,192 @@
+//! What the learning loop needs from the gateway: exploration with logged propensities,
+//! the tenant opt-out and daily cap, and a router promoted while serving (and a bad one
+//! refused).
+
+use super::*;
+
+/// The env var the promotion test names as `[router] admin_key_env`: cargo sets it for
+/// every test process, so the admin key is its value and no test mutates the environment.
+const ADMIN_VAR: &str = "CARGO_MANIFEST_DIR";
+
+fn two_models(small: &Upstream, big: &Upstream, routes: &str) -> String {
+    format!(
+        "{{router}}\n{}{}\n\
+         [models.small]\nprovider = \"a\"\ninput_per_mtok = 0.1\noutput_per_mtok = 0.2\nquality_like = \"mistralai/mistral-7b-chat\"\n\
+         [models.big]\nprovider = \"b\"\ninput_per_mtok = 10.0\noutput_per_mtok = 30.0\nquality_like = \"gpt-4-1106-preview\"\n{routes}",
+        provider("a", small, "openai"),
+        provider("b", big, "openai"),
+    )
+}
+
+fn log_lines(g: &Gateway) -> Vec<Value> {
+    std::fs::read_to_string(g.dir.path().join("logs/traffic.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn post_as(g: &Gateway, key: &str, body: &Value) -> Answer {
+    read(
+        g.client
+            .post(format!("{}/v1/chat/completions", g.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
+    let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
+    let hash = switchyard_gateway::tenants::sha256_hex;
+    let g = gateway(&two_models(
+        &small,
+        &big,
+        &format!(
+            "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\nexplore = 1.0\n\
+             [routes.capped]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\nexplore = 1.0\nexplore_daily_usd = 0.0\n\
+             [tenants.loud]\nkey_sha256 = \"{}\"\n\
+             [tenants.quiet]\nkey_sha256 = \"{}\"\nexplore = false\n",
+            hash(b"loud-key"),
+            hash(b"quiet-key")
+        ),
+    ))
+    .await;
+    let mut explored = 0;
+    for _ in 0..30 {
+        let a = post_as(&g, "loud-key", &chat("auto", false)).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        if a.headers.contains_key("x-switchyard-explored") {
+            explored += 1;
+            assert_eq!(header(&a, "x-switchyard-model"), "big", "the policy picks small");
+        }
+    }
+    // Every draw explores; "big" is drawn with its weight's share (both unscored-equal
+    // here would be 1/2; the scorer's evidence tilts it), so 30 draws see some of each.
+    assert!((1..30).contains(&explored), "{explored} of 30 explored");
+    for _ in 0..5 {
+        let q = post_as(&g, "quiet-key", &chat("auto", false)).await;
+        assert!(!q.headers.contains_key("x-switchyard-explored"), "tenant opted out");
+        let c = post_as(&g, "loud-key", &chat("capped", false)).await;
+        assert!(!c.headers.contains_key("x-switchyard-explored"), "daily cap of $0");
+    }
+    let lines = log_lines(&g);
+    assert_eq!(lines.len(), 40);
+    for l in &lines {
+        let d = &l["decision"];
+        let p = d["propensity"].as_f64().unwrap();
+        let was_explored = d["explored"].as_bool().unwrap_or(false);
+        let route = l["route"].as_str().unwrap();
+        if l["tenant"] == "quiet" || route == "capped" {
+            assert_eq!((p, was_explored), (1.0, false), "{l}");
+        } else {
+            // With rate 1 the greedy pick keeps only its exploration share.
+            assert!(p > 0.0 && p < 1.0, "{l}");
+            assert_eq!(was_explored, d["greedy"] == "small", "{l}");
+            assert_eq!(d["chosen"], l["model"]);
+        }
+    }
+    // The dry run never explores.
+    let r = g
+        .client
+        .post(format!("{}/v1/route", g.url))
+        .bearer_auth("loud-key")
+        .json(&chat("auto", false))
+        .send()
+        .await
+        .unwrap();
+    let r: Value = r.json().await.unwrap();
+    assert_eq!(r["model"], "small");
+    assert!(r["decision"]["explored"].is_null(), "{r}");
+}
+
+/// A copy of the committed scorer with one model's mean nudged (a new version), or with
+/// `drop` removed from it.
+fn scorer_copy(dir: &std::path::Path, nudge: f64, drop: Option<&str>) -> PathBuf {
+    let src = root().join("models/scorer");
+    std::fs::create_dir_all(dir).unwrap();
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("manifest.json")).unwrap())
+            .unwrap();
+    let mut weights: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("weights.json")).unwrap()).unwrap();
+    let models = weights["models"].as_object_mut().unwrap();
+    for m in models.values_mut() {
+        let mean = m["quality"]["mean"].as_f64().unwrap();
+        m["quality"]["mean"] = json!(mean + nudge);
+    }
+    if let Some(d) = drop {
+        models.remove(d);
+        manifest["models"].as_object_mut().unwrap().remove(d);
+    }
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("weights.json"), weights.to_string()).unwrap();
+    dir.to_path_buf()
+}
+
+#[tokio::test]
+async fn a_router_is_promoted_while_serving_and_a_bad_one_is_refused() {
+    let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
+    let toml = two_models(
+        &small,
+        &big,
+        "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\n",
+    )
+    .replace(
+        "{router}",
+        &format!("{{router}}admin_key_env = {ADMIN_VAR:?}\n"),
+    );
+    let g = gateway(&toml).await;
+    let key = std::env::var(ADMIN_VAR).unwrap();
+    let version = |a: &Answer| header(a, "x-switchyard-router-version");
+    let before = version(&g.post("/v1/chat/completions", &chat("auto", false)).await);
+    let promote = |scorer: PathBuf, key: Option<String>| {
+        let mut req = g
+            .client
+            .post(format!("{}/admin/router", g.url))
+            .json(&json!({"scorer": scorer}));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        async move { read(req.send().await.unwrap()).await }
+    };
+    let new = scorer_copy(&g.dir.path().join("new"), 0.01, None);
+    let no_key = promote(new.clone(), None).await;
+    assert_eq!(no_key.status, 401, "{:?}", no_key.body);
+    let missing = promote(g.dir.path().join("nowhere"), Some(key.clone())).await;
+    assert_eq!(missing.status, 422, "{:?}", missing.body);
+    let unknown = scorer_copy(&g.dir.path().join("bad"), 0.0, Some("gpt-4-1106-preview"));
+    let refused = promote(unknown, Some(key.clone())).await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("gpt-4-1106-preview") && message.contains("running router stays"),
+        "{message}"
+    );
+    let still = version(&g.post("/v1/chat/completions", &chat("auto", false)).await);
+    assert_eq!(still, before, "a refused router changes nothing");
+
+    let ok = promote(new.clone(), Some(key)).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+    let after = ok.body["router_version"].as_str().unwrap().to_owned();
+    assert_ne!(after, before);
+    assert_eq!(ok.body["previous"], before);
+    let served = g.post("/v1/chat/completions", &chat("auto", false)).await;
+    assert_eq!(served.status, 200);
+    assert_eq!(version(&served), after);
+    let lines = log_lines(&g);
+    let logged: Vec<&str> = lines
+        .iter()
+        .map(|l| l["decision"]["router_version"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, [before.as_str(), before.as_str(), after.as_str()]);
+
+    // SIGHUP's reload reads the scorer the config names afresh: back to the committed one.
+    switchyard_gateway::reload(&g.state).unwrap();
+    let reloaded = g.post("/v1/chat/completions", &chat("auto", false)).await;
+    assert_eq!(version(&reloaded), before);
+}
