@@ -8,6 +8,9 @@
     reason = "test helpers fail loudly"
 )]
 
+#[path = "eval_loop.rs"]
+mod eval_loop;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
