@@ -677,3 +677,42 @@ async fn kill_9_loses_no_record_of_a_complete_answer() {
         "records lost for complete answers: {missing:?}"
     );
 }
+
+/// `switchyard router promote DIR` against the running binary: the key from the env var
+/// the config names, a scorer swapped in, a directory without one refused before sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_promote_swaps_the_scorer_of_the_running_binary() {
+    let up = Upstream::start("mock").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let extra = format!("\n[router]\nadmin_key_env = \"{KEY_VAR}\"\n");
+    std::fs::write(&config, config_text(&up, &dir.path().join("logs"), &extra)).unwrap();
+    let server = start(&config);
+    let promote = |scorer: &Path, key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["router", "promote"])
+            .arg(scorer)
+            .args(["--url", &server.url, "--admin-key-env", KEY_VAR])
+            .current_dir(root())
+            .env_remove(KEY_VAR);
+        if let Some(k) = key {
+            cmd.env(KEY_VAR, k);
+        }
+        cmd.output().unwrap()
+    };
+    let committed = root().join("models/scorer");
+    let ok = promote(&committed, Some(KEY));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let version = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
+    assert_eq!(version.len(), 16, "{version:?}");
+    let wrong = promote(&committed, Some("not-the-key"));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains("not-the-key"), "the key is never echoed: {stderr}");
+    let unset = promote(&committed, None);
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert!(stderr.contains(KEY_VAR) && stderr.contains("not set"), "{stderr}");
+    let empty = promote(dir.path(), Some(KEY));
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(stderr.contains("no scorer here"), "{stderr}");
+}

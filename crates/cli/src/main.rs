@@ -32,6 +32,8 @@ enum Command {
     Datasets(commands::datasets::DatasetsCommand),
     Classify(commands::classify::ClassifyArgs),
     Route(commands::route::RouteArgs),
+    #[command(subcommand)]
+    Router(commands::router::RouterCommand),
     Serve(commands::serve::ServeArgs),
     #[command(subcommand)]
     Config(commands::serve::ConfigCommand),
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Datasets(command) => commands::datasets::run(&command),
         Command::Classify(args) => commands::classify::run(&args),
         Command::Route(args) => commands::route::run(&args),
+        Command::Router(command) => commands::router::run(&command),
         Command::Serve(args) => commands::serve::run(&args),
         Command::Config(command) => commands::serve::check(&command),
         Command::Train(command) => commands::train::run(&command),

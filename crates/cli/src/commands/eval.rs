@@ -64,8 +64,20 @@ pub enum EvalCommand {
 #[derive(Debug, Args)]
 pub struct EvalRoutingArgs {
     /// Routing records with outcomes (score and cost) to evaluate on.
-    #[arg(long)]
-    pub test: PathBuf,
+    #[arg(long, required_unless_present = "traffic")]
+    pub test: Option<PathBuf>,
+
+    /// Off-policy evaluation instead: logged traffic (`datasets import --from traffic
+    /// --feedback ...`) served by another router; estimates the quality and cost the scorer
+    /// (--model-dir) would have had under --route-policy, next to what the serving router
+    /// had (IPS, SNIPS, doubly robust; bootstrap intervals; effective sample size).
+    /// Repeatable.
+    #[arg(long, conflicts_with = "test")]
+    pub traffic: Vec<PathBuf>,
+
+    /// With --traffic: the policy the candidate would serve with (the route's).
+    #[arg(long, default_value = "threshold:0.7")]
+    pub route_policy: String,
 
     /// Train a scorer on these record files first (their train/validation splits), instead
     /// of loading one. Repeatable.
@@ -238,8 +250,11 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         );
         scorer
     };
+    let Some(test) = args.test.as_ref() else {
+        return super::eval_traffic::run(args, &encoder, &heads, &prices, &scorer);
+    };
 
-    let test_sha = sha256_file(&args.test)?;
+    let test_sha = sha256_file(test)?;
     let trained_on_test = scorer
         .manifest
         .training_data
@@ -256,7 +271,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             "the scorer was trained on this test file's train split: --split all overstates the router"
         );
     }
-    let (loaded, _) = load_routed(std::slice::from_ref(&args.test))?;
+    let (loaded, _) = load_routed(std::slice::from_ref(test))?;
     let test_models: std::collections::BTreeSet<String> = loaded
         .iter()
         .flat_map(|p| p.outcomes.keys().cloned())
