@@ -121,6 +121,36 @@ fn open7b_fixture() {
 }
 
 #[test]
+fn mmlupro_fixture_letters_options_and_estimates_tokens() {
+    let r = run(Source::MmluPro, &fixture("mmlupro"));
+    assert_eq!(r.records.len(), 2, "the empty question is skipped");
+    assert_eq!(r.skipped["empty question"], 1);
+    assert_eq!(r.skipped["model result without a 0/1 correct"], 1);
+    let math = &r.records[0];
+    assert_eq!(math.id, "mmlupro/7");
+    assert_eq!(math.task, Some(TaskClass::Math), "TheoremQA is a calculation");
+    assert!(math.text().ends_with("\nA. 3\nB. 6\nC. 9"), "{}", math.text());
+    let gpt = &math.outcomes["gpt-4o-2024-05-13"];
+    assert_eq!((gpt.score, gpt.output_tokens, gpt.cost_usd), (Some(1.0), Some(101), None));
+    assert_eq!(r.records[1].task, Some(TaskClass::Knowledge));
+}
+
+#[test]
+fn routerarena_fixture_keeps_tokens_and_costs() {
+    let r = run(Source::RouterArena, &fixture("routerarena"));
+    assert_eq!(r.records.len(), 2);
+    let math = &r.records[0];
+    assert_eq!(math.task, Some(TaskClass::Math));
+    let haiku = &math.outcomes["claude-3-haiku-20240307"];
+    assert_eq!(haiku.input_tokens, Some(40));
+    assert_eq!(haiku.cost_usd, Some(0.0000475));
+    let wmt = &r.records[1];
+    assert_eq!(wmt.outcomes["claude-3-haiku-20240307"].score, Some(1.0), "METEOR clamped");
+    assert_eq!(wmt.outcomes.len(), 1);
+    assert_eq!(r.skipped["model result without a score"], 1);
+}
+
+#[test]
 fn a_wrong_folder_is_a_clear_error() {
     let err = import(
         Source::RouteProfile,
@@ -162,6 +192,8 @@ fn shared_data_row_and_model_counts() {
         (Source::LlmRouter, 6108, 6108, 9),
         (Source::AlpacaEval, 805, 805, 56),
         (Source::Open7b, 19281, 19281, 7),
+        (Source::MmluPro, 5222, 5222, 33),
+        (Source::RouterArena, 631, 631, 2),
     ];
     for (source, rows, records, models) in expected {
         let Some(path) = shared(source.name()) else {

@@ -4,8 +4,10 @@
 
 mod alpacaeval;
 mod llmrouter;
+mod mmlupro;
 mod open7b;
 mod routeprofile;
+mod routerarena;
 mod routerbench;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,15 +24,19 @@ pub enum Source {
     LlmRouter,
     AlpacaEval,
     Open7b,
+    MmluPro,
+    RouterArena,
 }
 
 impl Source {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::RouterBench,
         Self::RouteProfile,
         Self::LlmRouter,
         Self::AlpacaEval,
         Self::Open7b,
+        Self::MmluPro,
+        Self::RouterArena,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +46,8 @@ impl Source {
             Self::LlmRouter => "llmrouter",
             Self::AlpacaEval => "alpacaeval",
             Self::Open7b => "open7b",
+            Self::MmluPro => "mmlupro",
+            Self::RouterArena => "routerarena",
         }
     }
 }
@@ -109,6 +117,8 @@ pub fn import(
         Source::LlmRouter => llmrouter::import(path, progress, &mut report)?,
         Source::AlpacaEval => alpacaeval::import(path, progress, &mut report)?,
         Source::Open7b => open7b::import(path, progress, &mut report)?,
+        Source::MmluPro => mmlupro::import(path, progress, &mut report)?,
+        Source::RouterArena => routerarena::import(path, progress, &mut report)?,
     }
     progress.finish_and_clear();
     Ok(report)

@@ -57,6 +57,10 @@ pub enum SourceArg {
     Llmrouter,
     Alpacaeval,
     Open7b,
+    /// MMLU-Pro questions with 33 models' results (GPT-4o, Gemini, Llama, Qwen, ...).
+    Mmlupro,
+    /// RouterArena prompts with real token counts and USD costs.
+    Routerarena,
     /// The gateway's traffic log, joined with feedback.
     Traffic,
 }
@@ -69,6 +73,8 @@ impl SourceArg {
             SourceArg::Llmrouter => Source::LlmRouter,
             SourceArg::Alpacaeval => Source::AlpacaEval,
             SourceArg::Open7b => Source::Open7b,
+            SourceArg::Mmlupro => Source::MmluPro,
+            SourceArg::Routerarena => Source::RouterArena,
             SourceArg::Traffic => return None,
         })
     }
