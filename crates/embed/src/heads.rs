@@ -131,7 +131,7 @@ pub struct Classification {
 }
 
 /// Loaded task and difficulty heads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClassifierHeads {
     task: DenseTaskHead,
     difficulty: Dense,

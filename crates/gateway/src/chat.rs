@@ -82,6 +82,15 @@ async fn pipeline(
     }
     let planned = plan(state, &runtime, &resolved, &view, embedding.as_deref())?;
     observe_routing(state, &planned, trace.embed_ms);
+    crate::shadow::spawn(
+        state,
+        &runtime,
+        &resolved,
+        &view,
+        embedding.as_deref(),
+        &trace.request_id,
+        &planned,
+    );
     if let Some((name, config)) = tenant {
         trace.reservation = Some(reserve(
             state,

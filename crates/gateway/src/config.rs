@@ -588,6 +588,10 @@ pub struct RouteConfig {
     /// Most USD per UTC day that explored requests may spend on this route; once reached,
     /// the route stops exploring until the next day. Unset: no cap.
     pub explore_daily_usd: Option<f64>,
+    /// A scorer directory (trained on the configured heads) whose decision for every
+    /// request of this route is computed off the request path and logged beside the served
+    /// one, in `<log.dir>/shadow.jsonl`, to compare before promoting it.
+    pub shadow: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -924,6 +928,7 @@ impl Config {
                     cache: true,
                     explore: 0.0,
                     explore_daily_usd: None,
+                    shadow: None,
                 },
             );
         }

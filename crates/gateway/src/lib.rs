@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod plan;
 pub mod request;
 pub mod server;
+pub mod shadow;
 pub mod state;
 pub mod stream;
 pub mod tenants;

@@ -132,6 +132,8 @@ pub struct RouteRuntime {
     /// Share of requests that explore, and the daily USD cap on what they spend.
     pub explore: f64,
     pub explore_daily_usd: Option<f64>,
+    /// The shadow router (`routes.NAME.shadow`).
+    pub shadow: Option<Arc<Router>>,
 }
 
 /// Everything derived from one config file; swapped whole on reload.
@@ -268,6 +270,7 @@ impl Runtime {
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
             let policy = r.policy;
+            let shadow = shadow_router(&name, r.shadow.as_deref(), router.as_deref(), &config)?;
             if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty()
             {
                 return Err(ConfigError::new(
@@ -287,6 +290,7 @@ impl Runtime {
                     cache_threshold: r.cache_threshold,
                     explore: r.explore,
                     explore_daily_usd: r.explore_daily_usd,
+                    shadow,
                 },
             );
         }
@@ -313,6 +317,26 @@ impl Runtime {
             router,
         })
     }
+}
+
+/// Loads route `name`'s shadow scorer into a router beside the serving one.
+fn shadow_router(
+    name: &str,
+    dir: Option<&std::path::Path>,
+    serving: Option<&Router>,
+    config: &Config,
+) -> Result<Option<Arc<Router>>, ConfigError> {
+    let Some(dir) = dir else { return Ok(None) };
+    let key = format!("routes.{name}.shadow");
+    let serving = serving.ok_or_else(|| {
+        ConfigError::new(&key, "a shadow router needs the learned router ([router] enabled)")
+    })?;
+    let scorer = switchyard_scorer::Scorer::load(dir, &serving.scorer().manifest.encoder)
+        .map_err(|e| ConfigError::new(&key, e.to_string()))?;
+    let shadow = serving
+        .with_scorer(scorer, &config.router.heads)
+        .map_err(|e| ConfigError::new(&key, e.to_string()))?;
+    Ok(Some(Arc::new(shadow)))
 }
 
 /// The recent request ids and the tenant each belongs to, so feedback is accepted only from

@@ -19,6 +19,7 @@ use switchyard_providers::{ErrorClass, Usage};
 
 pub const TRAFFIC_FILE: &str = "traffic.jsonl";
 pub const FEEDBACK_FILE: &str = "feedback.jsonl";
+pub const SHADOW_FILE: &str = "shadow.jsonl";
 pub const TRAFFIC_VERSION: u32 = 1;
 
 /// One upstream attempt.
@@ -110,6 +111,20 @@ pub struct TrafficRecord {
     pub latency: Latency,
 }
 
+/// A shadow router's decision for a served request (`routes.NAME.shadow`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowRecord {
+    pub request_id: String,
+    pub time: String,
+    pub route: String,
+    /// What the serving router chose, and its version.
+    pub served: String,
+    pub served_version: Option<String>,
+    /// The shadow's decision (its `router_version` names it), or why it could not decide.
+    pub decision: Option<Decision>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackRecord {
     pub request_id: String,
@@ -142,6 +157,7 @@ struct Writer {
     rotation: Rotation,
     current: Option<Current>,
     feedback: Option<std::fs::File>,
+    shadow: Option<std::fs::File>,
 }
 
 #[derive(Debug)]
@@ -163,6 +179,7 @@ impl TrafficLog {
                 rotation,
                 current: Some(current),
                 feedback: None,
+                shadow: None,
             })),
         })
     }
@@ -180,8 +197,18 @@ impl TrafficLog {
     pub fn feedback(&self, record: &FeedbackRecord) {
         let line = json_line(record);
         let mut w = self.lock();
-        if let Err(e) = w.write_feedback(&line) {
+        let w = &mut *w;
+        if let Err(e) = append(&mut w.feedback, &w.dir.join(FEEDBACK_FILE), &line) {
             tracing::error!(dir = %w.dir.display(), error = %e, "cannot write the feedback log; a record was lost");
+        }
+    }
+
+    pub fn shadow(&self, record: &ShadowRecord) {
+        let line = json_line(record);
+        let mut w = self.lock();
+        let w = &mut *w;
+        if let Err(e) = append(&mut w.shadow, &w.dir.join(SHADOW_FILE), &line) {
+            tracing::error!(dir = %w.dir.display(), error = %e, "cannot write the shadow log; a record was lost");
         }
     }
 
@@ -245,24 +272,25 @@ impl Writer {
         }
         Ok(())
     }
-
-    fn write_feedback(&mut self, line: &str) -> std::io::Result<()> {
-        if self.feedback.is_none() {
-            self.feedback = Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join(FEEDBACK_FILE))?,
-            );
-        }
-        if let Some(f) = self.feedback.as_mut() {
-            f.write_all(line.as_bytes())?;
-        }
-        Ok(())
-    }
 }
 
 /// A bad line in a log or feedback file, located.
+/// Appends `line` to the file at `path`, opened on first use.
+fn append(file: &mut Option<std::fs::File>, path: &Path, line: &str) -> std::io::Result<()> {
+    if file.is_none() {
+        *file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+    }
+    match file.as_mut() {
+        Some(f) => f.write_all(line.as_bytes()),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: {message}", path.display())]
 pub struct ImportError {

@@ -111,6 +111,12 @@ impl Router {
         Self::new(heads, scorer, heads_dir)
     }
 
+    /// A router with these heads and another scorer (a shadow, a candidate), refusing a
+    /// scorer trained on other heads' outputs.
+    pub fn with_scorer(&self, scorer: Scorer, heads_dir: &Path) -> Result<Self, RouterError> {
+        Self::new(self.heads.clone(), scorer, heads_dir)
+    }
+
     /// 16 hex digits identifying the heads and the scorer together; logged with every
     /// decision, so an outcome can be traced to the router that chose.
     pub fn version(&self) -> &str {

@@ -190,3 +190,66 @@ async fn a_router_is_promoted_while_serving_and_a_bad_one_is_refused() {
     let reloaded = g.post("/v1/chat/completions", &chat("auto", false)).await;
     assert_eq!(version(&reloaded), before);
 }
+
+#[tokio::test]
+async fn a_shadow_router_decides_beside_the_served_one() {
+    let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
+    let shadow_dir = tempfile::tempdir().unwrap();
+    let shadow = scorer_copy(&shadow_dir.path().join("shadow"), 0.02, None);
+    let routes = format!(
+        "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\nshadow = {shadow:?}\n"
+    );
+    let g = gateway(&two_models(&small, &big, &routes)).await;
+    for _ in 0..3 {
+        let a = g.post("/v1/chat/completions", &chat("auto", false)).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    let path = g.dir.path().join("logs/shadow.jsonl");
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 3, "one shadow decision per request");
+    let served: Vec<Value> = log_lines(&g);
+    for s in &lines {
+        let t = served
+            .iter()
+            .find(|t| t["request_id"] == s["request_id"])
+            .expect("the shadow line names a served request");
+        assert_eq!(s["served"], t["decision"]["chosen"]);
+        assert_eq!(s["served_version"], t["decision"]["router_version"]);
+        let version = s["decision"]["router_version"].as_str().unwrap();
+        assert_ne!(Some(version), s["served_version"].as_str(), "{s}");
+        assert!(s["error"].is_null());
+    }
+    // A shadow that cannot load is a config error naming the key.
+    let bad = two_models(
+        &small,
+        &big,
+        "[routes.auto]\nmodels = [\"small\", \"big\"]\nshadow = \"no/such/scorer\"\n",
+    );
+    let root = root();
+    let text = format!(
+        "{}\n[cache]\nenabled = false\n",
+        bad.replace(
+            "{router}",
+            &format!(
+                "[router]\nencoder = {:?}\nheads = {:?}\nscorer = {:?}\n",
+                root.join("models/all-MiniLM-L6-v2"),
+                root.join("models/classifier"),
+                root.join("models/scorer")
+            )
+        )
+    );
+    let config = Config::parse(&text).unwrap();
+    let e = build_state(&ConfigSource::Environment, config).unwrap_err();
+    assert!(e.contains("routes.auto.shadow") && e.contains("no/such/scorer"), "{e}");
+}
