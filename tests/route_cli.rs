@@ -255,3 +255,59 @@ fn config_check_accepts_a_scorer_that_knows_the_models_by_their_own_names() {
         "{stdout}"
     );
 }
+
+/// `eval cache --queries` on a traffic log counts as the gateway does: per tenant and
+/// route scope, without rejected requests or those that bypassed the cache, at the logged
+/// costs.
+#[test]
+fn eval_cache_replays_a_traffic_log_per_scope_at_logged_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |tenant: &str, status: u16, cache: &str, cost: Option<f64>| {
+        serde_json::json!({
+            "v": 1, "request_id": "chatcmpl-sy-x", "time": "2026-12-03T00:00:00Z",
+            "tenant": tenant, "route": "auto", "requested": "auto",
+            "prompt": "What is the capital of France?", "status": status,
+            "error": if status == 200 { serde_json::Value::Null } else { "refused".into() },
+            "cache": cache, "cost_usd": cost,
+        })
+        .to_string()
+    };
+    let log = [
+        line("a", 200, "miss", Some(0.001)),
+        line("b", 200, "miss", Some(0.002)),
+        line("a", 200, "miss", Some(0.001)),
+        line("a", 429, "bypass", None),
+        line("a", 200, "bypass", Some(0.004)),
+        line("a", 200, "hit", None),
+    ]
+    .join("\n");
+    let path = dir.path().join("traffic.jsonl");
+    std::fs::write(&path, log).unwrap();
+    let cache = dir.path().join("embeddings");
+    let out = switchyard(&[
+        "eval",
+        "cache",
+        "--queries",
+        path.to_str().unwrap(),
+        "--method",
+        "cosine",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["queries"], 4, "{r}");
+    // Tenant b's first ask is a miss in its own scope; a's repeats hit.
+    assert_eq!(r["exact_hits"], 2, "{r}");
+    let mean = (0.001 + 0.002 + 0.001) / 3.0;
+    let total = r["total_usd"].as_f64().unwrap();
+    assert!((total - (0.004 + mean)).abs() < 1e-12, "{r}");
+    let saved = r["saved_usd"].as_f64().unwrap();
+    assert!((saved - (0.001 + mean)).abs() < 1e-12, "{r}");
+    assert_eq!(r["skipped"]["the request was rejected or failed"], 1);
+    assert_eq!(
+        r["skipped"]["the request bypassed the cache (no-cache, a route that opts out, or the cache off)"],
+        1
+    );
+}

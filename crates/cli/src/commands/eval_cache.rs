@@ -75,7 +75,9 @@ pub struct EvalCacheArgs {
     pub max_pairs: usize,
 
     /// Replay these prompts (JSONL with "prompt" or "text", optional "cost_usd"; routing
-    /// records work too) instead of evaluating pairs.
+    /// records work too; or the gateway's traffic log, replayed per tenant and route scope
+    /// at the logged costs, leaving out what the cache never saw) instead of evaluating
+    /// pairs.
     #[arg(long)]
     pub queries: Option<PathBuf>,
 
@@ -292,24 +294,51 @@ struct ReplayReport {
     /// Semantic hits to read by eye: the query, the stored prompt that answered it, and
     /// the score.
     semantic_samples: Vec<(String, String, f32)>,
+    /// Traffic-log lines left out, by reason.
+    skipped: std::collections::BTreeMap<String, usize>,
 }
 
-fn replay(
+/// One replayed query: the prompt, what its answer cost, and the cache scope the gateway
+/// would have looked it up in.
+struct Query {
+    prompt: String,
+    cost: f64,
+    scope: CacheScope,
+}
+
+/// Reads --queries: plain prompt lines (one scope, costs from the record or the flags), or
+/// the gateway's traffic log, replayed as the gateway would have: each request in its own
+/// tenant's and route's scope, only requests the cache saw (not rejected ones, nor those
+/// that bypassed it: no-cache, routes that opt out), at their logged cost. A request the
+/// log shows answered from the cache cost nothing then; it is priced at the mean logged
+/// cost of its route's answered requests.
+fn read_queries(
     args: &EvalCacheArgs,
     path: &std::path::Path,
-    encoder: &switchyard_embed::SentenceEncoder,
-    emb: &mut EmbeddingCache,
-    store: Arc<dyn SemanticCache>,
-    verifier: Option<Arc<Verifier>>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(Vec<Query>, std::collections::BTreeMap<String, usize>)> {
     let text = fs_err::read_to_string(path)?;
-    let mut queries: Vec<(String, f64)> = Vec::new();
+    let mut queries = Vec::new();
+    let mut skipped = std::collections::BTreeMap::<String, usize>::new();
+    let mut skip = |why: &str| *skipped.entry(why.to_owned()).or_default() += 1;
+    let mut cached: Vec<usize> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        if v.get("request_id").is_some() && v.get("status").is_some() {
+            match traffic_query(&v) {
+                Ok((query, served_from_cache)) => {
+                    if served_from_cache {
+                        cached.push(queries.len());
+                    }
+                    queries.push(query);
+                }
+                Err(why) => skip(why),
+            }
+            continue;
+        }
         let prompt = v
             .get("prompt")
             .or_else(|| v.get("text"))
@@ -329,10 +358,87 @@ fn replay(
                     + args.output_tokens as f64 * args.price_out)
                     / 1e6
             });
-        queries.push((prompt.to_owned(), cost));
+        let scope = CacheScope {
+            tenant: "replay".into(),
+            route: "auto".into(),
+            fingerprint: "-".into(),
+        };
+        queries.push(Query {
+            prompt: prompt.to_owned(),
+            cost,
+            scope,
+        });
     }
+    price_cached(&mut queries, &cached);
+    Ok((queries, skipped))
+}
+
+/// A traffic-log line as a query, and whether the gateway answered it from the cache; or
+/// why it is left out.
+fn traffic_query(v: &serde_json::Value) -> Result<(Query, bool), &'static str> {
+    let status = v["status"].as_u64().unwrap_or(0);
+    if !(200..300).contains(&status) || !v["error"].is_null() {
+        return Err("the request was rejected or failed");
+    }
+    let cache = v["cache"].as_str().unwrap_or("bypass");
+    if cache == "bypass" {
+        return Err("the request bypassed the cache (no-cache, a route that opts out, or the cache off)");
+    }
+    let Some(prompt) = v["prompt"].as_str() else {
+        return Err("the prompt was not logged (log_prompts = false)");
+    };
+    let served_from_cache = cache == "hit" || cache == "semantic_hit";
+    let cost = v["cost_usd"].as_f64();
+    if cost.is_none() && !served_from_cache {
+        return Err("no logged cost");
+    }
+    let route = v["route"]
+        .as_str()
+        .or_else(|| v["requested"].as_str())
+        .unwrap_or("-");
+    let scope = CacheScope {
+        tenant: v["tenant"].as_str().unwrap_or("-").to_owned(),
+        route: route.to_owned(),
+        fingerprint: "-".into(),
+    };
+    let query = Query {
+        prompt: prompt.to_owned(),
+        cost: cost.unwrap_or(0.0),
+        scope,
+    };
+    Ok((query, served_from_cache))
+}
+
+/// Prices queries the gateway answered from its cache at the mean cost of their route's
+/// other queries.
+fn price_cached(queries: &mut [Query], cached: &[usize]) {
+    let mut by_route = std::collections::BTreeMap::<String, (f64, usize)>::new();
+    for (i, q) in queries.iter().enumerate() {
+        if !cached.contains(&i) {
+            let e = by_route.entry(q.scope.route.clone()).or_default();
+            e.0 += q.cost;
+            e.1 += 1;
+        }
+    }
+    for &i in cached {
+        let route = &queries[i].scope.route;
+        queries[i].cost = by_route
+            .get(route)
+            .map_or(0.0, |(sum, n)| sum / (*n).max(1) as f64);
+    }
+}
+
+fn replay(
+    args: &EvalCacheArgs,
+    path: &std::path::Path,
+    encoder: &switchyard_embed::SentenceEncoder,
+    emb: &mut EmbeddingCache,
+    store: Arc<dyn SemanticCache>,
+    verifier: Option<Arc<Verifier>>,
+) -> anyhow::Result<ExitCode> {
+    let (queries, skipped) = read_queries(args, path)?;
     anyhow::ensure!(!queries.is_empty(), "{}: no queries", path.display());
-    let texts: Vec<&str> = queries.iter().map(|(q, _)| q.as_str()).collect();
+    let texts: Vec<&str> = queries.iter().map(|q| q.prompt.as_str()).collect();
     let vectors = embed_all(&texts, encoder, emb, &progress::bar(0, "embedding"))?;
     let threshold = args.threshold.unwrap_or(match args.method {
         Method::Verifier => switchyard_cache::DEFAULT_VERIFIER_THRESHOLD,
@@ -348,11 +454,6 @@ fn replay(
             ..CacheSettings::default()
         },
     )?;
-    let scope = CacheScope {
-        tenant: "replay".into(),
-        route: "auto".into(),
-        fingerprint: "-".into(),
-    };
     let bar = progress::bar(queries.len() as u64, "replay");
     let every = (queries.len() / 50).max(1);
     let rt = runtime()?;
@@ -367,10 +468,12 @@ fn replay(
         saved_usd: 0.0,
         curve: Vec::new(),
         semantic_samples: Vec::new(),
+        skipped,
     };
-    for (i, ((q, cost), v)) in queries.iter().zip(vectors).enumerate() {
+    for (i, (query, v)) in queries.iter().zip(vectors).enumerate() {
+        let (q, cost, scope) = (&query.prompt, query.cost, &query.scope);
         r.total_usd += cost;
-        let found = rt.block_on(cache.lookup(&scope, q, &v, None, None))?;
+        let found = rt.block_on(cache.lookup(scope, q, &v, None, None))?;
         match found {
             Some(f) => {
                 r.saved_usd += cost;
@@ -425,6 +528,9 @@ fn replay(
         r.saved_usd,
         r.total_usd
     )?;
+    for (why, n) in &r.skipped {
+        writeln!(out, "  skipped {n}: {why}")?;
+    }
     for (q, stored, score) in &r.semantic_samples {
         writeln!(out, "  {score:.3}  {q:?}  <=  {stored:?}")?;
     }
