@@ -702,16 +702,29 @@ async fn router_promote_swaps_the_scorer_of_the_running_binary() {
     };
     let committed = root().join("models/scorer");
     let ok = promote(&committed, Some(KEY));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let version = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
     assert_eq!(version.len(), 16, "{version:?}");
     let wrong = promote(&committed, Some("not-the-key"));
     let stderr = String::from_utf8_lossy(&wrong.stderr);
-    assert!(!wrong.status.success() && stderr.contains("401"), "{stderr}");
-    assert!(!stderr.contains("not-the-key"), "the key is never echoed: {stderr}");
+    assert!(
+        !wrong.status.success() && stderr.contains("401"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-key"),
+        "the key is never echoed: {stderr}"
+    );
     let unset = promote(&committed, None);
     let stderr = String::from_utf8_lossy(&unset.stderr);
-    assert!(stderr.contains(KEY_VAR) && stderr.contains("not set"), "{stderr}");
+    assert!(
+        stderr.contains(KEY_VAR) && stderr.contains("not set"),
+        "{stderr}"
+    );
     let empty = promote(dir.path(), Some(KEY));
     let stderr = String::from_utf8_lossy(&empty.stderr);
     assert!(stderr.contains("no scorer here"), "{stderr}");

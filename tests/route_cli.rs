@@ -295,7 +295,11 @@ fn eval_cache_replays_a_traffic_log_per_scope_at_logged_costs() {
         cache.to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["queries"], 4, "{r}");
     // Tenant b's first ask is a miss in its own scope; a's repeats hit.
@@ -309,5 +313,94 @@ fn eval_cache_replays_a_traffic_log_per_scope_at_logged_costs() {
     assert_eq!(
         r["skipped"]["the request bypassed the cache (no-cache, a route that opts out, or the cache off)"],
         1
+    );
+}
+
+/// `switchyard calibrate` fits a cost target on the validation split and stores it with the
+/// scorer; a route that sets that target passes `config check`, one that sets a target
+/// never calibrated is refused with what to run.
+#[test]
+fn calibrate_stores_a_target_that_routes_can_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, scorer) = (tmp.path().join("records.jsonl"), tmp.path().join("scorer"));
+    write_records(&data, 0, 300);
+    let cache = tmp.path().join("cache");
+    let (data_s, scorer_s, cache_s) = (
+        data.to_str().unwrap(),
+        scorer.to_str().unwrap(),
+        cache.to_str().unwrap(),
+    );
+    let out = switchyard(&[
+        "train",
+        "scorer",
+        "--data",
+        data_s,
+        "--out",
+        scorer_s,
+        "--cache-dir",
+        cache_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Half the prompts are hard: every one to "strong" costs 0.001, none 0.0001.
+    let out = switchyard(&[
+        "calibrate",
+        "--model-dir",
+        scorer_s,
+        "--data",
+        data_s,
+        "--target",
+        "cost:0.0006",
+        "--cache-dir",
+        cache_s,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("cost:0.0006: threshold:"), "{stdout}");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scorer.join("calibration.json")).unwrap())
+            .unwrap();
+    let fitted = &stored["targets"]["cost:0.0006"];
+    assert!(fitted["cost_usd"].as_f64().unwrap() <= 0.0006, "{fitted}");
+    assert!(
+        fitted["quality"].as_f64().unwrap() > 0.9,
+        "hard prompts go to strong: {fitted}"
+    );
+    assert_eq!(fitted["measured"], true);
+    let config = |target: &str| {
+        let path = tmp.path().join("switchyard.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[router]\nscorer = {scorer:?}\n[log]\nenabled = false\n[cache]\nenabled = false\n\
+                 [providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+                 [models.cheap]\nprovider = \"p\"\ninput_per_mtok = 0.1\noutput_per_mtok = 0.1\n\
+                 [models.strong]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n\
+                 [routes.auto]\nmodels = [\"cheap\", \"strong\"]\ntarget = \"{target}\"\n"
+            ),
+        )
+        .unwrap();
+        switchyard(&["config", "check", path.to_str().unwrap()])
+    };
+    let ok = config("cost:0.0006");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = config("quality:0.3");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("routes.auto.target")
+            && stderr.contains("switchyard calibrate --target quality:0.3"),
+        "{stderr}"
     );
 }

@@ -54,12 +54,16 @@ fn aiqs(actual: &[Actual], choices: &[Choices], sample: &[usize]) -> (Vec<f64>, 
             aiq(&points, lo, hi)
         })
         .collect();
-    let cheapest = singles
-        .iter()
-        .min_by(|a, b| a.cost.total_cmp(&b.cost).then(b.quality.total_cmp(&a.quality)));
-    let strongest = singles
-        .iter()
-        .max_by(|a, b| a.quality.total_cmp(&b.quality).then(b.cost.total_cmp(&a.cost)));
+    let cheapest = singles.iter().min_by(|a, b| {
+        a.cost
+            .total_cmp(&b.cost)
+            .then(b.quality.total_cmp(&a.quality))
+    });
+    let strongest = singles.iter().max_by(|a, b| {
+        a.quality
+            .total_cmp(&b.quality)
+            .then(b.cost.total_cmp(&a.cost))
+    });
     let random = match (cheapest, strongest) {
         (Some(c), Some(s)) => aiq(&[*c, *s], lo, hi),
         _ => 0.0,
@@ -79,7 +83,9 @@ pub fn compare(
     seed: u64,
 ) -> Result<Comparison, RouteEvalError> {
     if actual.is_empty() {
-        return Err(RouteEvalError::Data("no held-out prompts to compare on".into()));
+        return Err(RouteEvalError::Data(
+            "no held-out prompts to compare on".into(),
+        ));
     }
     let mut params = Vec::new();
     let mut choices = Vec::new();
@@ -96,7 +102,14 @@ pub fn compare(
     };
     let pairs: Vec<(usize, usize, String, String)> = pairs
         .iter()
-        .map(|(a, b)| Ok((index(a)?, index(b)?, format!("{a} - {b}"), format!("{a} / {b}"))))
+        .map(|(a, b)| {
+            Ok((
+                index(a)?,
+                index(b)?,
+                format!("{a} - {b}"),
+                format!("{a} / {b}"),
+            ))
+        })
         .collect::<Result<_, RouteEvalError>>()?;
     let all: Vec<usize> = (0..actual.len()).collect();
     let (full, random) = aiqs(actual, &choices, &all);
@@ -228,6 +241,17 @@ mod tests {
         let s = &c.gain_shares["blind / knows"];
         assert!(s.value < 0.05, "{s:?} random {:?}", c.random_aiq);
         assert_eq!(c.singles.len(), 2);
-        assert!(compare(&actual, &models, &[], &[("x", "y")], SweptPolicy::Tradeoff, 1, 1).is_err());
+        assert!(
+            compare(
+                &actual,
+                &models,
+                &[],
+                &[("x", "y")],
+                SweptPolicy::Tradeoff,
+                1,
+                1
+            )
+            .is_err()
+        );
     }
 }

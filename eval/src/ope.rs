@@ -234,13 +234,15 @@ pub fn load_logged(
     let requests = prompts
         .into_iter()
         .zip(served)
-        .map(|(prompt, (model, propensity, reward, cost))| LoggedRequest {
-            prompt,
-            model,
-            propensity,
-            reward,
-            cost,
-        })
+        .map(
+            |(prompt, (model, propensity, reward, cost))| LoggedRequest {
+                prompt,
+                model,
+                propensity,
+                reward,
+                cost,
+            },
+        )
         .collect();
     Ok((requests, skipped))
 }
@@ -363,7 +365,11 @@ mod tests {
         }
         assert!((report.cost.snips.value - 0.002).abs() < 1e-9);
         assert!((report.logged_quality.value - 0.25).abs() < 0.03);
-        assert!(report.quality_gain.ci95[0] > 0.0, "{:?}", report.quality_gain);
+        assert!(
+            report.quality_gain.ci95[0] > 0.0,
+            "{:?}",
+            report.quality_gain
+        );
         assert!(report.warning.is_none());
         assert!((report.effective_sample_size - report.agreeing as f64).abs() < 1e-6);
     }
@@ -378,6 +384,11 @@ mod tests {
         few[0].served = 0;
         let report = evaluate(&few, 50, 1);
         assert_eq!(report.agreeing, 1);
-        assert!(report.warning.as_deref().is_some_and(|w| w.contains("effective sample size")));
+        assert!(
+            report
+                .warning
+                .as_deref()
+                .is_some_and(|w| w.contains("effective sample size"))
+        );
     }
 }

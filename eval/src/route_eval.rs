@@ -223,7 +223,7 @@ pub fn sweep(
     Ok((params, choices))
 }
 
-fn parameter_grid(predicted: &Predicted, policy: SweptPolicy) -> Vec<f64> {
+pub fn parameter_grid(predicted: &Predicted, policy: SweptPolicy) -> Vec<f64> {
     const STEPS: usize = 120;
     match policy {
         SweptPolicy::Margin => (0..=STEPS)

@@ -243,10 +243,7 @@ fn grid_for(
     train: usize,
     validation: usize,
 ) -> Vec<QualityConfig> {
-    let with_prior = grid.iter().map(|c| QualityConfig {
-        prior_weight,
-        ..*c
-    });
+    let with_prior = grid.iter().map(|c| QualityConfig { prior_weight, ..*c });
     if train >= SMALL_DATA && validation > 0 {
         return with_prior.collect();
     }
@@ -346,9 +343,11 @@ pub fn train_scorer(
         )));
     }
     let has_traffic = routed.iter().any(|p| p.family == "traffic");
-    let prior_weight = request
-        .prior_weight
-        .unwrap_or(if has_traffic { TRAFFIC_PRIOR_WEIGHT } else { 0.0 });
+    let prior_weight = request.prior_weight.unwrap_or(if has_traffic {
+        TRAFFIC_PRIOR_WEIGHT
+    } else {
+        0.0
+    });
     let grid = grid_for(&request.grid, prior_weight, train.len(), val.len());
     let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
     let mut cluster_sets: BTreeMap<usize, Option<Clusters>> = BTreeMap::new();

@@ -128,10 +128,21 @@ fn mmlupro_fixture_letters_options_and_estimates_tokens() {
     assert_eq!(r.skipped["model result without a 0/1 correct"], 1);
     let math = &r.records[0];
     assert_eq!(math.id, "mmlupro/7");
-    assert_eq!(math.task, Some(TaskClass::Math), "TheoremQA is a calculation");
-    assert!(math.text().ends_with("\nA. 3\nB. 6\nC. 9"), "{}", math.text());
+    assert_eq!(
+        math.task,
+        Some(TaskClass::Math),
+        "TheoremQA is a calculation"
+    );
+    assert!(
+        math.text().ends_with("\nA. 3\nB. 6\nC. 9"),
+        "{}",
+        math.text()
+    );
     let gpt = &math.outcomes["gpt-4o-2024-05-13"];
-    assert_eq!((gpt.score, gpt.output_tokens, gpt.cost_usd), (Some(1.0), Some(101), None));
+    assert_eq!(
+        (gpt.score, gpt.output_tokens, gpt.cost_usd),
+        (Some(1.0), Some(101), None)
+    );
     assert_eq!(r.records[1].task, Some(TaskClass::Knowledge));
 }
 
@@ -145,7 +156,11 @@ fn routerarena_fixture_keeps_tokens_and_costs() {
     assert_eq!(haiku.input_tokens, Some(40));
     assert_eq!(haiku.cost_usd, Some(0.0000475));
     let wmt = &r.records[1];
-    assert_eq!(wmt.outcomes["claude-3-haiku-20240307"].score, Some(1.0), "METEOR clamped");
+    assert_eq!(
+        wmt.outcomes["claude-3-haiku-20240307"].score,
+        Some(1.0),
+        "METEOR clamped"
+    );
     assert_eq!(wmt.outcomes.len(), 1);
     assert_eq!(r.skipped["model result without a score"], 1);
 }

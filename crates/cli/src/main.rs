@@ -43,6 +43,7 @@ enum Command {
     Eval(commands::eval::EvalCommand),
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
+    Calibrate(commands::calibrate::CalibrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Train(command) => commands::train::run(&command),
         Command::Eval(command) => commands::eval::run(&command),
         Command::Cache(command) => commands::cache::run(&command),
+        Command::Calibrate(args) => commands::calibrate::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -530,7 +530,10 @@ async fn promote_router(
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| {
-            ApiError::new(ErrorKind::UnprocessableRouter, format!("{e}; the running router stays"))
+            ApiError::new(
+                ErrorKind::UnprocessableRouter,
+                format!("{e}; the running router stays"),
+            )
         })?;
     Ok(Json(
         json!({"status": "promoted", "router_version": version, "previous": previous}),
@@ -622,14 +625,18 @@ async fn feedback(
 
 async fn ready(State(state): Shared) -> Response {
     let runtime = state.runtime();
-    let router = state.router.as_ref().zip(runtime.router.as_ref()).map(|(r, router)| {
-        json!({
-            "encoder": r.worker.info().describe(),
-            "heads": "loaded",
-            "scorer_models": router.scorer().model_ids().len(),
-            "router_version": router.version(),
-        })
-    });
+    let router = state
+        .router
+        .as_ref()
+        .zip(runtime.router.as_ref())
+        .map(|(r, router)| {
+            json!({
+                "encoder": r.worker.info().describe(),
+                "heads": "loaded",
+                "scorer_models": router.scorer().model_ids().len(),
+                "router_version": router.version(),
+            })
+        });
     let body = json!({
         "status": "ready",
         "router": router,

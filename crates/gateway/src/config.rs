@@ -173,6 +173,16 @@ where
         .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
 }
 
+/// [`parsed`] for an optional value.
+fn parsed_opt<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    parsed(de).map(Some)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -592,6 +602,12 @@ pub struct RouteConfig {
     /// request of this route is computed off the request path and logged beside the served
     /// one, in `<log.dir>/shadow.jsonl`, to compare before promoting it.
     pub shadow: Option<PathBuf>,
+    /// An outcome to meet instead of a raw parameter: `cost:USD` (mean per request),
+    /// `quality:Q` (mean) or `strong-share:S` (share of calls to the strongest model).
+    /// The policy fitted for it by `switchyard calibrate` (stored with the router) replaces
+    /// `policy`.
+    #[serde(default, deserialize_with = "parsed_opt")]
+    pub target: Option<switchyard_router::calibration::Target>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -662,7 +678,9 @@ impl Config {
                     "must be in [0, 1] (a share of the route's requests, e.g. 0.05)",
                 ));
             }
-            if r.explore_daily_usd.is_some_and(|u| !(u >= 0.0 && u.is_finite())) {
+            if r.explore_daily_usd
+                .is_some_and(|u| !(u >= 0.0 && u.is_finite()))
+            {
                 return Err(ConfigError::new(
                     format!("routes.{name}.explore_daily_usd"),
                     "must be a non-negative number of USD",
@@ -929,6 +947,7 @@ impl Config {
                     explore: 0.0,
                     explore_daily_usd: None,
                     shadow: None,
+                    target: None,
                 },
             );
         }

@@ -221,12 +221,11 @@ impl Runtime {
                     ));
                 }
             };
-            let known =
-                |name: &str| {
-                    router
-                        .as_ref()
-                        .is_some_and(|r| r.scorer().check_known([name]).is_ok())
-                };
+            let known = |name: &str| {
+                router
+                    .as_ref()
+                    .is_some_and(|r| r.scorer().check_known([name]).is_ok())
+            };
             // A scorer that knows the model itself (trained on this gateway's traffic) scores
             // it by its own name; else by its benchmark stand-in; else a fixed prior.
             let quality_like = match &m.quality_like {
@@ -269,7 +268,21 @@ impl Runtime {
         }
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
-            let policy = r.policy;
+            let policy = match (r.target, router.as_deref()) {
+                (None, _) => r.policy,
+                (Some(target), Some(router)) => RoutePolicy::Learned(
+                    router
+                        .calibration()
+                        .policy(target)
+                        .map_err(|e| ConfigError::new(format!("routes.{name}.target"), e))?,
+                ),
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        format!("routes.{name}.target"),
+                        "a target needs the learned router ([router] enabled)",
+                    ));
+                }
+            };
             let shadow = shadow_router(&name, r.shadow.as_deref(), router.as_deref(), &config)?;
             if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty()
             {
@@ -329,7 +342,10 @@ fn shadow_router(
     let Some(dir) = dir else { return Ok(None) };
     let key = format!("routes.{name}.shadow");
     let serving = serving.ok_or_else(|| {
-        ConfigError::new(&key, "a shadow router needs the learned router ([router] enabled)")
+        ConfigError::new(
+            &key,
+            "a shadow router needs the learned router ([router] enabled)",
+        )
     })?;
     let scorer = switchyard_scorer::Scorer::load(dir, &serving.scorer().manifest.encoder)
         .map_err(|e| ConfigError::new(&key, e.to_string()))?;

@@ -614,15 +614,27 @@ mod tests {
         )
         .unwrap();
         let (records, _) = to_records(&[log], &[fb], false).unwrap();
-        let by_id = |id: &str| records.iter().find(|r| r.id == format!("traffic/{id}")).unwrap();
+        let by_id = |id: &str| {
+            records
+                .iter()
+                .find(|r| r.id == format!("traffic/{id}"))
+                .unwrap()
+        };
         let x = by_id("x");
         let logged = x.logged.as_ref().unwrap();
         assert_eq!(logged.propensity, Some(0.05));
         assert!(logged.explored);
         assert_eq!(logged.router_version.as_deref(), Some("00112233aabbccdd"));
         assert_eq!(logged.label, Some(LabelSource::Human));
-        assert_eq!(x.outcomes["big"].score, Some(1.0), "the latest feedback wins");
-        assert!(x.task_predicted, "the router's task is a prediction, not a label");
+        assert_eq!(
+            x.outcomes["big"].score,
+            Some(1.0),
+            "the latest feedback wins"
+        );
+        assert!(
+            x.task_predicted,
+            "the router's task is a prediction, not a label"
+        );
         let y = by_id("y").logged.as_ref().unwrap();
         assert_eq!((y.propensity, y.explored), (None, false));
         let z = by_id("z");

@@ -92,15 +92,19 @@ mod tests {
     use switchyard_core::policy::{Candidate, Constraints, decide};
 
     fn decision(policy: Policy) -> Decision {
-        let candidates: Vec<Candidate> = [("big", 0.9, 0.01), ("mid", 0.7, 0.002), ("small", 0.5, 0.0005)]
-            .iter()
-            .map(|&(m, q, c)| Candidate {
-                model: m.into(),
-                quality: q,
-                cost_usd: c,
-                context_window: None,
-            })
-            .collect();
+        let candidates: Vec<Candidate> = [
+            ("big", 0.9, 0.01),
+            ("mid", 0.7, 0.002),
+            ("small", 0.5, 0.0005),
+        ]
+        .iter()
+        .map(|&(m, q, c)| Candidate {
+            model: m.into(),
+            quality: q,
+            cost_usd: c,
+            context_window: None,
+        })
+        .collect();
         decide(&candidates, &Constraints::default(), policy).unwrap()
     }
 
@@ -136,7 +140,10 @@ mod tests {
             let e = seen.entry(d.chosen.clone()).or_default();
             e.0 += 1;
             e.1 = d.propensity.unwrap();
-            assert_eq!(d.ranked[0].model, d.chosen, "the drawn model is tried first");
+            assert_eq!(
+                d.ranked[0].model, d.chosen,
+                "the drawn model is tried first"
+            );
             assert_eq!(d.ranked.len(), 3, "the others stay as fallbacks");
         }
         let share = |m: &str| seen[m].0 as f64 / steps as f64;

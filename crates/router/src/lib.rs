@@ -7,6 +7,7 @@
 //! - [`Router`]: heads + scorer with a version; [`Router::candidates`] predicts each
 //!   candidate's quality and expected cost, [`Router::route`] applies the policy.
 
+pub mod calibration;
 pub mod candidates;
 pub mod explore;
 pub mod features;
@@ -82,6 +83,8 @@ pub struct Router {
     heads: ClassifierHeads,
     scorer: Scorer,
     version: String,
+    /// Policies fitted to targets (`calibration.json` beside the scorer).
+    calibration: calibration::Calibration,
 }
 
 impl Router {
@@ -97,6 +100,7 @@ impl Router {
             heads,
             scorer,
             version,
+            calibration: calibration::Calibration::default(),
         })
     }
 
@@ -108,7 +112,19 @@ impl Router {
     ) -> Result<Self, RouterError> {
         let heads = ClassifierHeads::load(heads_dir, encoder)?;
         let scorer = Scorer::load(scorer_dir, encoder)?;
-        Self::new(heads, scorer, heads_dir)
+        let mut router = Self::new(heads, scorer, heads_dir)?;
+        router.calibration = calibration::Calibration::load(scorer_dir).map_err(|reason| {
+            RouterError::Scorer(ScorerError::Invalid {
+                path: scorer_dir.join(calibration::CALIBRATION_FILE),
+                reason,
+            })
+        })?;
+        Ok(router)
+    }
+
+    /// The policies fitted to targets for this router.
+    pub fn calibration(&self) -> &calibration::Calibration {
+        &self.calibration
     }
 
     /// A router with these heads and another scorer (a shadow, a candidate), refusing a

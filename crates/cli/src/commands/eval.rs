@@ -150,6 +150,16 @@ pub enum PolicyArg {
     Margin,
 }
 
+impl PolicyArg {
+    pub fn swept(self) -> SweptPolicy {
+        match self {
+            Self::Tradeoff => SweptPolicy::Tradeoff,
+            Self::Threshold => SweptPolicy::Threshold,
+            Self::Margin => SweptPolicy::Margin,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoutingSplitArg {
     Auto,
@@ -316,11 +326,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         candidates,
         pair,
         prices,
-        policy: match args.policy {
-            PolicyArg::Tradeoff => SweptPolicy::Tradeoff,
-            PolicyArg::Threshold => SweptPolicy::Threshold,
-            PolicyArg::Margin => SweptPolicy::Margin,
-        },
+        policy: args.policy.swept(),
         bootstrap: args.bootstrap,
         seed: args.seed,
     };

@@ -382,7 +382,9 @@ fn traffic_query(v: &serde_json::Value) -> Result<(Query, bool), &'static str> {
     }
     let cache = v["cache"].as_str().unwrap_or("bypass");
     if cache == "bypass" {
-        return Err("the request bypassed the cache (no-cache, a route that opts out, or the cache off)");
+        return Err(
+            "the request bypassed the cache (no-cache, a route that opts out, or the cache off)",
+        );
     }
     let Some(prompt) = v["prompt"].as_str() else {
         return Err("the prompt was not logged (log_prompts = false)");

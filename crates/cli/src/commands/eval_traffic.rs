@@ -71,7 +71,13 @@ fn render(out: &mut impl Write, r: &OpeReport, skipped: usize) -> std::io::Resul
         r.requests, r.agreeing, r.effective_sample_size
     )?;
     writeln!(out, "{:<22} {:<28} {}", "", "quality", "cost per request")?;
-    writeln!(out, "{:<22} {:<28} {}", "serving router", show(&r.logged_quality), show_usd(&r.logged_cost))?;
+    writeln!(
+        out,
+        "{:<22} {:<28} {}",
+        "serving router",
+        show(&r.logged_quality),
+        show_usd(&r.logged_cost)
+    )?;
     for (name, q, c) in [
         ("candidate, IPS", &r.quality.ips, &r.cost.ips),
         ("candidate, SNIPS", &r.quality.snips, &r.cost.snips),
@@ -79,7 +85,12 @@ fn render(out: &mut impl Write, r: &OpeReport, skipped: usize) -> std::io::Resul
     ] {
         writeln!(out, "{name:<22} {:<28} {}", show(q), show_usd(c))?;
     }
-    writeln!(out, "{:<22} {}", "DR gain in quality", show(&r.quality_gain))?;
+    writeln!(
+        out,
+        "{:<22} {}",
+        "DR gain in quality",
+        show(&r.quality_gain)
+    )?;
     if let Some(w) = &r.warning {
         writeln!(out, "warning: {w}")?;
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each resolves its arguments and calls library code.
 
 pub mod cache;
+pub mod calibrate;
 pub mod classify;
 pub mod datasets;
 pub mod embed;

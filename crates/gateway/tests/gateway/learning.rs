@@ -62,7 +62,11 @@ async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
         assert_eq!(a.status, 200, "{:?}", a.body);
         if a.headers.contains_key("x-switchyard-explored") {
             explored += 1;
-            assert_eq!(header(&a, "x-switchyard-model"), "big", "the policy picks small");
+            assert_eq!(
+                header(&a, "x-switchyard-model"),
+                "big",
+                "the policy picks small"
+            );
         }
     }
     // Every draw explores; "big" is drawn with its weight's share (both unscored-equal
@@ -70,9 +74,15 @@ async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
     assert!((1..30).contains(&explored), "{explored} of 30 explored");
     for _ in 0..5 {
         let q = post_as(&g, "quiet-key", &chat("auto", false)).await;
-        assert!(!q.headers.contains_key("x-switchyard-explored"), "tenant opted out");
+        assert!(
+            !q.headers.contains_key("x-switchyard-explored"),
+            "tenant opted out"
+        );
         let c = post_as(&g, "loud-key", &chat("capped", false)).await;
-        assert!(!c.headers.contains_key("x-switchyard-explored"), "daily cap of $0");
+        assert!(
+            !c.headers.contains_key("x-switchyard-explored"),
+            "daily cap of $0"
+        );
     }
     let lines = log_lines(&g);
     assert_eq!(lines.len(), 40);
@@ -110,8 +120,7 @@ fn scorer_copy(dir: &std::path::Path, nudge: f64, drop: Option<&str>) -> PathBuf
     let src = root().join("models/scorer");
     std::fs::create_dir_all(dir).unwrap();
     let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(src.join("manifest.json")).unwrap()).unwrap();
     let mut weights: Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("weights.json")).unwrap()).unwrap();
     let models = weights["models"].as_object_mut().unwrap();
@@ -251,5 +260,8 @@ async fn a_shadow_router_decides_beside_the_served_one() {
     );
     let config = Config::parse(&text).unwrap();
     let e = build_state(&ConfigSource::Environment, config).unwrap_err();
-    assert!(e.contains("routes.auto.shadow") && e.contains("no/such/scorer"), "{e}");
+    assert!(
+        e.contains("routes.auto.shadow") && e.contains("no/such/scorer"),
+        "{e}"
+    );
 }

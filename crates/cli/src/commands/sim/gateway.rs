@@ -38,20 +38,37 @@ impl GatewaySetup {
     /// The gateway's TOML config for `world`, served by the upstream at `upstream`.
     pub fn config(&self, world: &World, upstream: std::net::SocketAddr) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "[router]\nencoder = {:?}\nheads = {:?}\nscorer = {:?}\nadmin_key_env = {ADMIN_KEY_VAR:?}\n", self.encoder, self.heads, self.scorer);
+        let _ = writeln!(
+            s,
+            "[router]\nencoder = {:?}\nheads = {:?}\nscorer = {:?}\nadmin_key_env = {ADMIN_KEY_VAR:?}\n",
+            self.encoder, self.heads, self.scorer
+        );
         let _ = writeln!(s, "[log]\ndir = {:?}\n", self.log_dir());
         let _ = writeln!(s, "[cache]\nenabled = false\n");
-        let _ = writeln!(s, "[providers.world]\nkind = \"openai\"\nbase_url = \"http://{upstream}/v1\"\n");
+        let _ = writeln!(
+            s,
+            "[providers.world]\nkind = \"openai\"\nbase_url = \"http://{upstream}/v1\"\n"
+        );
         for m in &world.models {
             let price = world.prices[m];
-            let _ = writeln!(s, "[models.{m:?}]\nprovider = \"world\"\ninput_per_mtok = {}\noutput_per_mtok = {}", price.input_per_mtok, price.output_per_mtok);
+            let _ = writeln!(
+                s,
+                "[models.{m:?}]\nprovider = \"world\"\ninput_per_mtok = {}\noutput_per_mtok = {}",
+                price.input_per_mtok, price.output_per_mtok
+            );
             if self.neutral_priors {
                 let _ = writeln!(s, "quality = {}", switchyard_router::DEFAULT_QUALITY_PRIOR);
             }
             s.push('\n');
         }
         let models: Vec<String> = world.models.iter().map(|m| format!("{m:?}")).collect();
-        let _ = writeln!(s, "[routes.auto]\nmodels = [{}]\npolicy = {:?}\nexplore = {}", models.join(", "), self.policy, self.explore);
+        let _ = writeln!(
+            s,
+            "[routes.auto]\nmodels = [{}]\npolicy = {:?}\nexplore = {}",
+            models.join(", "),
+            self.policy,
+            self.explore
+        );
         s
     }
 }
@@ -133,18 +150,19 @@ impl Gateway {
         feedback: &(dyn Fn(usize) -> bool + Sync),
         progress: &indicatif::ProgressBar,
     ) -> anyhow::Result<Vec<Served>> {
-        let results: Vec<anyhow::Result<Served>> = futures_util::stream::iter(prompts.iter().enumerate())
-            .map(|(n, &p)| async move {
-                let served = self.one(world, p).await?;
-                if feedback(n) {
-                    self.feedback(&served.1, served.0.score).await?;
-                }
-                progress.inc(1);
-                Ok(served.0)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+        let results: Vec<anyhow::Result<Served>> =
+            futures_util::stream::iter(prompts.iter().enumerate())
+                .map(|(n, &p)| async move {
+                    let served = self.one(world, p).await?;
+                    if feedback(n) {
+                        self.feedback(&served.1, served.0.score).await?;
+                    }
+                    progress.inc(1);
+                    Ok(served.0)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
         results.into_iter().collect()
     }
 
@@ -163,12 +181,18 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (model, id) = (header("x-switchyard-model"), header("x-switchyard-request-id"));
+        let (model, id) = (
+            header("x-switchyard-model"),
+            header("x-switchyard-request-id"),
+        );
         let explored = header("x-switchyard-explored").is_some();
         let status = response.status();
         let (Some(model), Some(id), true) = (model, id, status.is_success()) else {
             let body = response.text().await.unwrap_or_default();
-            anyhow::bail!("the gateway answered {status} to prompt {}: {body}", prompt.id);
+            anyhow::bail!(
+                "the gateway answered {status} to prompt {}: {body}",
+                prompt.id
+            );
         };
         let m = world
             .model_index(&model)
@@ -213,6 +237,9 @@ impl Gateway {
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         anyhow::ensure!(status.is_success(), "promotion refused ({status}): {body}");
-        Ok(body["router_version"].as_str().unwrap_or_default().to_owned())
+        Ok(body["router_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 }

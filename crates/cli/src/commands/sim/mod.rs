@@ -16,8 +16,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use switchyard_core::policy::Policy;
-use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::SentenceEncoder;
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_eval::ope::{self, LoggedRequest};
 use switchyard_scorer::Scorer;
 use switchyard_training::classifier::SplitMix;
@@ -154,11 +154,26 @@ struct Loop<'a> {
 }
 
 pub fn run(args: &EvalLoopArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.rounds >= 1 && args.requests >= args.rounds, "--requests must be at least --rounds (≥ 1)");
-    anyhow::ensure!((0.0..=1.0).contains(&args.explore), "--explore must be in [0, 1]");
-    anyhow::ensure!((0.0..=1.0).contains(&args.feedback_share), "--feedback-share must be in [0, 1]");
-    anyhow::ensure!(args.holdout > 0.0 && args.holdout < 1.0, "--holdout must be in (0, 1)");
-    let policy: Policy = args.policy.parse().map_err(|e: String| anyhow::anyhow!("--policy: {e}"))?;
+    anyhow::ensure!(
+        args.rounds >= 1 && args.requests >= args.rounds,
+        "--requests must be at least --rounds (≥ 1)"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.explore),
+        "--explore must be in [0, 1]"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.feedback_share),
+        "--feedback-share must be in [0, 1]"
+    );
+    anyhow::ensure!(
+        args.holdout > 0.0 && args.holdout < 1.0,
+        "--holdout must be in (0, 1)"
+    );
+    let policy: Policy = args
+        .policy
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--policy: {e}"))?;
     let prices = super::prices::load(args.prices.as_deref())?;
     let options = WorldOptions {
         unknown_models: args.unknown_models,
@@ -167,12 +182,21 @@ pub fn run(args: &EvalLoopArgs) -> anyhow::Result<ExitCode> {
     };
     let world = Arc::new(World::load(&args.world, &prices, &options)?);
     let scratch = tempfile::tempdir()?;
-    let dir = args.out.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
     if dir.join("logs").exists() {
-        anyhow::bail!("{}: holds a previous run's logs; give an empty --out", dir.display());
+        anyhow::bail!(
+            "{}: holds a previous run's logs; give an empty --out",
+            dir.display()
+        );
     }
     fs_err::create_dir_all(&dir)?;
-    let encoder = args.encoder.load_for_routing().context("cannot load the encoder")?;
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
     let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -198,7 +222,8 @@ pub fn run(args: &EvalLoopArgs) -> anyhow::Result<ExitCode> {
 fn split(world: &World, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (0..world.prompts.len()).partition(|&i| {
         let key = switchyard_training::cache::text_key(&world.prompts[i].text);
-        let mut rng = SplitMix::new(seed ^ u64::from_le_bytes(key[..8].try_into().unwrap_or_default()));
+        let mut rng =
+            SplitMix::new(seed ^ u64::from_le_bytes(key[..8].try_into().unwrap_or_default()));
         (rng.next_u64() as f64 / u64::MAX as f64) >= holdout
     })
 }
@@ -222,7 +247,13 @@ impl Loop<'_> {
                 }
             })
             .collect();
-        Ok(featurise(loaded, &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, what))?)
+        Ok(featurise(
+            loaded,
+            &self.encoder,
+            &self.heads,
+            self.cache_dir(),
+            &progress::bar(0, what),
+        )?)
     }
 
     async fn run(&mut self, pool: &[usize]) -> anyhow::Result<report::Report> {
@@ -248,24 +279,46 @@ impl Loop<'_> {
         let mut rounds = Vec::new();
         let per_round = self.args.requests / self.args.rounds;
         for r in 0..self.args.rounds {
-            let n = if r + 1 == self.args.rounds { self.args.requests - per_round * r } else { per_round };
-            let prompts: Vec<usize> = (0..n).map(|_| pool[(rng.next_u64() % pool.len() as u64) as usize]).collect();
+            let n = if r + 1 == self.args.rounds {
+                self.args.requests - per_round * r
+            } else {
+                per_round
+            };
+            let prompts: Vec<usize> = (0..n)
+                .map(|_| pool[(rng.next_u64() % pool.len() as u64) as usize])
+                .collect();
             let share = self.args.feedback_share;
-            let draws: Vec<f64> = (0..n).map(|_| rng.next_u64() as f64 / u64::MAX as f64).collect();
+            let draws: Vec<f64> = (0..n)
+                .map(|_| rng.next_u64() as f64 / u64::MAX as f64)
+                .collect();
             let bar = progress::bar(n as u64, &format!("round {}: serving", r + 1));
             let batch = gateway
-                .serve_requests(&self.world, &prompts, self.args.concurrency, &|i| draws[i] < share, &bar)
+                .serve_requests(
+                    &self.world,
+                    &prompts,
+                    self.args.concurrency,
+                    &|i| draws[i] < share,
+                    &bar,
+                )
                 .await?;
             bar.finish_and_clear();
             served.extend(batch.iter().cloned());
-            let round = self.learn(r, &batch, &gateway, &mut serving, &mut serving_dir).await?;
+            let round = self
+                .learn(r, &batch, &gateway, &mut serving, &mut serving_dir)
+                .await?;
             rounds.push(round);
         }
         drop(gateway);
         let final_dir = self.dir.join("final");
         copy_scorer(&serving_dir, &final_dir)?;
         let references = self.references(&start, &serving, &served).await?;
-        Ok(report::Report::new(self, rounds, references, &served, started.elapsed().as_secs_f64()))
+        Ok(report::Report::new(
+            self,
+            rounds,
+            references,
+            &served,
+            started.elapsed().as_secs_f64(),
+        ))
     }
 
     /// After a round: import, retrain, evaluate off-policy, maybe promote.
@@ -290,7 +343,13 @@ impl Loop<'_> {
         };
         let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
         // Off-policy, on this round's requests whose prompts the candidate was not fitted on.
-        let (logged, _) = ope::load_logged(&[traffic], &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, "featurising traffic"))?;
+        let (logged, _) = ope::load_logged(
+            &[traffic],
+            &self.encoder,
+            &self.heads,
+            self.cache_dir(),
+            &progress::bar(0, "featurising traffic"),
+        )?;
         let recent: Vec<&LoggedRequest> = logged
             .iter()
             .rev()
@@ -298,7 +357,13 @@ impl Loop<'_> {
             .filter(|l| l.prompt.split != Split::Train)
             .collect();
         let prices = self.world_prices();
-        let choices = ope::choices(&candidate, &recent, &self.world.models, &prices, self.policy)?;
+        let choices = ope::choices(
+            &candidate,
+            &recent,
+            &self.world.models,
+            &prices,
+            self.policy,
+        )?;
         let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
         let promote = estimate.quality_gain.value > 0.0;
         let version = if promote {
@@ -309,7 +374,15 @@ impl Loop<'_> {
         } else {
             None
         };
-        Ok(Round::new(r, batch, estimate, version, self.holdout_aiq(serving)?, self.holdout_aiq(&candidate)?, self.holdout_truth(&candidate)?))
+        Ok(Round::new(
+            r,
+            batch,
+            estimate,
+            version,
+            self.holdout_aiq(serving)?,
+            self.holdout_aiq(&candidate)?,
+            self.holdout_truth(&candidate)?,
+        ))
     }
 
     fn world_prices(&self) -> switchyard_core::pricing::PriceTable {
@@ -319,7 +392,11 @@ impl Loop<'_> {
     /// Every traffic log so far, joined with feedback, as routing records.
     fn import(&self) -> anyhow::Result<PathBuf> {
         let logs = self.setup_logs();
-        let feedback = vec![self.dir.join("logs").join(switchyard_gateway::traffic::FEEDBACK_FILE)];
+        let feedback = vec![
+            self.dir
+                .join("logs")
+                .join(switchyard_gateway::traffic::FEEDBACK_FILE),
+        ];
         let (records, _) = switchyard_gateway::traffic::to_records(&logs, &feedback, true)?;
         let path = self.dir.join("traffic.jsonl");
         let mut text = String::new();
@@ -336,7 +413,11 @@ impl Loop<'_> {
         let mut rotated: Vec<PathBuf> = fs_err::read_dir(&dir)
             .map(|it| it.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
-        rotated.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("traffic-")));
+        rotated.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("traffic-"))
+        });
         rotated.sort();
         rotated.push(dir.join(switchyard_gateway::traffic::TRAFFIC_FILE));
         rotated
@@ -356,7 +437,14 @@ impl Loop<'_> {
             let cands: Vec<switchyard_core::policy::Candidate> = row
                 .iter()
                 .zip(&self.world.models)
-                .map(|(&(quality, cost_usd), m)| switchyard_core::policy::Candidate { model: m.clone(), quality, cost_usd, context_window: None })
+                .map(
+                    |(&(quality, cost_usd), m)| switchyard_core::policy::Candidate {
+                        model: m.clone(),
+                        quality,
+                        cost_usd,
+                        context_window: None,
+                    },
+                )
                 .collect();
             let d = switchyard_core::policy::decide(&cands, &Default::default(), self.policy)?;
             let o = &p.outcomes[&d.chosen];
@@ -377,16 +465,30 @@ impl Loop<'_> {
     }
 
     /// The routers the final one is measured against.
-    async fn references(&self, start: &Scorer, last: &Scorer, served: &[Served]) -> anyhow::Result<Vec<Reference>> {
+    async fn references(
+        &self,
+        start: &Scorer,
+        last: &Scorer,
+        served: &[Served],
+    ) -> anyhow::Result<Vec<Reference>> {
         let mut distinct: Vec<usize> = served.iter().map(|s| s.prompt).collect();
         distinct.sort_unstable();
         distinct.dedup();
         let full = self.full_information(&distinct)?;
         let logged = self.logged_neighbours()?;
         let mut refs = vec![
-            Reference { name: "final".into(), predicted: self.predict(last)? },
-            Reference { name: "start".into(), predicted: self.predict(start)? },
-            Reference { name: "full-information".into(), predicted: self.predict(&full)? },
+            Reference {
+                name: "final".into(),
+                predicted: self.predict(last)?,
+            },
+            Reference {
+                name: "start".into(),
+                predicted: self.predict(start)?,
+            },
+            Reference {
+                name: "full-information".into(),
+                predicted: self.predict(&full)?,
+            },
         ];
         refs.push(report::knn(self, &logged));
         Ok(refs)
@@ -416,7 +518,14 @@ impl Loop<'_> {
     /// Every logged request with feedback, featurised: kNN's neighbours.
     fn logged_neighbours(&self) -> anyhow::Result<Vec<LoggedRequest>> {
         let traffic = self.dir.join("traffic.jsonl");
-        Ok(ope::load_logged(&[traffic], &self.encoder, &self.heads, self.cache_dir(), &progress::bar(0, "featurising traffic"))?.0)
+        Ok(ope::load_logged(
+            &[traffic],
+            &self.encoder,
+            &self.heads,
+            self.cache_dir(),
+            &progress::bar(0, "featurising traffic"),
+        )?
+        .0)
     }
 }
 
@@ -424,13 +533,20 @@ impl Loop<'_> {
 /// elastic net, without cluster features (the default grid's 48-cluster variants need more
 /// data than a round brings and take most of the fitting time).
 fn loop_grid() -> Vec<switchyard_scorer::QualityConfig> {
-    default_grid().into_iter().filter(|c| c.clusters == 0).take(3).collect()
+    default_grid()
+        .into_iter()
+        .filter(|c| c.clusters == 0)
+        .take(3)
+        .collect()
 }
 
 /// Copies a scorer artifact (manifest and weights) to `to`.
 fn copy_scorer(from: &Path, to: &Path) -> anyhow::Result<()> {
     fs_err::create_dir_all(to)?;
-    for f in [switchyard_scorer::MANIFEST_FILE, switchyard_scorer::WEIGHTS_FILE] {
+    for f in [
+        switchyard_scorer::MANIFEST_FILE,
+        switchyard_scorer::WEIGHTS_FILE,
+    ] {
         fs_err::copy(from.join(f), to.join(f))?;
     }
     Ok(())

@@ -102,9 +102,16 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(sim: &Loop<'_>, rounds: Vec<Round>, refs: Vec<Reference>, served: &[Served], seconds: f64) -> Self {
+    pub fn new(
+        sim: &Loop<'_>,
+        rounds: Vec<Round>,
+        refs: Vec<Reference>,
+        served: &[Served],
+        seconds: f64,
+    ) -> Self {
         let args = sim.args;
-        let contenders: Vec<(String, Predicted)> = refs.into_iter().map(|r| (r.name, r.predicted)).collect();
+        let contenders: Vec<(String, Predicted)> =
+            refs.into_iter().map(|r| (r.name, r.predicted)).collect();
         let pairs = [
             ("final", "knn"),
             ("final", "start"),
@@ -112,7 +119,10 @@ impl Report {
             ("knn", "full-information"),
         ];
         let holdout = compare(sim, &contenders, &pairs).unwrap_or_else(|_| empty());
-        let knn_k = contenders.iter().find_map(|(n, _)| n.strip_prefix("knn@").and_then(|k| k.parse().ok())).unwrap_or(0);
+        let knn_k = contenders
+            .iter()
+            .find_map(|(n, _)| n.strip_prefix("knn@").and_then(|k| k.parse().ok()))
+            .unwrap_or(0);
         Self {
             world: args.world.display().to_string(),
             models: sim.world.models.clone(),
@@ -136,7 +146,10 @@ fn empty() -> Comparison {
         prompts: 0,
         contenders: vec![],
         singles: vec![],
-        random_aiq: Estimate { value: f64::NAN, ci95: [f64::NAN; 2] },
+        random_aiq: Estimate {
+            value: f64::NAN,
+            ci95: [f64::NAN; 2],
+        },
         differences: BTreeMap::new(),
         gain_shares: BTreeMap::new(),
     }
@@ -168,7 +181,11 @@ fn served_figures(world: &World, served: &[Served]) -> ServedFigures {
 
 /// The holdout comparison of `contenders`, with the `pairs`' differences. kNN contenders
 /// are named `knn@K`; pairs name them `knn`.
-pub fn compare(sim: &Loop<'_>, contenders: &[(String, Predicted)], pairs: &[(&str, &str)]) -> anyhow::Result<Comparison> {
+pub fn compare(
+    sim: &Loop<'_>,
+    contenders: &[(String, Predicted)],
+    pairs: &[(&str, &str)],
+) -> anyhow::Result<Comparison> {
     let actual: Vec<switchyard_eval::route_eval::Actual> = sim
         .holdout
         .iter()
@@ -187,14 +204,31 @@ pub fn compare(sim: &Loop<'_>, contenders: &[(String, Predicted)], pairs: &[(&st
         .collect();
     let renamed: Vec<(String, Predicted)> = contenders
         .iter()
-        .map(|(n, p)| (if n.starts_with("knn@") { "knn".to_owned() } else { n.clone() }, p.clone()))
+        .map(|(n, p)| {
+            (
+                if n.starts_with("knn@") {
+                    "knn".to_owned()
+                } else {
+                    n.clone()
+                },
+                p.clone(),
+            )
+        })
         .collect();
     let pairs: Vec<(&str, &str)> = pairs
         .iter()
         .copied()
         .filter(|(a, b)| [a, b].iter().all(|x| renamed.iter().any(|(n, _)| n == *x)))
         .collect();
-    Ok(compare_all(&actual, &sim.world.models, &renamed, &pairs, SweptPolicy::Tradeoff, sim.args.bootstrap, sim.args.seed)?)
+    Ok(compare_all(
+        &actual,
+        &sim.world.models,
+        &renamed,
+        &pairs,
+        SweptPolicy::Tradeoff,
+        sim.args.bootstrap,
+        sim.args.seed,
+    )?)
 }
 
 /// kNN on the logged traffic: each model's mean logged score over the `k` most similar
@@ -219,7 +253,12 @@ pub fn knn(sim: &Loop<'_>, logged: &[LoggedRequest]) -> Reference {
                         let mut sims: Vec<(f32, f64)> = by_model[m]
                             .iter()
                             .map(|l| {
-                                let s: f32 = p.embedding.iter().zip(&l.prompt.embedding).map(|(a, b)| a * b).sum();
+                                let s: f32 = p
+                                    .embedding
+                                    .iter()
+                                    .zip(&l.prompt.embedding)
+                                    .map(|(a, b)| a * b)
+                                    .sum();
                                 (s, l.reward)
                             })
                             .collect();
@@ -238,13 +277,20 @@ pub fn knn(sim: &Loop<'_>, logged: &[LoggedRequest]) -> Reference {
         .into_iter()
         .map(|k| {
             let p = predict(k);
-            let aiq = compare(sim, &[("knn@k".into(), p.clone())], &[]).map_or(f64::NEG_INFINITY, |c| c.contenders[0].aiq.value);
+            let aiq = compare(sim, &[("knn@k".into(), p.clone())], &[])
+                .map_or(f64::NEG_INFINITY, |c| c.contenders[0].aiq.value);
             (aiq, k, p)
         })
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match best {
-        Some((_, k, predicted)) => Reference { name: format!("knn@{k}"), predicted },
-        None => Reference { name: "knn@0".into(), predicted: vec![] },
+        Some((_, k, predicted)) => Reference {
+            name: format!("knn@{k}"),
+            predicted,
+        },
+        None => Reference {
+            name: "knn@0".into(),
+            predicted: vec![],
+        },
     }
 }
 
@@ -288,7 +334,11 @@ pub fn record(world: &World, i: usize) -> RoutingRecord {
 /// Prints the report (JSON or a table) and draws the learning curve.
 pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.plot {
-        plot_learning(&curve(report), "Learning from traffic: held-out AIQ of the serving router", path)?;
+        plot_learning(
+            &curve(report),
+            "Learning from traffic: held-out AIQ of the serving router",
+            path,
+        )?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -296,31 +346,79 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{} requests over {} rounds, {} promotions, {:.0} s", report.requests, report.rounds.len(), report.promotions, report.seconds)?;
-    writeln!(out, "{:<6} {:>8} {:>10} {:>9} {:>10} {:>22} {:>9} {:>10}", "round", "quality", "cost $", "explored", "DR gain", "OPE DR [95%]", "truth", "promoted")?;
+    writeln!(
+        out,
+        "{} requests over {} rounds, {} promotions, {:.0} s",
+        report.requests,
+        report.rounds.len(),
+        report.promotions,
+        report.seconds
+    )?;
+    writeln!(
+        out,
+        "{:<6} {:>8} {:>10} {:>9} {:>10} {:>22} {:>9} {:>10}",
+        "round", "quality", "cost $", "explored", "DR gain", "OPE DR [95%]", "truth", "promoted"
+    )?;
     // ESS is printed after the DR interval.
     for r in &report.rounds {
         let dr = &r.ope.quality.dr;
         writeln!(
             out,
             "{:<6} {:>8.4} {:>10.6} {:>8.1}% {:>+10.4} {:>8.4} [{:.4}, {:.4}] {:>9.4} {:>10}  (ESS {:.0}, SNIPS {:.4})",
-            r.round, r.served_quality, r.served_cost_usd, r.explored_share * 100.0, r.ope.quality_gain.value,
-            dr.value, dr.ci95[0], dr.ci95[1], r.holdout_quality_candidate, r.promoted.as_deref().unwrap_or("-"),
-            r.ope.effective_sample_size, r.ope.quality.snips.value
+            r.round,
+            r.served_quality,
+            r.served_cost_usd,
+            r.explored_share * 100.0,
+            r.ope.quality_gain.value,
+            dr.value,
+            dr.ci95[0],
+            dr.ci95[1],
+            r.holdout_quality_candidate,
+            r.promoted.as_deref().unwrap_or("-"),
+            r.ope.effective_sample_size,
+            r.ope.quality.snips.value
         )?;
     }
-    writeln!(out, "\nheld-out AIQ ({} prompts never served):", report.holdout_prompts)?;
+    writeln!(
+        out,
+        "\nheld-out AIQ ({} prompts never served):",
+        report.holdout_prompts
+    )?;
     for c in &report.holdout.contenders {
-        writeln!(out, "  {:<18} {:.4} [{:.4}, {:.4}]", c.name, c.aiq.value, c.aiq.ci95[0], c.aiq.ci95[1])?;
+        writeln!(
+            out,
+            "  {:<18} {:.4} [{:.4}, {:.4}]",
+            c.name, c.aiq.value, c.aiq.ci95[0], c.aiq.ci95[1]
+        )?;
     }
-    writeln!(out, "  {:<18} {:.4}", "random mixing", report.holdout.random_aiq.value)?;
-    for (name, e) in report.holdout.differences.iter().chain(&report.holdout.gain_shares) {
-        writeln!(out, "  {name:<32} {:+.4} [{:+.4}, {:+.4}]", e.value, e.ci95[0], e.ci95[1])?;
+    writeln!(
+        out,
+        "  {:<18} {:.4}",
+        "random mixing", report.holdout.random_aiq.value
+    )?;
+    for (name, e) in report
+        .holdout
+        .differences
+        .iter()
+        .chain(&report.holdout.gain_shares)
+    {
+        writeln!(
+            out,
+            "  {name:<32} {:+.4} [{:+.4}, {:+.4}]",
+            e.value, e.ci95[0], e.ci95[1]
+        )?;
     }
     let s = &report.served;
-    writeln!(out, "\nserved: quality {:.4}, cost ${:.6}/request, {:.0} quality per $", s.quality, s.cost_usd, s.quality_per_dollar)?;
+    writeln!(
+        out,
+        "\nserved: quality {:.4}, cost ${:.6}/request, {:.0} quality per $",
+        s.quality, s.cost_usd, s.quality_per_dollar
+    )?;
     for (m, (q, c, qpd)) in &s.singles {
-        writeln!(out, "  {m:<48} quality {q:.4}, cost ${c:.6}, {qpd:.0} per $")?;
+        writeln!(
+            out,
+            "  {m:<48} quality {q:.4}, cost ${c:.6}, {qpd:.0} per $"
+        )?;
     }
     Ok(())
 }
@@ -329,7 +427,14 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
 /// router's), with the references as horizontal lines.
 fn curve(report: &Report) -> Vec<CurveLine> {
     let per_round = report.requests as f64 / report.rounds.len().max(1) as f64;
-    let aiq = |name: &str| report.holdout.contenders.iter().find(|c| c.name == name).map(|c| c.aiq.value);
+    let aiq = |name: &str| {
+        report
+            .holdout
+            .contenders
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.aiq.value)
+    };
     let mut serving = Vec::new();
     if let Some(start) = aiq("start") {
         serving.push((0.0, start));
@@ -337,12 +442,21 @@ fn curve(report: &Report) -> Vec<CurveLine> {
     for r in &report.rounds {
         serving.push((per_round * r.round as f64, r.holdout_aiq_serving));
     }
-    let mut lines = vec![CurveLine { name: "serving router".into(), points: serving }];
+    let mut lines = vec![CurveLine {
+        name: "serving router".into(),
+        points: serving,
+    }];
     for name in ["full-information", "knn"] {
         if let Some(v) = aiq(name) {
-            lines.push(CurveLine { name: format!("{name} (end)"), points: vec![(0.0, v)] });
+            lines.push(CurveLine {
+                name: format!("{name} (end)"),
+                points: vec![(0.0, v)],
+            });
         }
     }
-    lines.push(CurveLine { name: "random mixing".into(), points: vec![(0.0, report.holdout.random_aiq.value)] });
+    lines.push(CurveLine {
+        name: "random mixing".into(),
+        points: vec![(0.0, report.holdout.random_aiq.value)],
+    });
     lines
 }

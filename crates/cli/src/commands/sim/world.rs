@@ -81,7 +81,10 @@ impl World {
             "{}: the world needs at least two models per prompt",
             file.display()
         );
-        let missing: Vec<&String> = source.iter().filter(|m| !prices.0.contains_key(*m)).collect();
+        let missing: Vec<&String> = source
+            .iter()
+            .filter(|m| !prices.0.contains_key(*m))
+            .collect();
         let mut prompts = Vec::new();
         let mut by_text = HashMap::new();
         for r in &records {
@@ -134,7 +137,11 @@ impl World {
             } else {
                 format!(
                     "; no price for {}: give them with --prices FILE",
-                    missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         );
@@ -148,7 +155,9 @@ impl World {
             .iter()
             .zip(&models)
             .map(|(m, name)| {
-                let price = prices.0.get(m).copied().unwrap_or_else(|| implied(&prompts, source.iter().position(|x| x == m).unwrap_or(0)));
+                let price = prices.0.get(m).copied().unwrap_or_else(|| {
+                    implied(&prompts, source.iter().position(|x| x == m).unwrap_or(0))
+                });
                 (name.clone(), price)
             })
             .collect();
@@ -161,7 +170,9 @@ impl World {
     }
 
     pub fn find(&self, text: &str) -> Option<&WorldPrompt> {
-        self.by_text.get(&normalise(text)).map(|&i| &self.prompts[i])
+        self.by_text
+            .get(&normalise(text))
+            .map(|&i| &self.prompts[i])
     }
 
     pub fn model_index(&self, model: &str) -> Option<usize> {
@@ -183,7 +194,10 @@ fn implied(prompts: &[WorldPrompt], m: usize) -> Price {
 }
 
 /// Answers `POST /v1/chat/completions` as the world's records say.
-async fn complete(State(world): State<Arc<World>>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn complete(
+    State(world): State<Arc<World>>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     let model = body["model"].as_str().unwrap_or_default();
     let text = body["messages"]
         .as_array()

@@ -1,0 +1,236 @@
+//! `switchyard calibrate`: fit a route's target (mean cost, mean quality, share of the
+//! strongest model) to a policy parameter and store it with the router.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use switchyard_embed::heads::ClassifierHeads;
+use switchyard_eval::calibrate::{fit, settings};
+use switchyard_eval::ope;
+use switchyard_eval::route_eval::{Actual, Predicted};
+use switchyard_router::calibration::{Calibration, Fitted, Target};
+use switchyard_scorer::Scorer;
+use switchyard_training::data::Split;
+use switchyard_training::scorer::{RoutedPrompt, featurise, load_routed};
+
+use super::eval::PolicyArg;
+use super::model_args::{CacheArgs, EncoderArgs};
+use super::progress;
+
+/// Fit a target to a policy parameter on validation data or recent traffic, and store it
+/// with the router (calibration.json in the scorer directory) for routes that set
+/// `target = "..."` instead of a raw policy.
+///
+/// With --data (routing records with every candidate's outcome) the prompts of the
+/// validation split are used and each setting is measured with the real outcomes. With
+/// --traffic (imported traffic) each setting is measured with the router's own predicted
+/// quality and cost, since traffic has one outcome per prompt. The rule's parameter is
+/// swept; for cost:USD and strong-share:S the setting with the best quality within the cap
+/// is kept, for quality:Q the cheapest that reaches it.
+///
+/// Example: switchyard calibrate --model-dir models/scorer --data routerbench.jsonl --target cost:0.002 --rule threshold
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// cost:USD (mean per request, at most), quality:Q (mean, at least) or strong-share:S
+    /// (share of calls to the strongest model, at most).
+    #[arg(long)]
+    pub target: Target,
+
+    /// The router's scorer directory; calibration.json is written here.
+    #[arg(long, default_value = "models/scorer")]
+    pub model_dir: PathBuf,
+
+    /// Routing records with outcomes (their validation split is used).
+    #[arg(long, required_unless_present = "traffic", conflicts_with = "traffic")]
+    pub data: Vec<PathBuf>,
+
+    /// Imported traffic (`datasets import --from traffic`): measured with predictions.
+    #[arg(long)]
+    pub traffic: Vec<PathBuf>,
+
+    /// Which policy rule to fit.
+    #[arg(long, value_enum, default_value = "threshold")]
+    pub rule: PolicyArg,
+
+    /// The route's models, comma-separated (default: every model the data has).
+    #[arg(long, value_delimiter = ',')]
+    pub candidates: Vec<String>,
+
+    /// The strongest model, for strong-share (default: the one with the best quality).
+    #[arg(long)]
+    pub strong: Option<String>,
+
+    /// Model prices (JSON, USD per 1M tokens), as for `eval routing`.
+    #[arg(long)]
+    pub prices: Option<PathBuf>,
+
+    #[arg(long, default_value = "models/classifier")]
+    pub heads: PathBuf,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+}
+
+pub fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
+    let scorer = Scorer::load(&args.model_dir, encoder.info())?;
+    scorer.check_heads(heads.weights_sha256(), &args.heads)?;
+    let prices = super::prices::load(args.prices.as_deref())?;
+    let bar = progress::bar(0, "featurising");
+    let (prompts, measured, data) = if args.traffic.is_empty() {
+        let (loaded, _) = load_routed(&args.data)?;
+        let all = featurise(loaded, &encoder, &heads, &args.cache.cache_dir, &bar)?;
+        let data = args
+            .data
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        (all, true, data.join(", "))
+    } else {
+        let (logged, _) =
+            ope::load_logged(&args.traffic, &encoder, &heads, &args.cache.cache_dir, &bar)?;
+        let data = args
+            .traffic
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>();
+        (
+            logged.into_iter().map(|l| l.prompt).collect(),
+            false,
+            data.join(", "),
+        )
+    };
+    let models = if args.candidates.is_empty() {
+        let mut m: Vec<String> = prompts
+            .iter()
+            .flat_map(|p| p.outcomes.keys().cloned())
+            .collect();
+        m.sort();
+        m.dedup();
+        m
+    } else {
+        args.candidates.clone()
+    };
+    let specs = ope::specs(&scorer, &models, &prices);
+    let chosen: Vec<&RoutedPrompt> = if measured {
+        let val: Vec<&RoutedPrompt> = prompts
+            .iter()
+            .filter(|p| p.split == Split::Validation)
+            .collect();
+        val.into_iter()
+            .filter(|p| {
+                models
+                    .iter()
+                    .all(|m| p.outcomes.get(m).is_some_and(|o| o.score.is_some()))
+            })
+            .collect()
+    } else {
+        prompts.iter().collect()
+    };
+    anyhow::ensure!(
+        chosen.len() >= 10,
+        "only {} prompts to calibrate on (validation prompts with every candidate's outcome, or traffic with feedback); give more data",
+        chosen.len()
+    );
+    let predicted: Predicted = chosen
+        .iter()
+        .map(|p| ope::predict_row(&scorer, p, &specs))
+        .collect::<Result<_, _>>()?;
+    let actual: Option<Vec<Actual>> = measured.then(|| {
+        chosen
+            .iter()
+            .zip(&predicted)
+            .map(|(p, row)| Actual {
+                score: models
+                    .iter()
+                    .map(|m| p.outcomes[m].score.unwrap_or(0.0))
+                    .collect(),
+                // A record without a cost is priced as the router would price it.
+                cost: models
+                    .iter()
+                    .zip(row)
+                    .map(|(m, &(_, c))| p.outcomes[m].cost_usd.unwrap_or(c))
+                    .collect(),
+            })
+            .collect()
+    });
+    let strongest = strongest(args, &models, &predicted, actual.as_deref())?;
+    let all = settings(
+        &predicted,
+        actual.as_deref(),
+        &models,
+        strongest,
+        args.rule.swept(),
+    )?;
+    let best = fit(&all, args.target).map_err(anyhow::Error::msg)?;
+    let mut calibration = Calibration::load(&args.model_dir).map_err(anyhow::Error::msg)?;
+    calibration.targets.insert(
+        args.target.to_string(),
+        Fitted {
+            policy: best.policy.to_string(),
+            cost_usd: best.cost_usd,
+            quality: best.quality,
+            strong_share: best.strong_share,
+            data,
+            prompts: chosen.len(),
+            measured,
+        },
+    );
+    calibration
+        .save(&args.model_dir)
+        .map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "{}: {} on {} prompts ({}): mean cost ${:.6}, quality {:.4}, {} share {:.3}; stored in {}\n",
+            args.target,
+            best.policy,
+            chosen.len(),
+            if measured { "measured" } else { "predicted" },
+            best.cost_usd,
+            best.quality,
+            models[strongest],
+            best.strong_share,
+            args.model_dir
+                .join(switchyard_router::calibration::CALIBRATION_FILE)
+                .display()
+        ),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model `--strong` names, else the one with the best mean quality.
+fn strongest(
+    args: &CalibrateArgs,
+    models: &[String],
+    predicted: &Predicted,
+    actual: Option<&[Actual]>,
+) -> anyhow::Result<usize> {
+    if let Some(s) = &args.strong {
+        return models.iter().position(|m| m == s).with_context(|| {
+            format!(
+                "--strong {s} is not among the candidates ({})",
+                models.join(", ")
+            )
+        });
+    }
+    let mean = |m: usize| -> f64 {
+        match actual {
+            Some(a) => a.iter().map(|x| x.score[m]).sum(),
+            None => predicted.iter().map(|row| row[m].0).sum(),
+        }
+    };
+    Ok((0..models.len())
+        .max_by(|&a, &b| mean(a).total_cmp(&mean(b)))
+        .unwrap_or(0))
+}
