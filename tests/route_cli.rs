@@ -404,3 +404,41 @@ fn calibrate_stores_a_target_that_routes_can_use() {
         "{stderr}"
     );
 }
+
+/// A dozen prompts (a new deployment's first feedback) train a scorer instead of being
+/// refused: one configuration, means shrunk toward the prior.
+#[test]
+fn train_scorer_learns_from_a_handful_of_prompts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, scorer) = (tmp.path().join("few.jsonl"), tmp.path().join("scorer"));
+    write_records(&data, 0, 12);
+    let cache = tmp.path().join("cache");
+    let out = switchyard(&[
+        "train",
+        "scorer",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        scorer.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--prior-weight",
+        "10",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["candidates"].as_array().unwrap().len(), 1);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scorer.join("manifest.json")).unwrap())
+            .unwrap();
+    let strong = manifest["models"]["strong"]["mean_score"].as_f64().unwrap();
+    assert!(
+        strong < 0.95 && strong > 0.5,
+        "always right, shrunk toward 0.5: {strong}"
+    );
+}

@@ -212,7 +212,8 @@ async fn training_features_are_the_serving_features() {
     let embedding = switchyard_gateway::plan::embed_prompt(stack, view.prompt())
         .await
         .unwrap();
-    let served = stack.router.features(&embedding, &view.prompt()).unwrap();
+    let router = state.runtime().router.clone().unwrap();
+    let served = router.features(&embedding, &view.prompt()).unwrap();
     assert_eq!(trained.embedding, embedding);
     assert_eq!(trained.features, served.prompt);
 }

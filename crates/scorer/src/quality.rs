@@ -411,6 +411,7 @@ mod tests {
             shrinkage: 0.0,
             max_iterations: 5000,
             clusters: 0,
+            ..QualityConfig::default()
         };
         let models = fit_all(&rows, &config).unwrap();
         let p = models["m"].predict(&[0.5], 0.0);
@@ -427,5 +428,25 @@ mod tests {
         rows[7].features.push(0.0);
         let err = fit_all(&rows, &QualityConfig::default()).unwrap_err();
         assert!(err.to_string().contains("row 7"), "{err}");
+    }
+
+    #[test]
+    fn a_prior_weight_pulls_a_rarely_seen_model_toward_the_prior() {
+        let rows: Vec<TrainingRow> = (0..3)
+            .map(|i| TrainingRow {
+                features: vec![f64::from(i)],
+                scores: [("new".to_owned(), 1.0)].into(),
+            })
+            .collect();
+        let plain = fit_all(&rows, &QualityConfig::default()).unwrap();
+        assert_eq!(plain["new"].mean, 1.0, "three perfect answers");
+        let config = QualityConfig {
+            prior_weight: 10.0,
+            prior_mean: 0.5,
+            ..QualityConfig::default()
+        };
+        let shrunk = fit_all(&rows, &config).unwrap();
+        assert!((shrunk["new"].mean - (3.0 + 5.0) / 13.0).abs() < 1e-12);
+        assert!(shrunk["new"].predict(&[1.0], 20.0) < 0.7);
     }
 }

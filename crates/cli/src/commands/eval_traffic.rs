@@ -70,7 +70,7 @@ fn render(out: &mut impl Write, r: &OpeReport, skipped: usize) -> std::io::Resul
         "{} logged requests ({skipped} without score, cost or propensity left out); the candidate agrees with {} of them; effective sample size {:.1}",
         r.requests, r.agreeing, r.effective_sample_size
     )?;
-    writeln!(out, "{:<22} {:<28} {}", "", "quality", "cost per request")?;
+    writeln!(out, "{:<22} {:<28} cost per request", "", "quality")?;
     writeln!(
         out,
         "{:<22} {:<28} {}",
