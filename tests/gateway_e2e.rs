@@ -729,3 +729,125 @@ async fn router_promote_swaps_the_scorer_of_the_running_binary() {
     let stderr = String::from_utf8_lossy(&empty.stderr);
     assert!(stderr.contains("no scorer here"), "{stderr}");
 }
+
+/// `switchyard label --judge` grades the logged answers that got no feedback through the
+/// configured judge model, resumes without grading twice, and the import prefers a human's
+/// feedback to the judge's grade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_grades_answers_without_feedback_and_humans_win() {
+    let (up, judge) = (
+        Upstream::start("mock").await,
+        Upstream::start("judge 7").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let extra = format!(
+        "\n[providers.judging]\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         [models.judge]\nprovider = \"judging\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n",
+        judge.base_url()
+    );
+    let text = config_text(&up, &logs, &extra).replace("[log]\n", "[log]\nlog_answers = true\n");
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    switchyard_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for q in ["What is 2+2?", "Name a prime.", "Say hi."] {
+        let r = client
+            .post(format!("{}/v1/chat/completions", server.url))
+            .json(&serde_json::json!({"model": "small", "messages": [{"role": "user", "content": q}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        ids.push(
+            r.headers()["x-switchyard-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let fb = client
+        .post(format!("{}/v1/feedback", server.url))
+        .json(&serde_json::json!({"request_id": ids[0], "score": 0.1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fb.status(), 200);
+    drop(server);
+    let label = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["label", "--judge", "judge", "--config"])
+            .arg(&config)
+            .current_dir(root())
+            .env(KEY_VAR, KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = label();
+    assert_eq!(
+        (first["graded"].as_u64(), first["with_feedback"].as_u64()),
+        (Some(2), Some(1)),
+        "{first}"
+    );
+    assert!(
+        judge.last().body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[Answer]\nHello from mock")
+    );
+    let again = label();
+    assert_eq!(
+        (again["graded"].as_u64(), again["already_graded"].as_u64()),
+        (Some(0), Some(2)),
+        "{again}"
+    );
+    let records = dir.path().join("records.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "datasets",
+            "import",
+            "--from",
+            "traffic",
+            "--require-feedback",
+        ])
+        .arg(logs.join("traffic.jsonl"))
+        .arg("--feedback")
+        .arg(logs.join("feedback.jsonl"))
+        .arg("--labels")
+        .arg(logs.join("labels.jsonl"))
+        .arg("--out")
+        .arg(&records)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for r in &records {
+        let score = r["outcomes"]["small"]["score"].as_f64().unwrap();
+        if r["id"] == format!("traffic/{}", ids[0]) {
+            assert_eq!(
+                (score, &r["logged"]["label"]),
+                (0.1, &serde_json::json!("human"))
+            );
+        } else {
+            assert!((score - 6.0 / 9.0).abs() < 1e-12, "{r}");
+            assert_eq!(r["logged"]["label"], serde_json::json!({"judge": "judge"}));
+        }
+    }
+}

@@ -44,6 +44,7 @@ enum Command {
     #[command(subcommand)]
     Cache(commands::cache::CacheCommand),
     Calibrate(commands::calibrate::CalibrateArgs),
+    Label(commands::label::LabelArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Eval(command) => commands::eval::run(&command),
         Command::Cache(command) => commands::cache::run(&command),
         Command::Calibrate(args) => commands::calibrate::run(&args),
+        Command::Label(args) => commands::label::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -349,6 +349,11 @@ pub struct StreamCapture {
 }
 
 impl StreamCapture {
+    /// The answer's text so far.
+    pub fn text(&self) -> &str {
+        &self.content
+    }
+
     pub fn push(&mut self, chunk: &Value) {
         if self.id.is_none() {
             self.id = chunk.get("id").cloned();

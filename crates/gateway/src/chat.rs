@@ -460,6 +460,17 @@ fn respond_full(
     if let Some(job) = store {
         job.store(&trace.state, &body, model);
     }
+    let answer = trace
+        .runtime
+        .config
+        .log
+        .log_answers
+        .then(|| {
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .flatten();
     let mut response = (StatusCode::OK, axum::Json(body)).into_response();
     trace.explain(response.headers_mut(), Some(model), cost);
     let ending = Ending {
@@ -469,6 +480,7 @@ fn respond_full(
         cost,
         error: None,
         usage_estimated: false,
+        answer,
     };
     trace.finish(ending);
     response

@@ -352,6 +352,9 @@ pub struct LogConfig {
     /// With `false`, records hold only the prompt's sha256.
     #[serde(default = "yes")]
     pub log_prompts: bool,
+    /// Also log each answer's text (what `switchyard label --judge` grades). Off by default.
+    #[serde(default)]
+    pub log_answers: bool,
     /// Rotate when the file reaches this size ...
     #[serde(default = "LogConfig::default_max_bytes")]
     pub max_bytes: u64,
@@ -378,6 +381,7 @@ impl Default for LogConfig {
             enabled: true,
             dir: Self::default_dir(),
             log_prompts: true,
+            log_answers: false,
             max_bytes: Self::default_max_bytes(),
             max_age_s: Self::default_max_age(),
         }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod forward;
 #[cfg(test)]
 mod fuzz;
+pub mod judge;
 pub mod metrics;
 pub mod plan;
 pub mod request;

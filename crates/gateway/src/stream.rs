@@ -59,9 +59,8 @@ pub async fn relay(
         rest,
         permit,
     } = upstream;
-    let mut capture = store
-        .as_ref()
-        .map(|_| crate::cache::StreamCapture::default());
+    let log_answers = trace.runtime.config.log.log_answers;
+    let mut capture = (store.is_some() || log_answers).then(crate::cache::StreamCapture::default);
     let seen = copy(
         &model,
         first,
@@ -74,6 +73,10 @@ pub async fn relay(
     .await;
     let complete = seen.error.is_none() && !seen.client_gone;
     let error = settle_attempt(&mut trace, permit, &seen);
+    let answer = capture
+        .as_ref()
+        .filter(|_| log_answers)
+        .map(|c| c.text().to_owned());
     if error.is_none()
         && let (Some(job), Some(capture)) = (store, capture)
         && let Some(body) = capture.finish(&model)
@@ -96,6 +99,7 @@ pub async fn relay(
         cost,
         error,
         usage_estimated: estimated,
+        answer,
     };
     // The record is written before [DONE]: a client that has the whole answer can count
     // on its record being in the log, even if the gateway is killed right after.

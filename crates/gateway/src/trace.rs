@@ -48,6 +48,8 @@ pub struct Ending {
     pub error: Option<String>,
     /// `usage` is Switchyard's estimate: the upstream streamed no usage.
     pub usage_estimated: bool,
+    /// The answer's text, when `[log] log_answers` is on.
+    pub answer: Option<String>,
 }
 
 #[derive(Debug)]
@@ -255,6 +257,7 @@ impl Trace {
             usage: ending.usage,
             cost_usd: ending.cost,
             usage_estimated: ending.usage_estimated,
+            answer: ending.answer.filter(|_| log_prompts),
             cache: self.cache.outcome,
             status: ending.status,
             error: ending.error,

@@ -20,6 +20,7 @@ use switchyard_providers::{ErrorClass, Usage};
 pub const TRAFFIC_FILE: &str = "traffic.jsonl";
 pub const FEEDBACK_FILE: &str = "feedback.jsonl";
 pub const SHADOW_FILE: &str = "shadow.jsonl";
+pub const LABELS_FILE: &str = "labels.jsonl";
 pub const TRAFFIC_VERSION: u32 = 1;
 
 /// One upstream attempt.
@@ -103,12 +104,27 @@ pub struct TrafficRecord {
     /// reported none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub usage_estimated: bool,
+    /// The answer's text, with `[log] log_answers` (and `log_prompts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     pub cache: CacheOutcome,
     /// The HTTP status the client got.
     pub status: u16,
     /// Set when the client got an error (or a stream broke after it started).
     pub error: Option<String>,
     pub latency: Latency,
+}
+
+/// A judge model's grade of a logged answer (`switchyard label --judge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRecord {
+    pub request_id: String,
+    /// In [0, 1]: the judge's 1–10 grade, (g − 1) / 9.
+    pub score: f64,
+    /// The judge model (as the config names it).
+    pub judge: String,
+    pub tenant: String,
+    pub time: String,
 }
 
 /// A shadow router's decision for a served request (`routes.NAME.shadow`).
@@ -299,7 +315,7 @@ pub struct ImportError {
     pub message: String,
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ImportError> {
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ImportError> {
     let err = |line, message: String| ImportError {
         path: path.to_path_buf(),
         line,
@@ -373,11 +389,20 @@ fn record_of(
     }
 }
 
+/// Traffic logs joined with feedback (and judge labels, which count only where the
+/// requesting tenant gave no feedback) → routing records.
 pub fn to_records(
     logs: &[PathBuf],
     feedback: &[PathBuf],
+    labels: &[PathBuf],
     require_feedback: bool,
 ) -> Result<(Vec<RoutingRecord>, ImportStats), ImportError> {
+    let mut judged: BTreeMap<String, LabelRecord> = BTreeMap::new();
+    for path in labels {
+        for l in read_jsonl::<LabelRecord>(path)? {
+            judged.insert(l.request_id.clone(), l);
+        }
+    }
     // The latest feedback per request, with the tenant that gave it.
     let mut scores: BTreeMap<String, (String, f64)> = BTreeMap::new();
     for path in feedback {
@@ -403,11 +428,16 @@ pub fn to_records(
                 stats.skipped_no_prompt += 1;
                 continue;
             };
-            // Only the requesting tenant's feedback counts (the gateway refuses others').
-            let score = scores
+            // Only the requesting tenant's feedback counts (the gateway refuses others');
+            // a judge's grade stands in where there is none.
+            let human = scores
                 .get(&t.request_id)
                 .filter(|(tenant, _)| *tenant == t.tenant)
-                .map(|(_, score)| *score);
+                .map(|(_, score)| (*score, LabelSource::Human));
+            let judge = judged
+                .get(&t.request_id)
+                .map(|l| (l.score, LabelSource::Judge(l.judge.clone())));
+            let (score, label) = human.or(judge).unzip();
             if score.is_some() {
                 matched.insert(t.request_id.clone());
                 stats.with_feedback += 1;
@@ -422,7 +452,6 @@ pub fn to_records(
                 output_tokens: t.usage.map(|u| u.completion_tokens),
                 latency_ms: Some(t.latency.upstream_ms),
             };
-            let label = score.map(|_| LabelSource::Human);
             records.push(record_of(t, model, prompt, outcome, label));
         }
     }
@@ -455,6 +484,7 @@ mod tests {
             }),
             cost_usd: Some(0.001),
             usage_estimated: false,
+            answer: None,
             cache: CacheOutcome::Bypass,
             status: if model.is_some() { 200 } else { 502 },
             error: model.is_none().then(|| "all failed".to_owned()),
@@ -536,7 +566,7 @@ mod tests {
         logs.sort();
         assert!(logs.len() >= 2, "rotated by size: {logs:?}");
         let fb = [dir.path().join(FEEDBACK_FILE)];
-        let (records, stats) = to_records(&logs, &fb, false).unwrap();
+        let (records, stats) = to_records(&logs, &fb, &[], false).unwrap();
         assert_eq!(stats.requests, 4);
         assert_eq!(stats.skipped_no_prompt, 1);
         assert_eq!(stats.skipped_failed, 1);
@@ -544,11 +574,11 @@ mod tests {
         assert_eq!(records.len(), 2);
         let a = records.iter().find(|r| r.id == "traffic/a").unwrap();
         assert_eq!(a.outcomes["small"].score, Some(1.0));
-        let (records, _) = to_records(&logs, &fb, true).unwrap();
+        let (records, _) = to_records(&logs, &fb, &[], true).unwrap();
         assert_eq!(records.len(), 1);
 
         std::fs::write(dir.path().join("bad.jsonl"), "{\"v\":1}\n").unwrap();
-        let e = to_records(&[dir.path().join("bad.jsonl")], &[], false).unwrap_err();
+        let e = to_records(&[dir.path().join("bad.jsonl")], &[], &[], false).unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.to_string().contains("bad.jsonl:1"), "{e}");
     }
@@ -613,7 +643,7 @@ mod tests {
                 .collect::<String>(),
         )
         .unwrap();
-        let (records, _) = to_records(&[log], &[fb], false).unwrap();
+        let (records, _) = to_records(&[log], &[fb], &[], false).unwrap();
         let by_id = |id: &str| {
             records
                 .iter()

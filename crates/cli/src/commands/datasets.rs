@@ -41,7 +41,13 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub feedback: Vec<PathBuf>,
 
-    /// For `--from traffic`: keep only requests that got feedback (training needs scores).
+    /// For `--from traffic`: judge labels (logs/labels.jsonl from `switchyard label`), used
+    /// where the requesting tenant gave no feedback.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Vec<PathBuf>,
+
+    /// For `--from traffic`: keep only requests that got feedback or a judge label
+    /// (training needs scores).
     #[arg(long)]
     pub require_feedback: bool,
 
@@ -98,8 +104,8 @@ fn import_cmd(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         );
     };
     anyhow::ensure!(
-        args.feedback.is_empty() && !args.require_feedback,
-        "--feedback and --require-feedback apply only to --from traffic"
+        args.feedback.is_empty() && args.labels.is_empty() && !args.require_feedback,
+        "--feedback, --labels and --require-feedback apply only to --from traffic"
     );
     let bar = progress::bar(0, &format!("importing {}", source.name()));
     let report = import::import(source, path, &bar)?;
@@ -148,6 +154,7 @@ fn import_traffic(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let (records, stats) = switchyard_gateway::traffic::to_records(
         &args.paths,
         &args.feedback,
+        &args.labels,
         args.require_feedback,
     )?;
     let mut out = AtomicOutput::new(args.out.as_deref())?;

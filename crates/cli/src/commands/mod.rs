@@ -8,6 +8,7 @@ pub mod embed;
 pub mod eval;
 pub mod eval_cache;
 mod eval_traffic;
+pub mod label;
 mod lines;
 pub mod model_args;
 mod output;

@@ -397,7 +397,7 @@ impl Loop<'_> {
                 .join("logs")
                 .join(switchyard_gateway::traffic::FEEDBACK_FILE),
         ];
-        let (records, _) = switchyard_gateway::traffic::to_records(&logs, &feedback, true)?;
+        let (records, _) = switchyard_gateway::traffic::to_records(&logs, &feedback, &[], true)?;
         let path = self.dir.join("traffic.jsonl");
         let mut text = String::new();
         for r in &records {
