@@ -442,3 +442,55 @@ fn train_scorer_learns_from_a_handful_of_prompts() {
         "always right, shrunk toward 0.5: {strong}"
     );
 }
+
+/// Logged traffic mixed with benchmark records counts --traffic-weight times.
+#[test]
+fn train_scorer_weighs_traffic_against_benchmarks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = tmp.path().join("bench.jsonl");
+    write_records(&bench, 0, 200);
+    // The deployment's own traffic: "cheap" answered every one of its prompts well.
+    let traffic = tmp.path().join("traffic.jsonl");
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            serde_json::json!({"id": format!("traffic/{i}"), "source": "traffic:default",
+                "prompt": format!("Summarise ticket number {i} for the support team."),
+                "outcomes": {"cheap": {"score": 1.0, "cost_usd": 0.0001}}})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&traffic, lines.join("\n")).unwrap();
+    let cache = tmp.path().join("cache");
+    let mean_of_cheap = |weight: &str| {
+        let out_dir = tmp.path().join(format!("scorer-{weight}"));
+        let out = switchyard(&[
+            "train",
+            "scorer",
+            "--data",
+            bench.to_str().unwrap(),
+            traffic.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--traffic-weight",
+            weight,
+            "--prior-weight",
+            "0",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
+                .unwrap();
+        m["models"]["cheap"]["mean_score"].as_f64().unwrap()
+    };
+    let (once, tenfold) = (mean_of_cheap("1"), mean_of_cheap("10"));
+    assert!(
+        tenfold > once + 0.1,
+        "weight 1: {once}, weight 10: {tenfold}"
+    );
+}

@@ -200,6 +200,9 @@ pub struct ScorerRequest {
     /// without deciding it. `None`: [`TRAFFIC_PRIOR_WEIGHT`] when the data has logged
     /// traffic, else 0.
     pub prior_weight: Option<f64>,
+    /// Each logged-traffic prompt counts this many times next to benchmark prompts (≥ 1):
+    /// a deployment's own traffic says more about its models and users than a benchmark.
+    pub traffic_weight: usize,
 }
 
 /// The prior's pseudo-count when training on logged traffic.
@@ -356,12 +359,22 @@ pub fn train_scorer(
             (config.clusters > 0).then(|| fit_kmeans(&embeddings, config.clusters, 17, 20))
         });
     }
+    let repeat = |p: &RoutedPrompt| {
+        if p.family == "traffic" {
+            request.traffic_weight.max(1)
+        } else {
+            1
+        }
+    };
     let rows_for = |clusters: Option<&Clusters>| -> Vec<TrainingRow> {
         train
             .iter()
-            .map(|p| TrainingRow {
-                features: expand(clusters, p),
-                scores: p.scores(),
+            .flat_map(|p| {
+                let row = TrainingRow {
+                    features: expand(clusters, p),
+                    scores: p.scores(),
+                };
+                std::iter::repeat_n(row, repeat(p))
             })
             .collect()
     };

@@ -251,6 +251,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             cache_dir: args.cache.cache_dir.clone(),
             grid: default_grid(),
             prior_weight: None,
+            traffic_weight: 1,
         };
         let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
         tracing::info!(

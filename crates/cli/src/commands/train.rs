@@ -119,6 +119,10 @@ pub struct ScorerArgs {
     #[arg(long, value_name = "N")]
     pub prior_weight: Option<f64>,
 
+    /// Mixed with benchmark files, each logged-traffic prompt counts this many times.
+    #[arg(long, value_name = "W", default_value_t = 1)]
+    pub traffic_weight: usize,
+
     #[command(flatten)]
     pub cache: CacheArgs,
 
@@ -266,6 +270,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         cache_dir: args.cache.cache_dir.clone(),
         grid: default_grid(),
         prior_weight: args.prior_weight,
+        traffic_weight: args.traffic_weight,
     };
     let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
     let mut out = std::io::stdout().lock();

@@ -340,6 +340,7 @@ impl Loop<'_> {
             cache_dir: self.cache_dir().to_path_buf(),
             grid: loop_grid(),
             prior_weight: None,
+            traffic_weight: 1,
         };
         let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
         // Off-policy, on this round's requests whose prompts the candidate was not fitted on.
@@ -511,6 +512,7 @@ impl Loop<'_> {
             cache_dir: self.cache_dir().to_path_buf(),
             grid: loop_grid(),
             prior_weight: Some(0.0),
+            traffic_weight: 1,
         };
         Ok(train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?.1)
     }
