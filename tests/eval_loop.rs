@@ -89,4 +89,36 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
     assert!(out.join("final/manifest.json").is_file());
     let logged = std::fs::read_to_string(out.join("logs/traffic.jsonl")).unwrap();
     assert_eq!(logged.lines().count(), 300);
+
+    // The same traffic, evaluated off-policy from the CLI: the final router against the
+    // routers that served it.
+    let user_prices = dir.path().join("user-prices.json");
+    std::fs::write(
+        &user_prices,
+        r#"{"user/cheap": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
+            "user/dear": {"input_per_mtok": 10.0, "output_per_mtok": 10.0}}"#,
+    )
+    .unwrap();
+    let ope = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["eval", "routing", "--json", "--bootstrap", "100"])
+        .args(["--route-policy", "margin:0.02"])
+        .arg("--traffic")
+        .arg(out.join("traffic.jsonl"))
+        .arg("--model-dir")
+        .arg(out.join("final"))
+        .arg("--prices")
+        .arg(&user_prices)
+        .arg("--cache-dir")
+        .arg(dir.path().join("embeddings"))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(ope.status.success(), "{}", String::from_utf8_lossy(&ope.stderr));
+    let r: Value = serde_json::from_slice(&ope.stdout).unwrap();
+    assert_eq!(r["requests"], 300, "{r}");
+    for key in ["ips", "snips", "dr"] {
+        let q = r["quality"][key]["value"].as_f64().unwrap();
+        assert!((0.0..=1.5).contains(&q), "{key}: {r}");
+    }
+    assert!(r["effective_sample_size"].as_f64().unwrap() > 0.0);
 }
