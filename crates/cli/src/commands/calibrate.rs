@@ -19,9 +19,11 @@ use super::eval::PolicyArg;
 use super::model_args::{CacheArgs, EncoderArgs};
 use super::progress;
 
-/// Fit a target to a policy parameter on validation data or recent traffic, and store it
-/// with the router (calibration.json in the scorer directory) for routes that set
-/// `target = "..."` instead of a raw policy.
+/// Fit a route's target (mean cost, mean quality or strong-model share) to a policy parameter.
+///
+/// Fits it on validation data or recent traffic and stores it with the router
+/// (calibration.json in the scorer directory) for routes that set `target = "..."` instead
+/// of a raw policy.
 ///
 /// With --data (routing records with every candidate's outcome) the prompts of the
 /// validation split are used and each setting is measured with the real outcomes. With
