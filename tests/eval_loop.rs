@@ -113,7 +113,11 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
         .current_dir(&root)
         .output()
         .unwrap();
-    assert!(ope.status.success(), "{}", String::from_utf8_lossy(&ope.stderr));
+    assert!(
+        ope.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ope.stderr)
+    );
     let r: Value = serde_json::from_slice(&ope.stdout).unwrap();
     assert_eq!(r["requests"], 300, "{r}");
     for key in ["ips", "snips", "dr"] {
