@@ -326,6 +326,10 @@ async fn route(
     };
     let mut p = plan(&state, &runtime, &resolved, &view, embedding.as_deref())?;
     p.latency.embed_ms = embed_ms;
+    // The policy's decision as `switchyard route` shows it: no draw, so no propensity.
+    if let Some(d) = p.decision.as_mut() {
+        d.propensity = None;
+    }
     Ok(Json(json!({
         "route": p.route,
         "model": p.order.first(),
