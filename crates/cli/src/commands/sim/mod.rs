@@ -203,6 +203,13 @@ pub fn run(args: &EvalLoopArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let (served_pool, held) = split(&world, args.holdout, args.seed);
+    anyhow::ensure!(
+        served_pool.len() >= 10 && held.len() >= 10,
+        "{}: {} prompts to serve and {} held out; a world needs at least 10 of each (more prompts, or another --holdout)",
+        args.world.display(),
+        served_pool.len(),
+        held.len()
+    );
     let mut sim = Loop {
         args,
         world: world.clone(),
