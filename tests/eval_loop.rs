@@ -126,3 +126,21 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
     }
     assert!(r["effective_sample_size"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_world_too_small_to_split_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, prices) = world(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["eval", "loop", "--holdout", "0.995", "--max-prompts", "30"])
+        .arg("--world")
+        .arg(&world)
+        .arg("--prices")
+        .arg(&prices)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("at least 10 of each"), "{stderr}");
+}
