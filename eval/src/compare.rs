@@ -192,6 +192,41 @@ pub fn compare(
     })
 }
 
+/// kNN on logged (bandit) traffic: for each query embedding and each of `models`, the
+/// mean reward over the `k` most similar logged prompts that model answered (`None` when
+/// it answered none). `logged` holds (embedding, model index, reward); embeddings are
+/// unit-length, so the dot product is the cosine.
+pub fn knn_bandit(
+    queries: &[&[f32]],
+    logged: &[(&[f32], usize, f64)],
+    models: usize,
+    k: usize,
+) -> Vec<Vec<Option<f64>>> {
+    queries
+        .iter()
+        .map(|q| {
+            let mut per_model: Vec<Vec<(f32, f64)>> = vec![Vec::new(); models];
+            for (e, m, reward) in logged {
+                if let Some(list) = per_model.get_mut(*m) {
+                    let s: f32 = q.iter().zip(e.iter()).map(|(a, b)| a * b).sum();
+                    list.push((s, *reward));
+                }
+            }
+            per_model
+                .into_iter()
+                .map(|mut sims| {
+                    if sims.is_empty() {
+                        return None;
+                    }
+                    let k = k.clamp(1, sims.len());
+                    sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+                    Some(sims[..k].iter().map(|s| s.1).sum::<f64>() / k as f64)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn single_range(actual: &[Actual], sample: &[usize]) -> (f64, f64) {
     let models = actual.first().map_or(0, |a| a.score.len());
     let costs: Vec<f64> = (0..models)
@@ -215,6 +250,16 @@ mod tests {
                 cost: vec![0.001, 0.01],
             })
             .collect()
+    }
+
+    #[test]
+    fn knn_on_bandit_data_averages_each_models_own_neighbours() {
+        let (a, b): (&[f32], &[f32]) = (&[1.0, 0.0], &[0.0, 1.0]);
+        let logged = [(a, 0, 1.0), (a, 0, 0.0), (b, 0, 1.0), (b, 1, 0.5)];
+        let out = knn_bandit(&[a], &logged, 3, 2);
+        assert_eq!(out[0][0], Some(0.5), "the two nearest of model 0");
+        assert_eq!(out[0][1], Some(0.5), "model 1's only neighbour");
+        assert_eq!(out[0][2], None, "model 2 answered nothing");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use switchyard_core::{Outcome, RoutingRecord};
-use switchyard_eval::compare::{Comparison, compare as compare_all};
+use switchyard_eval::compare::{Comparison, compare as compare_all, knn_bandit};
 use switchyard_eval::ope::{LoggedRequest, OpeReport};
 use switchyard_eval::plot::{CurveLine, plot_learning};
 use switchyard_eval::route_eval::{Estimate, Predicted, SweptPolicy};
@@ -236,38 +236,25 @@ pub fn compare(
 /// on the holdout, which favours kNN.
 pub fn knn(sim: &Loop<'_>, logged: &[LoggedRequest]) -> Reference {
     let models = &sim.world.models;
-    let by_model: Vec<Vec<&LoggedRequest>> = models
+    let neighbours: Vec<(&[f32], usize, f64)> = logged
         .iter()
-        .map(|m| logged.iter().filter(|l| &l.model == m).collect())
+        .filter_map(|l| {
+            let m = models.iter().position(|m| *m == l.model)?;
+            Some((l.prompt.embedding.as_slice(), m, l.reward))
+        })
         .collect();
+    let queries: Vec<&[f32]> = sim.holdout.iter().map(|p| p.embedding.as_slice()).collect();
     let predict = |k: usize| -> Predicted {
-        sim.holdout
-            .iter()
-            .map(|p| {
-                models
-                    .iter()
-                    .enumerate()
-                    .map(|(m, name)| {
+        knn_bandit(&queries, &neighbours, models.len(), k)
+            .into_iter()
+            .zip(&sim.holdout)
+            .map(|(row, p)| {
+                row.into_iter()
+                    .zip(models)
+                    .map(|(q, name)| {
                         let price = sim.world.prices[name];
                         let cost = price.cost(p.input_tokens as f64, sim.args.output_tokens as f64);
-                        let mut sims: Vec<(f32, f64)> = by_model[m]
-                            .iter()
-                            .map(|l| {
-                                let s: f32 = p
-                                    .embedding
-                                    .iter()
-                                    .zip(&l.prompt.embedding)
-                                    .map(|(a, b)| a * b)
-                                    .sum();
-                                (s, l.reward)
-                            })
-                            .collect();
-                        if sims.is_empty() {
-                            return (switchyard_router::DEFAULT_QUALITY_PRIOR, cost);
-                        }
-                        let k = k.min(sims.len());
-                        sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-                        (sims[..k].iter().map(|s| s.1).sum::<f64>() / k as f64, cost)
+                        (q.unwrap_or(switchyard_router::DEFAULT_QUALITY_PRIOR), cost)
                     })
                     .collect()
             })
