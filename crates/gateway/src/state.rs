@@ -434,8 +434,7 @@ impl RecentIds {
     /// not read). Unreadable files and lines are skipped: this only decides which feedback
     /// is accepted.
     pub fn load(&mut self, dir: &std::path::Path) {
-        let mut files = rotated_logs(dir);
-        files.push(dir.join(crate::traffic::TRAFFIC_FILE));
+        let files = crate::traffic::logs_in(dir);
         let mut newest_first: Vec<Vec<(String, String)>> = Vec::new();
         let mut total = 0;
         for path in files.iter().rev() {
@@ -450,24 +449,6 @@ impl RecentIds {
             self.insert(id, tenant);
         }
     }
-}
-
-/// Rotated traffic logs in `dir`, oldest first (their names carry their UTC time).
-fn rotated_logs(dir: &std::path::Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut rotated: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("traffic-") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    rotated.sort();
-    rotated
 }
 
 /// `(request_id, tenant)` of each record in one traffic log.

@@ -291,6 +291,26 @@ impl Writer {
 }
 
 /// A bad line in a log or feedback file, located.
+/// Every traffic log in `dir`, oldest first: the rotated ones (their names carry their UTC
+/// time), then the current `traffic.jsonl`. A missing directory has none.
+pub fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("traffic-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    logs.sort();
+    logs.push(dir.join(TRAFFIC_FILE));
+    logs
+}
+
 /// Appends `line` to the file at `path`, opened on first use.
 fn append(file: &mut Option<std::fs::File>, path: &Path, line: &str) -> std::io::Result<()> {
     if file.is_none() {

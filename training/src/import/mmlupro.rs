@@ -9,7 +9,7 @@ use std::path::Path;
 use indicatif::ProgressBar;
 use switchyard_core::{Outcome, RECORD_VERSION, RoutingRecord, TaskClass};
 
-use super::{ImportError, ImportReport, read_to_string};
+use super::{ImportError, ImportReport};
 
 /// Letters of MMLU-Pro's (up to ten) options.
 const LETTERS: &str = "ABCDEFGHIJ";
@@ -19,33 +19,8 @@ pub(super) fn import(
     progress: &ProgressBar,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    let file = if path.is_dir() {
-        path.join("questions_with_outcomes.jsonl")
-    } else {
-        path.to_path_buf()
-    };
-    if !file.is_file() {
-        return Err(ImportError::Layout {
-            path: path.to_path_buf(),
-            expected: "the MMLU-Pro folder (questions_with_outcomes.jsonl)".into(),
-        });
-    }
-    let text = read_to_string(&file)?;
-    progress.set_length(text.lines().count() as u64);
-    for (i, line) in text.lines().enumerate() {
-        progress.inc(1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        report.rows_read += 1;
-        let row: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| ImportError::format(&file, format!("line {}", i + 1), e))?;
-        let Some(record) = record_of(&row, report) else {
-            continue;
-        };
-        report.push(record);
-    }
-    Ok(())
+    let name = "questions_with_outcomes.jsonl";
+    super::import_jsonl(path, name, "MMLU-Pro", progress, report, record_of)
 }
 
 fn record_of(row: &serde_json::Value, report: &mut ImportReport) -> Option<RoutingRecord> {

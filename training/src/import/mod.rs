@@ -124,6 +124,45 @@ pub fn import(
     Ok(report)
 }
 
+/// A source that is one JSONL file: `name` in the folder `path` (or `path` itself), each
+/// non-empty line parsed and turned into a record by `record_of` (which counts what it
+/// skips). A line that is not JSON is an error naming it.
+fn import_jsonl(
+    path: &Path,
+    name: &str,
+    source: &str,
+    progress: &ProgressBar,
+    report: &mut ImportReport,
+    record_of: impl Fn(&serde_json::Value, &mut ImportReport) -> Option<RoutingRecord>,
+) -> Result<(), ImportError> {
+    let file = if path.is_dir() {
+        path.join(name)
+    } else {
+        path.to_path_buf()
+    };
+    if !file.is_file() {
+        return Err(ImportError::Layout {
+            path: path.to_path_buf(),
+            expected: format!("the {source} folder ({name})"),
+        });
+    }
+    let text = read_to_string(&file)?;
+    progress.set_length(text.lines().count() as u64);
+    for (i, line) in text.lines().enumerate() {
+        progress.inc(1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.rows_read += 1;
+        let row: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| ImportError::format(&file, format!("line {}", i + 1), e))?;
+        if let Some(record) = record_of(&row, report) {
+            report.push(record);
+        }
+    }
+    Ok(())
+}
+
 fn read_to_string(path: &Path) -> Result<String, ImportError> {
     fs_err::read_to_string(path).map_err(|source| ImportError::Io {
         path: path.to_path_buf(),

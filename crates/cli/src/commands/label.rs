@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use switchyard_gateway::judge::{JudgeRequest, label};
 use switchyard_gateway::state::{RouterStack, Runtime};
-use switchyard_gateway::traffic::{FEEDBACK_FILE, LABELS_FILE, TRAFFIC_FILE};
+use switchyard_gateway::traffic::{FEEDBACK_FILE, LABELS_FILE};
 use switchyard_gateway::{ConfigSource, load_config};
 
 /// Grade logged answers that got no feedback with a judge model, for training.
@@ -60,19 +59,9 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<ExitCode> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let runtime = Runtime::build(config, router, &env)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
-    let mut logs: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .with_context(|| format!("no traffic log in {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("traffic-") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    logs.sort();
-    logs.push(dir.join(TRAFFIC_FILE));
+    let mut logs = switchyard_gateway::traffic::logs_in(&dir);
     logs.retain(|p| p.is_file());
+    anyhow::ensure!(!logs.is_empty(), "no traffic log in {}", dir.display());
     let feedback: Vec<PathBuf> = [dir.join(FEEDBACK_FILE)]
         .into_iter()
         .filter(|p| p.is_file())

@@ -399,7 +399,7 @@ impl Loop<'_> {
 
     /// Every traffic log so far, joined with feedback, as routing records.
     fn import(&self) -> anyhow::Result<PathBuf> {
-        let logs = self.setup_logs();
+        let logs = switchyard_gateway::traffic::logs_in(&self.dir.join("logs"));
         let feedback = vec![
             self.dir
                 .join("logs")
@@ -414,21 +414,6 @@ impl Loop<'_> {
         }
         fs_err::write(&path, text)?;
         Ok(path)
-    }
-
-    fn setup_logs(&self) -> Vec<PathBuf> {
-        let dir = self.dir.join("logs");
-        let mut rotated: Vec<PathBuf> = fs_err::read_dir(&dir)
-            .map(|it| it.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        rotated.retain(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("traffic-"))
-        });
-        rotated.sort();
-        rotated.push(dir.join(switchyard_gateway::traffic::TRAFFIC_FILE));
-        rotated
     }
 
     /// A scorer's held-out AIQ (policy swept), alone.
