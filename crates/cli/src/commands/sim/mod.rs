@@ -50,7 +50,7 @@ use super::progress;
 ///
 /// Example, models no benchmark has, 3 rounds of 1,000 requests:
 ///
-/// switchyard eval loop --world open7b.jsonl --prices eval/prices/open7b.json --unknown-models --requests 3000 --rounds 3 --out /tmp/loop --json
+/// switchyard eval loop --world open7b.jsonl --prices eval/prices/open7b.json --unknown-models --requests 3000 --rounds 3 --out runs/loop --json
 #[derive(Debug, Args)]
 pub struct EvalLoopArgs {
     /// Routing records with every model's outcome (`datasets import`).
