@@ -18,6 +18,37 @@ if ! .cache/pyenv/bin/python -c 'import openai' 2>/dev/null; then
   .cache/pyenv/bin/pip install --quiet --disable-pip-version-check 'openai==3.54.0'
 fi
 
+# Redis, for the shared-state tests (crates/state, tests/replicas.rs): they start their own
+# redis-server on a free loopback port and say SKIPPED without one.
+if ! command -v redis-server >/dev/null; then
+  echo "== installing redis-server (Debian package)"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || true
+  elif command -v sudo >/dev/null; then sudo apt-get install -y -qq redis-server >/dev/null || true
+  fi
+  # The package starts a system-wide server; the tests use their own.
+  command -v redis-server >/dev/null || echo "NOTE: redis-server could not be installed: the shared-state tests will say SKIPPED"
+fi
+
+# A real Qdrant server (../shared/tools/qdrant) on loopback for the cache's behaviour suite
+# and the multi-replica test; stopped when this script exits.
+qdrant_tool=../shared/tools/qdrant/start.sh
+if [ -f "$qdrant_tool" ]; then
+  ports=$(python3 -c 'import socket
+s=[socket.socket() for _ in range(2)]
+[x.bind(("127.0.0.1", 0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
+  # shellcheck disable=SC2086
+  if eval "$(bash "$qdrant_tool" $ports)"; then
+    trap 'kill "$QDRANT_PID" 2>/dev/null || true; rm -rf "$QDRANT_DIR"' EXIT
+    export SWITCHYARD_TEST_QDRANT_URL=$QDRANT_URL
+    echo "== Qdrant server for the tests at $QDRANT_URL (pid $QDRANT_PID)"
+  else
+    echo "NOTE: the Qdrant server in $qdrant_tool did not start: its tests will say SKIPPED"
+  fi
+else
+  echo "NOTE: $qdrant_tool is absent: the remote-cache tests will say SKIPPED"
+fi
+
 if [ ! -d ../shared/datasets ]; then
   echo "NOTE: ../shared/datasets is absent: the tests that need the shared data will skip (they say so with --nocapture)"
 fi

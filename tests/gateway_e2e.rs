@@ -14,6 +14,9 @@
 #[path = "../crates/gateway/tests/support/mod.rs"]
 mod support;
 
+#[path = "replicas.rs"]
+mod replicas;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

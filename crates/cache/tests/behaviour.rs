@@ -1,6 +1,7 @@
 //! One behaviour suite for both backends: Qdrant Edge on disk always, a Qdrant server when
-//! `SWITCHYARD_QDRANT_URL` is set (it prints that it skipped otherwise: no Qdrant server
-//! can be installed from the package registries this project builds from).
+//! `SWITCHYARD_TEST_QDRANT_URL` or `SWITCHYARD_QDRANT_URL` is set (`scripts/test.sh` starts
+//! the one in `../shared/tools/qdrant`; it prints that it skipped otherwise: no Qdrant
+//! server can be installed from the package registries this project builds from).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -60,7 +61,12 @@ async fn backends() -> Vec<Backend> {
         store: Arc::new(edge),
         _dir: Some(dir),
     }];
-    match std::env::var("SWITCHYARD_QDRANT_URL") {
+    // `scripts/test.sh` starts the Qdrant server of `../shared/tools/qdrant` and sets
+    // SWITCHYARD_TEST_QDRANT_URL (not SWITCHYARD_QDRANT_URL, which would move every gateway
+    // test's cache onto that server).
+    let url = std::env::var("SWITCHYARD_TEST_QDRANT_URL")
+        .or_else(|_| std::env::var("SWITCHYARD_QDRANT_URL"));
+    match url {
         Ok(url) if !url.is_empty() => {
             let settings = RemoteSettings {
                 url,
@@ -78,8 +84,9 @@ async fn backends() -> Vec<Backend> {
             });
         }
         _ => eprintln!(
-            "SKIPPED: the remote Qdrant backend (set SWITCHYARD_QDRANT_URL=http://127.0.0.1:6334 \
-             to run this suite against a Qdrant server too)"
+            "SKIPPED: the remote Qdrant backend (no ../shared/tools/qdrant for scripts/test.sh to \
+             start; set SWITCHYARD_QDRANT_URL=http://127.0.0.1:6334 to run this suite against a \
+             Qdrant server too)"
         ),
     }
     out

@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{ApiError, ErrorKind, parse_body};
 use crate::plan::{embed_error, embed_prompt, plan, resolve};
 use crate::request::ChatView;
+
 use crate::state::{AppState, RouterStack, Runtime};
 use crate::tenants::{DEFAULT_TENANT, authenticate};
 use crate::traffic::{FeedbackRecord, Rotation, TrafficLog, now_rfc3339};
@@ -154,6 +155,11 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
             (state, Some(plan))
         }
     };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let shared = crate::shared::Shared::open(&config.state, &env, metrics.clone())?;
+    if let Some(s) = &shared {
+        tracing::info!(at = %s.describe()["at"], "limits, request ids and promotions shared through Redis");
+    }
     let runtime = Runtime::build(config, learned, &env).map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState {
         router,
@@ -161,7 +167,8 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
         breakers: Mutex::default(),
         ledger: Default::default(),
         explore_spend: Default::default(),
-        metrics: Default::default(),
+        metrics,
+        shared,
         log,
         recent: Mutex::new(recent),
         config_path: match source {
@@ -529,8 +536,8 @@ async fn promote_router(
     let value = parse_json(&read_body(&state, body).await?)?;
     let b: PromoteBody = parse_body(&value, "invalid value")?;
     let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
-    let promoting = state.clone();
-    let version = tokio::task::spawn_blocking(move || promote(&promoting, &b.scorer))
+    let (promoting, scorer) = (state.clone(), b.scorer.clone());
+    let version = tokio::task::spawn_blocking(move || promote(&promoting, &scorer))
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| {
@@ -539,8 +546,13 @@ async fn promote_router(
                 format!("{e}; the running router stays"),
             )
         })?;
+    // With shared state, the other replicas follow within `[state] router_poll_ms`.
+    let published = match &state.shared {
+        Some(shared) => Some(shared.publish_router(&version, &b.scorer).await),
+        None => None,
+    };
     Ok(Json(
-        json!({"status": "promoted", "router_version": version, "previous": previous}),
+        json!({"status": "promoted", "router_version": version, "previous": previous, "published": published}),
     ))
 }
 
@@ -599,7 +611,7 @@ async fn feedback(
     }
     let tenant = tenant.map_or(DEFAULT_TENANT, |t| t.0);
     // Another tenant's request gets the same answer as an unknown id: ids are not probed.
-    if !state.knows(&f.request_id, tenant) {
+    if !state.knows(&f.request_id, tenant).await? {
         return Err(ApiError::new(
             ErrorKind::NotFound,
             format!(
@@ -651,6 +663,7 @@ async fn ready(State(state): Shared) -> Response {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .describe(),
+        "shared_state": state.shared.as_ref().map(|s| s.describe()),
     });
     (StatusCode::OK, Json(body)).into_response()
 }

@@ -25,20 +25,22 @@ use crate::request::ChatView;
 use crate::state::{AppState, Runtime};
 use crate::stream::{Upstream, relay};
 use crate::tenants::authenticate;
-use crate::trace::{Ending, Trace};
+use crate::trace::{Ending, Trace, Writes};
 use crate::traffic::CacheOutcome;
 
 pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let mut trace = Trace::start(&state);
-    match pipeline(&state, &headers, &body, &mut trace).await {
+    let (response, writes) = match pipeline(&state, &headers, &body, &mut trace).await {
         Ok(Answer::Cached { body, wants_usage }) => answer_from_cache(trace, body, wants_usage),
         Ok(Answer::Upstream {
             success,
             store,
             wants_usage,
         }) => respond(trace, *success, store, wants_usage),
-        Err(e) => trace.fail(e),
-    }
+        Err(e) => (trace.fail(e), Writes::default()),
+    };
+    writes.land().await;
+    response
 }
 
 /// Where the answer comes from.
@@ -61,7 +63,7 @@ async fn pipeline(
     trace: &mut Trace,
 ) -> Result<Answer, ApiError> {
     let runtime = trace.runtime.clone();
-    let tenant = admit(state, &runtime, headers, trace)?;
+    let tenant = admit(state, &runtime, headers, trace).await?;
     let (value, view) = parse(body, trace)?;
     let resolved = resolve(&runtime, tenant, &view.model)?;
     trace.route = Some(resolved.target.route_name().map(str::to_owned));
@@ -92,14 +94,8 @@ async fn pipeline(
         &planned,
     );
     if let Some((name, config)) = tenant {
-        trace.reservation = Some(reserve(
-            state,
-            &runtime,
-            name,
-            config,
-            &view,
-            &planned.order,
-        )?);
+        trace.reservation =
+            Some(reserve(state, &runtime, name, config, &view, &planned.order).await?);
     }
     let order = planned.order.clone();
     trace.plan = Some(planned);
@@ -124,7 +120,7 @@ async fn pipeline(
 }
 
 /// Authenticates the key and admits the tenant under its budget and rate limit.
-fn admit<'r>(
+async fn admit<'r>(
     state: &AppState,
     runtime: &'r Runtime,
     headers: &HeaderMap,
@@ -133,7 +129,7 @@ fn admit<'r>(
     let tenant = authenticate(&runtime.config.tenants, headers)?;
     if let Some((name, config)) = tenant {
         trace.asked.tenant = name.to_owned();
-        state.ledger.admit(name, config)?;
+        state.admit(name, config).await?;
     }
     Ok(tenant)
 }
@@ -141,7 +137,7 @@ fn admit<'r>(
 /// Holds the request's estimated spend against the tenant's budgets while it is in
 /// flight: the whole chat's prompt estimate plus its output cap (or the router's default
 /// output length), priced at the dearest model it may be sent to.
-fn reserve(
+async fn reserve(
     state: &AppState,
     runtime: &Runtime,
     tenant: &str,
@@ -159,8 +155,8 @@ fn reserve(
         .map(|m| m.price.cost(input as f64, output as f64))
         .fold(0.0, f64::max);
     state
-        .ledger
         .reserve(tenant, config, input.saturating_add(output), usd)
+        .await
 }
 
 fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError> {
@@ -378,7 +374,7 @@ impl StoreJob {
 }
 
 /// A stored answer, as JSON or replayed as an SSE stream; free, and no provider is called.
-fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> Response {
+fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> (Response, Writes) {
     let model = trace.cache.model.clone().unwrap_or_default();
     let mut headers = HeaderMap::new();
     trace.explain(&mut headers, Some(&model), Some(0.0));
@@ -396,8 +392,7 @@ fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> Response {
         cost: Some(0.0),
         ..Ending::default()
     };
-    trace.finish(ending);
-    response
+    (response, trace.finish(ending))
 }
 
 pub fn set_event_stream(headers: &mut HeaderMap) {
@@ -409,7 +404,12 @@ pub fn set_event_stream(headers: &mut HeaderMap) {
 }
 
 /// The upstream's answer, whole or streamed.
-fn respond(trace: Trace, success: Success, store: Option<StoreJob>, wants_usage: bool) -> Response {
+fn respond(
+    trace: Trace,
+    success: Success,
+    store: Option<StoreJob>,
+    wants_usage: bool,
+) -> (Response, Writes) {
     let Success {
         model,
         reply,
@@ -441,7 +441,11 @@ fn respond(trace: Trace, success: Success, store: Option<StoreJob>, wants_usage:
             let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
             }));
-            (StatusCode::OK, headers, body).into_response()
+            // The relay finishes the trace when the stream ends.
+            (
+                (StatusCode::OK, headers, body).into_response(),
+                Writes::default(),
+            )
         }
     }
 }
@@ -452,7 +456,7 @@ fn respond_full(
     mut body: Value,
     usage: Option<Usage>,
     store: Option<StoreJob>,
-) -> Response {
+) -> (Response, Writes) {
     if let Some(obj) = body.as_object_mut() {
         obj.insert("model".into(), Value::String(model.to_owned()));
     }
@@ -482,8 +486,7 @@ fn respond_full(
         usage_estimated: false,
         answer,
     };
-    trace.finish(ending);
-    response
+    (response, trace.finish(ending))
 }
 
 pub fn cost_of(runtime: &Runtime, model: &str, usage: Option<Usage>) -> Option<f64> {

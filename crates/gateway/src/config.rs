@@ -60,6 +60,86 @@ pub struct Config {
     /// The semantic cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// State shared by several replicas (Redis or Valkey).
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// State that replicas share: tenant budgets and rate limits, request ids for feedback,
+/// the router to serve. Without a URL (here or in `SWITCHYARD_REDIS_URL`) each process
+/// keeps its own, as a single gateway needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `redis://HOST:PORT[/DB]`. A URL with a password belongs in `SWITCHYARD_REDIS_URL`,
+    /// not in this file; it is never logged or shown.
+    pub url: Option<String>,
+    /// Every key starts with `PREFIX:`, so deployments can share one Redis.
+    #[serde(default = "StateConfig::default_prefix")]
+    pub key_prefix: String,
+    /// The longest one call may wait for Redis before it counts as unreachable.
+    #[serde(default = "StateConfig::default_timeout")]
+    pub timeout_ms: u64,
+    /// What budgets and rate limits do while Redis is unreachable: `local` (each replica
+    /// enforces every tenant's limits on its own, so up to N replicas × each limit can be
+    /// admitted during the outage; what was spent is added to the shared totals once Redis
+    /// is back) or `reject` (requests of tenants with limits get 503 until it is back).
+    #[serde(default)]
+    pub limits_when_down: WhenDown,
+    /// How long request ids are kept for feedback.
+    #[serde(default = "StateConfig::default_ids_ttl")]
+    pub ids_ttl_s: u64,
+    /// How often each replica checks for a router promoted on another one.
+    #[serde(default = "StateConfig::default_router_poll")]
+    pub router_poll_ms: u64,
+}
+
+/// The behaviour of shared limits while Redis is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenDown {
+    /// Fail open: this replica's own limits.
+    #[default]
+    Local,
+    /// Fail closed: 503.
+    Reject,
+}
+
+impl WhenDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+impl StateConfig {
+    fn default_prefix() -> String {
+        "switchyard".into()
+    }
+    fn default_timeout() -> u64 {
+        250
+    }
+    fn default_ids_ttl() -> u64 {
+        7 * 86_400
+    }
+    fn default_router_poll() -> u64 {
+        2_000
+    }
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: Self::default_prefix(),
+            timeout_ms: Self::default_timeout(),
+            limits_when_down: WhenDown::default(),
+            ids_ttl_s: Self::default_ids_ttl(),
+            router_poll_ms: Self::default_router_poll(),
+        }
+    }
 }
 
 /// Where cached answers live, and when one may be served.
@@ -711,10 +791,39 @@ impl Config {
         Ok(())
     }
 
+    fn validate_state(&self) -> Result<(), ConfigError> {
+        let s = &self.state;
+        if let Some(url) = &s.url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError::new(
+                "state.url",
+                "must start with redis:// or rediss:// (redis://HOST:PORT[/DB])",
+            ));
+        }
+        for (key, value) in [
+            ("timeout_ms", s.timeout_ms),
+            ("ids_ttl_s", s.ids_ttl_s),
+            ("router_poll_ms", s.router_poll_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(format!("state.{key}"), "must be > 0"));
+            }
+        }
+        if s.key_prefix.is_empty() || s.key_prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "state.key_prefix",
+                "must be a non-empty word without spaces",
+            ));
+        }
+        Ok(())
+    }
+
     /// Everything a config must satisfy that the types cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.validate_cache()?;
+        self.validate_state()?;
         for (name, p) in &self.providers {
             if p.kind == ProviderKind::Local {
                 if p.model.is_none() {

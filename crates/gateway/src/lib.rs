@@ -5,7 +5,8 @@
 //!
 //! Layout: [`config`] (TOML, validation with key paths), [`state`] (what is loaded once and
 //! what a reload swaps), [`plan`] (request → ordered models), [`chat`] (forwarding,
-//! streaming, accounting), [`app`] (the axum routes and `serve`), [`tenants`], [`metrics`],
+//! streaming, accounting), [`app`] (the axum routes and `serve`), [`tenants`], [`shared`] (limits, ids and promotions shared
+//! by replicas on Redis), [`metrics`],
 //! [`traffic`], [`error`] (OpenAI's error shape).
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod plan;
 pub mod request;
 pub mod server;
 pub mod shadow;
+pub mod shared;
 pub mod state;
 pub mod stream;
 pub mod tenants;

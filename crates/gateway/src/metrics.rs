@@ -9,7 +9,8 @@
 //! `switchyard_request_duration_seconds`, `switchyard_routing_duration_seconds`,
 //! `switchyard_upstream_duration_seconds`, `switchyard_breaker_open`,
 //! `switchyard_stream_breaks_total` (streams that broke after their first chunk),
-//! `switchyard_connections_refused_total`.
+//! `switchyard_connections_refused_total`, `switchyard_shared_state_up`,
+//! `switchyard_shared_state_errors_total`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -67,6 +68,11 @@ struct Outcome {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Op {
+    op: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn histogram() -> Histogram {
@@ -91,6 +97,8 @@ pub struct Metrics {
     breaker_open: Family<ModelLabel, Gauge>,
     stream_breaks: Family<ModelOutcome, Counter>,
     connections_refused: Counter,
+    shared_state_up: Gauge,
+    shared_state_errors: Family<Op, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,7 +118,19 @@ impl Default for Metrics {
         let breaker_open = Family::default();
         let stream_breaks = Family::default();
         let connections_refused = Counter::default();
+        let shared_state_up = Gauge::default();
+        let shared_state_errors = Family::default();
         let r = &mut registry;
+        r.register(
+            "switchyard_shared_state_up",
+            "1 while the shared state (Redis, [state]) answers; 0 while limits fall back",
+            shared_state_up.clone(),
+        );
+        r.register(
+            "switchyard_shared_state_errors",
+            "Failed calls to the shared state (Redis), by operation",
+            shared_state_errors.clone(),
+        );
         r.register(
             "switchyard_connections_refused",
             "Connections refused at once because server.max_connections were open",
@@ -197,11 +217,22 @@ impl Default for Metrics {
             breaker_open,
             stream_breaks,
             connections_refused,
+            shared_state_up,
+            shared_state_errors,
         }
     }
 }
 
 impl Metrics {
+    pub fn shared_state_up(&self, up: bool) {
+        self.shared_state_up.set(i64::from(up));
+    }
+
+    pub fn shared_state_error(&self, op: &str) {
+        let labels = Op { op: op.to_owned() };
+        self.shared_state_errors.get_or_create(&labels).inc();
+    }
+
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
     }

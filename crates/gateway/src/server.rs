@@ -158,6 +158,9 @@ fn start_background(state: &Arc<AppState>) {
         }
         crate::cache::maintain_in_background(state.cache.clone());
     }
+    if let Some(shared) = &state.shared {
+        tokio::spawn(shared.clone().run(state.clone()));
+    }
     let reloader = state.clone();
     tokio::spawn(async move {
         #[cfg(unix)]

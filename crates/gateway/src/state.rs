@@ -506,7 +506,9 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// What explored requests spent today, per route.
     pub explore_spend: ExploreSpend,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Limits, request ids and promotions shared with other replicas (`[state]`).
+    pub shared: Option<Arc<crate::shared::Shared>>,
     pub log: Option<TrafficLog>,
     pub recent: Mutex<RecentIds>,
     pub config_path: Option<PathBuf>,
@@ -562,20 +564,61 @@ impl AppState {
         }
     }
 
-    pub fn remember(&self, id: &str, tenant: &str) {
+    /// Remembers request `id` of `tenant` for feedback; with shared state, also returns the
+    /// write that makes it known to the other replicas.
+    pub fn remember(&self, id: &str, tenant: &str) -> Option<tokio::task::JoinHandle<()>> {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, tenant);
+        self.shared.as_ref()?.remember(id, tenant)
     }
 
-    /// Whether `id` is a recent request of `tenant`.
-    pub fn knows(&self, id: &str, tenant: &str) -> bool {
-        self.recent
+    /// Whether `id` is a recent request of `tenant`: one this replica served, or, with
+    /// shared state, one any replica served (503 while that cannot be checked).
+    pub async fn knows(&self, id: &str, tenant: &str) -> Result<bool, crate::error::ApiError> {
+        let local = self
+            .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .tenant_of(id)
-            == Some(tenant)
+            .map(str::to_owned);
+        match (local, &self.shared) {
+            (Some(t), _) => Ok(t == tenant),
+            (None, None) => Ok(false),
+            (None, Some(shared)) => Ok(shared.tenant_of(id).await?.as_deref() == Some(tenant)),
+        }
+    }
+
+    /// Admits one request of `tenant` under its rate limit and budgets (shared ones when
+    /// configured).
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        config: &crate::config::TenantConfig,
+    ) -> Result<(), crate::error::ApiError> {
+        match &self.shared {
+            Some(shared) => shared.admit(&self.ledger, tenant, config).await,
+            None => self.ledger.admit(tenant, config),
+        }
+    }
+
+    /// Reserves a request's estimated spend against `tenant`'s budgets.
+    pub async fn reserve(
+        &self,
+        tenant: &str,
+        config: &crate::config::TenantConfig,
+        tokens: u64,
+        usd: f64,
+    ) -> Result<crate::tenants::Reservation, crate::error::ApiError> {
+        match &self.shared {
+            Some(shared) => {
+                shared
+                    .reserve(&self.ledger, tenant, config, tokens, usd)
+                    .await
+            }
+            None => self.ledger.reserve(tenant, config, tokens, usd),
+        }
     }
 }
 

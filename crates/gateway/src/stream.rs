@@ -103,7 +103,8 @@ pub async fn relay(
     };
     // The record is written before [DONE]: a client that has the whole answer can count
     // on its record being in the log, even if the gateway is killed right after.
-    trace.finish(ending);
+    // The stream has ended: nobody waits on its writes.
+    drop(trace.finish(ending));
     if complete {
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     }

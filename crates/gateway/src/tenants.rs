@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TenantConfig;
 use crate::error::{ApiError, ErrorKind};
+use crate::shared::Shared;
+use switchyard_state::Hold;
 
 /// The tenant of requests when no tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
@@ -140,7 +142,10 @@ impl Ledger {
             Ok(())
         })?;
         Ok(Reservation {
-            ledger: self.clone(),
+            holder: Holder::Local {
+                ledger: self.clone(),
+                report: None,
+            },
             tenant: tenant.to_owned(),
             tokens,
             usd,
@@ -171,20 +176,37 @@ fn has_room(tenant: &str, config: &TenantConfig, u: &Usage) -> Result<(), ApiErr
     if let Some(limit) = config.daily_tokens
         && u.tokens.saturating_add(u.reserved_tokens) >= limit
     {
-        return Err(quota(format!(
-            "tenant {tenant:?} has used its daily budget of {limit} tokens ({} used, {} reserved by requests in flight); it resets at 00:00 UTC",
-            u.tokens, u.reserved_tokens
-        )));
+        return Err(over_tokens(tenant, limit, u.tokens, u.reserved_tokens));
     }
     if let Some(limit) = config.daily_usd
         && u.usd + u.reserved_usd >= limit
     {
-        return Err(quota(format!(
-            "tenant {tenant:?} has spent its daily budget of ${limit} (${:.6} spent, ${:.6} reserved by requests in flight); it resets at 00:00 UTC",
-            u.usd, u.reserved_usd
-        )));
+        return Err(over_usd(tenant, limit, u.usd, u.reserved_usd));
     }
     Ok(())
+}
+
+/// The 429 of a used-up daily token budget.
+pub fn over_tokens(tenant: &str, limit: u64, used: u64, reserved: u64) -> ApiError {
+    quota(format!(
+        "tenant {tenant:?} has used its daily budget of {limit} tokens ({used} used, {reserved} reserved by requests in flight); it resets at 00:00 UTC"
+    ))
+}
+
+/// The 429 of a spent daily USD budget.
+pub fn over_usd(tenant: &str, limit: f64, spent: f64, reserved: f64) -> ApiError {
+    quota(format!(
+        "tenant {tenant:?} has spent its daily budget of ${limit} (${spent:.6} spent, ${reserved:.6} reserved by requests in flight); it resets at 00:00 UTC"
+    ))
+}
+
+/// The 429 of the per-minute limit, with its Retry-After.
+pub fn rate_limited(tenant: &str, rpm: u32, wait_s: u64) -> ApiError {
+    ApiError::new(
+        ErrorKind::RateLimited,
+        format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait_s} s"),
+    )
+    .retry_after(wait_s.max(1))
 }
 
 /// Takes one request from the tenant's per-minute token bucket.
@@ -202,45 +224,102 @@ fn take_rate_token(tenant: &str, config: &TenantConfig, u: &mut Usage) -> Result
     u.refilled = now;
     if u.bucket < 1.0 {
         let wait = ((1.0 - u.bucket) * 60.0 / capacity).ceil() as u64;
-        return Err(ApiError::new(
-            ErrorKind::RateLimited,
-            format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait} s"),
-        )
-        .retry_after(wait.max(1)));
+        return Err(rate_limited(tenant, rpm, wait));
     }
     u.bucket -= 1.0;
     Ok(())
 }
 
-/// A request's hold on its tenant's budgets ([`Ledger::reserve`]): settled with what the
-/// request really used, or released when dropped unsettled (no answer came).
+/// A request's hold on its tenant's budgets ([`Ledger::reserve`], or the shared budgets):
+/// settled with what the request really used, or released when dropped unsettled (no
+/// answer came).
 #[derive(Debug)]
 pub struct Reservation {
-    ledger: Arc<Ledger>,
+    holder: Holder,
     tenant: String,
     tokens: u64,
     usd: f64,
     open: bool,
 }
 
+#[derive(Debug)]
+enum Holder {
+    /// This process's ledger; with `report`, the spend is also added to the shared totals
+    /// (a reservation made locally while Redis was away).
+    Local {
+        ledger: Arc<Ledger>,
+        report: Option<Arc<Shared>>,
+    },
+    /// The shared budgets, reserved on UTC day `day`.
+    Shared { shared: Arc<Shared>, day: String },
+}
+
 impl Reservation {
-    /// Replaces the reservation with the request's real spend.
-    pub fn settle(mut self, tokens: u64, usd: f64) {
+    /// A hold on the shared budgets.
+    pub fn shared(shared: Arc<Shared>, hold: Hold) -> Self {
+        Self {
+            holder: Holder::Shared {
+                shared,
+                day: hold.day,
+            },
+            tenant: hold.tenant,
+            tokens: hold.tokens,
+            usd: hold.usd,
+            open: true,
+        }
+    }
+
+    /// This local hold's spend also goes to the shared totals.
+    pub fn reporting_to(mut self, shared: Arc<Shared>) -> Self {
+        if let Holder::Local { report, .. } = &mut self.holder {
+            *report = Some(shared);
+        }
+        self
+    }
+
+    fn hold(&self, day: &str) -> Hold {
+        Hold {
+            tenant: self.tenant.clone(),
+            day: day.to_owned(),
+            tokens: self.tokens,
+            usd: self.usd,
+        }
+    }
+
+    /// Replaces the reservation with the request's real spend; a write to the shared
+    /// state is returned for the caller to await.
+    pub fn settle(mut self, tokens: u64, usd: f64) -> Option<tokio::task::JoinHandle<()>> {
         self.open = false;
         let (reserved, reserved_usd) = (self.tokens, self.usd);
-        self.ledger.with(&self.tenant, |u| {
-            Ledger::unreserve(u, reserved, reserved_usd);
-            spend(u, tokens, usd);
-        });
+        match &self.holder {
+            Holder::Local { ledger, report } => {
+                ledger.with(&self.tenant, |u| {
+                    Ledger::unreserve(u, reserved, reserved_usd);
+                    spend(u, tokens, usd);
+                });
+                report
+                    .as_ref()
+                    .and_then(|shared| shared.report_spend(&self.tenant, tokens, usd))
+            }
+            Holder::Shared { shared, day } => shared.settle(self.hold(day), tokens, usd),
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.open {
-            let (tokens, usd) = (self.tokens, self.usd);
-            self.ledger
-                .with(&self.tenant, |u| Ledger::unreserve(u, tokens, usd));
+        if !self.open {
+            return;
+        }
+        let (tokens, usd) = (self.tokens, self.usd);
+        match &self.holder {
+            Holder::Local { ledger, .. } => {
+                ledger.with(&self.tenant, |u| Ledger::unreserve(u, tokens, usd))
+            }
+            Holder::Shared { shared, day } => {
+                // Released in the background: nobody waits on a request that failed.
+                drop(shared.settle(self.hold(day), 0, 0.0));
+            }
         }
     }
 }

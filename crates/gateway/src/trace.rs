@@ -52,6 +52,22 @@ pub struct Ending {
     pub answer: Option<String>,
 }
 
+/// The shared-state writes a finished request started (its settlement, its id). The
+/// answer leaves once they have landed, so the client's next request, on any replica,
+/// sees them (a spend settled, an id known to feedback).
+#[derive(Debug, Default)]
+#[must_use = "await `land` before the answer leaves, or drop to let the writes finish alone"]
+pub struct Writes(Vec<tokio::task::JoinHandle<()>>);
+
+impl Writes {
+    pub async fn land(self) {
+        for write in self.0 {
+            // Each is bounded by `[state] timeout_ms`; a failed one was kept for later.
+            let _ = write.await;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Trace {
     pub state: Arc<AppState>,
@@ -160,23 +176,25 @@ impl Trace {
             self.state.metrics.rejected(error.kind.openai_type());
         }
         let status = error.status().as_u16();
-        self.finish(Ending {
+        // Nothing waits on a failed request's writes (a released hold, its id).
+        drop(self.finish(Ending {
             status,
             error: Some(error.message),
             ..Ending::default()
-        });
+        }));
         response
     }
 
     /// Accounts, counts and logs the finished request.
-    pub fn finish(mut self, ending: Ending) {
+    pub fn finish(mut self, ending: Ending) -> Writes {
+        let mut writes = Vec::new();
         self.count(&ending);
         let spent = ending.model.as_ref().and(ending.usage).map(|u| {
             let tokens = u.prompt_tokens.saturating_add(u.completion_tokens);
             (tokens, ending.cost.unwrap_or(0.0))
         });
         match (self.reservation.take(), spent) {
-            (Some(held), Some((tokens, usd))) => held.settle(tokens, usd),
+            (Some(held), Some((tokens, usd))) => writes.extend(held.settle(tokens, usd)),
             // No answer: dropping the reservation gives it back.
             (Some(_), None) | (None, None) => {}
             (None, Some((tokens, usd))) => {
@@ -194,10 +212,11 @@ impl Trace {
         }
         let state = self.state.clone();
         // Known to feedback once its record is written, and only to its own tenant.
-        state.remember(&self.request_id, &self.asked.tenant);
+        writes.extend(state.remember(&self.request_id, &self.asked.tenant));
         if let Some(log) = &state.log {
             log.traffic(&self.record(ending));
         }
+        Writes(writes)
     }
 
     fn count(&self, ending: &Ending) {

@@ -99,7 +99,9 @@ const BUDGET_TTL_S: u64 = 2 * 24 * 3600;
 /// The connection to the shared state (cheap to clone: one multiplexed connection).
 #[derive(Clone)]
 pub struct SharedState {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Made on the first call, on the runtime that makes it (its driver task lives there).
+    conn: std::sync::Arc<std::sync::OnceLock<ConnectionManager>>,
     options: StateOptions,
     reserve: std::sync::Arc<redis::Script>,
     settle: std::sync::Arc<redis::Script>,
@@ -115,21 +117,15 @@ impl std::fmt::Debug for SharedState {
 }
 
 impl SharedState {
-    /// A connection made on first use (the gateway starts even while Redis is down); it
-    /// reconnects by itself with exponential backoff. Needs a Tokio runtime.
+    /// Checks the URL; the connection is made on first use (so the gateway starts even
+    /// while Redis is down, and outside any runtime) and then reconnects by itself with
+    /// exponential backoff.
     pub fn connect_lazy(options: StateOptions) -> Result<Self, StateError> {
         let client = redis::Client::open(options.url.as_str())
             .map_err(|e| StateError::Url(redact(&options.url, &e.to_string())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StateError::Url(redact(&options.url, &e.to_string())))?;
         Ok(Self {
-            conn,
+            client,
+            conn: std::sync::Arc::default(),
             options,
             reserve: std::sync::Arc::new(redis::Script::new(include_str!("reserve.lua"))),
             settle: std::sync::Arc::new(redis::Script::new(include_str!("settle.lua"))),
@@ -139,6 +135,22 @@ impl SharedState {
     /// Where the state lives, without credentials: `redis://HOST:PORT/DB`.
     pub fn describe(&self) -> String {
         describe_url(&self.options.url)
+    }
+
+    /// The multiplexed connection (clones share it). Must be called on a Tokio runtime.
+    fn conn(&self) -> Result<ConnectionManager, StateError> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.options.timeout))
+            .set_response_timeout(Some(self.options.timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(|e| StateError::Redis(redact(&self.options.url, &e.to_string())))?;
+        Ok(self.conn.get_or_init(|| made).clone())
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -163,7 +175,7 @@ impl SharedState {
 
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let reply: String = self
             .bounded(redis::cmd("PING").query_async(&mut conn))
             .await?;
@@ -191,7 +203,7 @@ impl SharedState {
             0
         };
         let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let mut call = self.reserve.prepare_invoke();
         call.key(self.key(&["budget", tenant, day]))
             .key(self.key(&["rate", tenant]))
@@ -219,7 +231,7 @@ impl SharedState {
         usd: f64,
     ) -> Result<(), StateError> {
         let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let mut call = self.settle.prepare_invoke();
         call.key(self.key(&["budget", &hold.tenant, &hold.day]))
             .key(self.key(&["budget", &hold.tenant, today]))
@@ -234,7 +246,7 @@ impl SharedState {
 
     /// Remembers that request `id` was made by `tenant`, for the ids' lifetime.
     pub async fn remember(&self, id: &str, tenant: &str) -> Result<(), StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let ttl = self.options.ids_ttl.as_secs().max(1);
         let key = self.key(&["request", id]);
         self.bounded(conn.set_ex::<_, _, ()>(key, tenant, ttl))
@@ -253,27 +265,27 @@ impl SharedState {
             pipe.set_ex(self.key(&["request", id]), tenant, ttl)
                 .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
     /// The tenant that made request `id`, if the id is known.
     pub async fn tenant_of(&self, id: &str) -> Result<Option<String>, StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         self.bounded(conn.get(self.key(&["request", id]))).await
     }
 
     /// Publishes the router every replica should serve.
     pub async fn publish_router(&self, router: &PublishedRouter) -> Result<(), StateError> {
         let json = serde_json::to_string(router).map_err(|e| StateError::Reply(e.to_string()))?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         self.bounded(conn.set::<_, _, ()>(self.key(&["router"]), json))
             .await
     }
 
     /// The router last published, if any.
     pub async fn published_router(&self) -> Result<Option<PublishedRouter>, StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let json: Option<String> = self.bounded(conn.get(self.key(&["router"]))).await?;
         json.map(|j| {
             serde_json::from_str(&j)

@@ -1,64 +1,24 @@
 //! The shared state against a real Redis server (`redis-server` from the Debian packages,
 //! started here on a free loopback port). Without `redis-server` on PATH the tests say
 //! SKIPPED and pass: `bash scripts/test.sh` installs it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::panic,
+    reason = "tests"
+)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict};
 
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "support/redis_server.rs"]
+mod support;
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_redis(port: u16) -> Option<Redis> {
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
-        eprintln!(
-            "SKIPPED: redis-server is not on PATH (apt-get install redis-server; scripts/test.sh does)"
-        );
-        return None;
-    };
-    let redis = Redis {
-        child,
-        port,
-        _dir: dir,
-    };
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(redis);
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("redis-server did not start on port {port}");
-}
+use support::RedisServer;
 
 fn state(port: u16) -> SharedState {
     SharedState::connect_lazy(StateOptions {
@@ -81,7 +41,7 @@ const DAY: &str = "2026-12-03";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reservations_hold_a_shared_budget_under_concurrency() {
-    let Some(redis) = start_redis(free_port()) else {
+    let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
     let limits = Limits {
@@ -129,7 +89,7 @@ async fn reservations_hold_a_shared_budget_under_concurrency() {
 
 #[tokio::test]
 async fn a_released_hold_gives_the_budget_back_and_usd_is_checked() {
-    let Some(redis) = start_redis(free_port()) else {
+    let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
     let s = state(redis.port);
@@ -174,7 +134,7 @@ async fn a_released_hold_gives_the_budget_back_and_usd_is_checked() {
 
 #[tokio::test]
 async fn the_rate_limit_is_one_bucket_for_all_connections() {
-    let Some(redis) = start_redis(free_port()) else {
+    let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
     let a = state(redis.port);
@@ -206,7 +166,7 @@ async fn the_rate_limit_is_one_bucket_for_all_connections() {
 
 #[tokio::test]
 async fn ids_and_the_published_router_are_shared() {
-    let Some(redis) = start_redis(free_port()) else {
+    let Some(redis) = RedisServer::start_or_skip() else {
         return;
     };
     let s = state(redis.port);
@@ -235,7 +195,7 @@ async fn ids_and_the_published_router_are_shared() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_an_error_within_the_timeout_and_recovery_is_automatic() {
-    let port = free_port();
+    let port = support::free_port();
     let s = state(port);
     let started = std::time::Instant::now();
     assert!(s.ping().await.is_err(), "nothing listens on {port}");
@@ -245,7 +205,7 @@ async fn an_unreachable_redis_is_an_error_within_the_timeout_and_recovery_is_aut
             .is_err()
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    let Some(_redis) = start_redis(port) else {
+    let Some(_redis) = RedisServer::start(port, tempfile::tempdir().unwrap()) else {
         return;
     };
     let mut up = false;

@@ -427,3 +427,86 @@ async fn a_huge_max_tokens_reserves_the_whole_budget_instead_of_wrapping() {
     assert_eq!(first.status, 200, "{:?}", first.body);
     assert_eq!(second.status, 429, "{:?}", second.body);
 }
+
+/// With `[state]` pointing at a Redis that is not there, `limits_when_down = "local"` serves
+/// under this replica's own limits and `"reject"` answers a retryable 503; tenants' requests
+/// are never lost to a hang, and `/ready` says the shared state is down.
+#[tokio::test]
+async fn an_unreachable_redis_falls_back_to_local_limits_or_rejects_as_configured() {
+    let up = Upstream::start("up").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = |policy: &str| {
+        format!("[state]\nurl = \"redis://127.0.0.1:{closed}\"\nlimits_when_down = \"{policy}\"\n")
+    };
+    let local = gateway(&format!(
+        "{}{}",
+        state("local"),
+        budget_config(&up, "daily_tokens = 40")
+    ))
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let a = read(
+            local
+                .client
+                .post(format!("{}/v1/chat/completions", local.url))
+                .bearer_auth("sk-budget")
+                .json(&chat("auto", false))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        statuses.push(a.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "the local budget of 40 tokens (15 a request) holds: {statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let ready: Value = local
+        .client
+        .get(format!("{}/ready", local.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["shared_state"]["up"], json!(false), "{ready}");
+    assert!(
+        !ready["shared_state"]["at"].as_str().unwrap().contains('@'),
+        "{ready}"
+    );
+
+    let reject = gateway(&format!(
+        "{}{}",
+        state("reject"),
+        budget_config(&up, "daily_tokens = 40")
+    ))
+    .await;
+    let response = reject
+        .client
+        .post(format!("{}/v1/chat/completions", reject.url))
+        .bearer_auth("sk-budget")
+        .json(&chat("auto", false))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    let a = read(response).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits_when_down"),
+        "{}",
+        a.body
+    );
+}

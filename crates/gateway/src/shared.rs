@@ -1,0 +1,425 @@
+//! What replicas share through Redis ([`switchyard_state`]): tenant budgets and rate
+//! limits, request ids for feedback, the router to serve. This process's own [`Ledger`]
+//! and recent ids stay the fallback while Redis is unreachable (`[state] limits_when_down`),
+//! and what could not be written then is written once it is back.
+//!
+//! Redis being "down" is known without waiting on it: a failed call marks it down at once,
+//! and until a background ping succeeds requests go straight to the fallback.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict};
+use tokio::task::JoinHandle;
+
+use crate::config::{StateConfig, TenantConfig, WhenDown};
+use crate::error::{ApiError, ErrorKind};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::tenants::{Ledger, Reservation, over_tokens, over_usd, rate_limited};
+
+/// Writes kept while Redis is away; beyond this many the oldest are dropped (and counted).
+const BACKLOG_CAP: usize = 100_000;
+
+/// Settlements and ids that could not reach Redis yet.
+#[derive(Debug, Default)]
+struct Backlog {
+    ids: Vec<(String, String)>,
+    /// `(hold, day charged, tokens spent, USD spent)`.
+    settles: Vec<(Hold, String, u64, f64)>,
+}
+
+/// The shared state and what this replica knows about reaching it.
+#[derive(Debug)]
+pub struct Shared {
+    store: SharedState,
+    up: AtomicBool,
+    limits_when_down: WhenDown,
+    router_poll: Duration,
+    backlog: Mutex<Backlog>,
+    metrics: Arc<Metrics>,
+}
+
+fn today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
+
+fn limits(config: &TenantConfig) -> Limits {
+    Limits {
+        daily_tokens: config.daily_tokens,
+        daily_usd: config.daily_usd,
+        rpm: config.rpm,
+    }
+}
+
+impl Shared {
+    /// The shared state `config` (or `SWITCHYARD_REDIS_URL`) names, if any. Redis need not
+    /// be up: the connection is made on first use and retried in the background.
+    pub fn open(
+        config: &StateConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Arc<Self>>, String> {
+        let Some(url) = config.url.clone().or_else(|| env("SWITCHYARD_REDIS_URL")) else {
+            return Ok(None);
+        };
+        let store = SharedState::connect_lazy(StateOptions {
+            url,
+            prefix: config.key_prefix.clone(),
+            timeout: Duration::from_millis(config.timeout_ms),
+            ids_ttl: Duration::from_secs(config.ids_ttl_s),
+        })
+        .map_err(|e| format!("state.url: {e}"))?;
+        metrics.shared_state_up(true);
+        Ok(Some(Arc::new(Self {
+            store,
+            up: AtomicBool::new(true),
+            limits_when_down: config.limits_when_down,
+            router_poll: Duration::from_millis(config.router_poll_ms),
+            backlog: Mutex::default(),
+            metrics,
+        })))
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks Redis down after a failed `op` (the background task brings it back).
+    fn failed(&self, op: &str, e: &switchyard_state::StateError) {
+        self.metrics.shared_state_error(op);
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.metrics.shared_state_up(false);
+            tracing::warn!(op, error = %e, at = %self.store.describe(),
+                limits_when_down = self.limits_when_down.as_str(),
+                "shared state (Redis) unreachable");
+        }
+    }
+
+    /// For `/ready`.
+    pub fn describe(&self) -> Value {
+        let backlog = self.backlog();
+        json!({
+            "backend": "redis",
+            "at": self.store.describe(),
+            "up": self.is_up(),
+            "limits_when_down": self.limits_when_down.as_str(),
+            "unsynced_ids": backlog.ids.len(),
+            "unsynced_settlements": backlog.settles.len(),
+        })
+    }
+
+    /// While Redis is away: this replica's own limits, or a 503.
+    fn when_down<T>(&self, local: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+        match self.limits_when_down {
+            WhenDown::Local => local(),
+            WhenDown::Reject => Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "the shared budgets and rate limits (Redis) are unreachable and [state] limits_when_down = \"reject\"; retry shortly",
+            )
+            .retry_after(1)),
+        }
+    }
+
+    /// Admits one request of `tenant` under its shared rate limit and budgets.
+    pub async fn admit(
+        &self,
+        ledger: &Ledger,
+        tenant: &str,
+        config: &TenantConfig,
+    ) -> Result<(), ApiError> {
+        if self.is_up() {
+            let day = today();
+            match self
+                .store
+                .reserve(tenant, &day, limits(config), true, 0, 0.0)
+                .await
+            {
+                Ok(v) => return refusal(tenant, config, v),
+                Err(e) => self.failed("admit", &e),
+            }
+        }
+        self.when_down(|| ledger.admit(tenant, config))
+    }
+
+    /// Reserves a request's estimate against `tenant`'s shared budgets.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        ledger: &Arc<Ledger>,
+        tenant: &str,
+        config: &TenantConfig,
+        tokens: u64,
+        usd: f64,
+    ) -> Result<Reservation, ApiError> {
+        if self.is_up() {
+            let day = today();
+            match self
+                .store
+                .reserve(tenant, &day, limits(config), false, tokens, usd)
+                .await
+            {
+                Ok(v) => {
+                    refusal(tenant, config, v)?;
+                    let hold = Hold {
+                        tenant: tenant.to_owned(),
+                        day,
+                        tokens,
+                        usd,
+                    };
+                    return Ok(Reservation::shared(self.clone(), hold));
+                }
+                Err(e) => self.failed("reserve", &e),
+            }
+        }
+        self.when_down(|| ledger.reserve(tenant, config, tokens, usd))
+            .map(|r| r.reporting_to(self.clone()))
+    }
+
+    /// Replaces `hold` with the spend, on a task the caller may await (kept for later if
+    /// Redis is away).
+    pub fn settle(self: &Arc<Self>, hold: Hold, tokens: u64, usd: f64) -> Option<JoinHandle<()>> {
+        let day = today();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.keep_settle(hold, day, tokens, usd);
+            return None;
+        };
+        if !self.is_up() {
+            self.keep_settle(hold, day, tokens, usd);
+            return None;
+        }
+        let shared = self.clone();
+        Some(runtime.spawn(async move {
+            if let Err(e) = shared.store.settle(&hold, &day, tokens, usd).await {
+                shared.failed("settle", &e);
+                shared.keep_settle(hold, day, tokens, usd);
+            }
+        }))
+    }
+
+    /// Adds spend that was accounted locally (while Redis was away) to the shared totals.
+    pub fn report_spend(
+        self: &Arc<Self>,
+        tenant: &str,
+        tokens: u64,
+        usd: f64,
+    ) -> Option<JoinHandle<()>> {
+        let nothing_held = Hold {
+            tenant: tenant.to_owned(),
+            day: today(),
+            tokens: 0,
+            usd: 0.0,
+        };
+        self.settle(nothing_held, tokens, usd)
+    }
+
+    fn keep_settle(&self, hold: Hold, day: String, tokens: u64, usd: f64) {
+        let mut backlog = self.backlog();
+        if backlog.settles.len() >= BACKLOG_CAP {
+            backlog.settles.remove(0);
+            self.metrics.shared_state_error("backlog_full");
+        }
+        backlog.settles.push((hold, day, tokens, usd));
+    }
+
+    /// Makes request `id` known to every replica, on a task the caller may await.
+    pub fn remember(self: &Arc<Self>, id: &str, tenant: &str) -> Option<JoinHandle<()>> {
+        let pair = (id.to_owned(), tenant.to_owned());
+        let runtime = tokio::runtime::Handle::try_current();
+        let (Ok(runtime), true) = (runtime, self.is_up()) else {
+            self.keep_id(pair);
+            return None;
+        };
+        let shared = self.clone();
+        Some(runtime.spawn(async move {
+            if let Err(e) = shared.store.remember(&pair.0, &pair.1).await {
+                shared.failed("remember", &e);
+                shared.keep_id(pair);
+            }
+        }))
+    }
+
+    fn keep_id(&self, pair: (String, String)) {
+        let mut backlog = self.backlog();
+        if backlog.ids.len() >= BACKLOG_CAP {
+            backlog.ids.remove(0);
+            self.metrics.shared_state_error("backlog_full");
+        }
+        backlog.ids.push(pair);
+    }
+
+    /// The tenant of request `id` as the replicas know it; `Err` while Redis is away. An id
+    /// not found is asked again once after 100 ms: the replica that served it writes it as
+    /// the response leaves, so feedback sent at once may arrive first.
+    pub async fn tenant_of(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let unreachable = || {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "this replica did not serve that request and the shared request ids (Redis) are unreachable; retry shortly",
+            )
+            .retry_after(1)
+        };
+        if !self.is_up() {
+            return Err(unreachable());
+        }
+        for attempt in 0..2 {
+            match self.store.tenant_of(id).await {
+                Ok(Some(t)) => return Ok(Some(t)),
+                Ok(None) if attempt == 0 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.failed("tenant_of", &e);
+                    return Err(unreachable());
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tells the other replicas to serve the router in `scorer` (version `version`).
+    pub async fn publish_router(&self, version: &str, scorer: &std::path::Path) -> bool {
+        let scorer = std::path::absolute(scorer).unwrap_or_else(|_| scorer.to_path_buf());
+        let published = PublishedRouter {
+            version: version.to_owned(),
+            scorer,
+        };
+        match self.store.publish_router(&published).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed("publish_router", &e);
+                false
+            }
+        }
+    }
+
+    /// Writes what waited for Redis; whatever fails stays for the next try.
+    async fn flush(&self) -> Result<(), switchyard_state::StateError> {
+        let (ids, settles) = {
+            let mut b = self.backlog();
+            (std::mem::take(&mut b.ids), std::mem::take(&mut b.settles))
+        };
+        let synced = ids.len() + settles.len();
+        if let Err(e) = self.store.remember_all(&ids).await {
+            self.backlog().ids.extend(ids);
+            self.backlog().settles.extend(settles);
+            return Err(e);
+        }
+        for (i, (hold, day, tokens, usd)) in settles.iter().enumerate() {
+            if let Err(e) = self.store.settle(hold, day, *tokens, *usd).await {
+                self.backlog().settles.extend(settles[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        if synced > 0 {
+            tracing::info!(synced, "wrote what waited for the shared state");
+        }
+        Ok(())
+    }
+
+    /// Runs beside the server: brings Redis back after a failure (ping with backoff, then
+    /// the backlog), and serves the router another replica promoted.
+    pub async fn run(self: Arc<Self>, state: Arc<AppState>) {
+        let mut backoff = Duration::from_millis(100);
+        let mut last_poll = tokio::time::Instant::now();
+        let mut refused: Option<String> = None;
+        loop {
+            if !self.is_up() {
+                tokio::time::sleep(backoff).await;
+                match self.store.ping().await {
+                    Ok(()) => self.recovered().await,
+                    Err(_) => {
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            backoff = Duration::from_millis(100);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if last_poll.elapsed() >= self.router_poll {
+                last_poll = tokio::time::Instant::now();
+                self.follow_router(&state, &mut refused).await;
+            }
+        }
+    }
+
+    async fn recovered(&self) {
+        if let Err(e) = self.flush().await {
+            self.failed("flush", &e);
+            return;
+        }
+        self.up.store(true, Ordering::Relaxed);
+        self.metrics.shared_state_up(true);
+        tracing::info!(at = %self.store.describe(), "shared state (Redis) reachable again");
+    }
+
+    /// Serves the published router if it is not the one serving (and was not refused).
+    async fn follow_router(&self, state: &Arc<AppState>, refused: &mut Option<String>) {
+        let published = match self.store.published_router().await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => return self.failed("router", &e),
+        };
+        let serving = state
+            .runtime()
+            .router
+            .as_ref()
+            .map(|r| r.version().to_owned());
+        if serving.as_deref() == Some(published.version.as_str())
+            || refused.as_deref() == Some(published.version.as_str())
+        {
+            return;
+        }
+        let promoting = state.clone();
+        let dir = published.scorer.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || crate::app::promote(&promoting, &dir)).await;
+        match outcome {
+            Ok(Ok(version)) if version == published.version => {
+                tracing::info!(version, "serving the router promoted on another replica");
+            }
+            Ok(Ok(version)) => {
+                tracing::warn!(published = %published.version, loaded = %version,
+                    scorer = %published.scorer.display(),
+                    "the promoted router's directory now holds another version; serving it");
+                *refused = Some(published.version);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, version = %published.version,
+                    "cannot serve the router promoted on another replica; keeping the running one");
+                *refused = Some(published.version);
+            }
+            Err(e) => tracing::error!(error = %e, "router promotion task failed"),
+        }
+    }
+}
+
+/// The shared verdict as the gateway answers it.
+fn refusal(tenant: &str, config: &TenantConfig, verdict: Verdict) -> Result<(), ApiError> {
+    match verdict {
+        Verdict::Admitted => Ok(()),
+        Verdict::RateLimited { retry_after_s } => Err(rate_limited(
+            tenant,
+            config.rpm.unwrap_or_default(),
+            retry_after_s,
+        )),
+        Verdict::OverTokens { spent, reserved } => Err(over_tokens(
+            tenant,
+            config.daily_tokens.unwrap_or_default(),
+            spent,
+            reserved,
+        )),
+        Verdict::OverUsd { spent, reserved } => Err(over_usd(
+            tenant,
+            config.daily_usd.unwrap_or_default(),
+            spent,
+            reserved,
+        )),
+    }
+}
