@@ -160,6 +160,10 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
     if let Some(s) = &shared {
         tracing::info!(at = %s.describe()["at"], "limits, request ids and promotions shared through Redis");
     }
+    let telemetry = crate::telemetry::Telemetry::start(&config.telemetry, &env)?;
+    if telemetry.is_some() {
+        tracing::info!("exporting traces over OTLP/HTTP");
+    }
     let runtime = Runtime::build(config, learned, &env).map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState {
         router,
@@ -169,6 +173,7 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
         explore_spend: Default::default(),
         metrics,
         shared,
+        telemetry,
         log,
         recent: Mutex::new(recent),
         config_path: match source {

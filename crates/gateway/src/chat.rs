@@ -30,6 +30,10 @@ use crate::traffic::CacheOutcome;
 
 pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let mut trace = Trace::start(&state);
+    trace.traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (response, writes) = match pipeline(&state, &headers, &body, &mut trace).await {
         Ok(Answer::Cached { body, wants_usage }) => answer_from_cache(trace, body, wants_usage),
         Ok(Answer::Upstream {

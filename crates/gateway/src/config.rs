@@ -63,6 +63,48 @@ pub struct Config {
     /// State shared by several replicas (Redis or Valkey).
     #[serde(default)]
     pub state: StateConfig,
+    /// OpenTelemetry traces over OTLP/HTTP.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Traces exported over OTLP/HTTP (see `crate::telemetry`). Off unless `endpoint` or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set; the
+/// exporter also reads `OTEL_EXPORTER_OTLP_HEADERS` and the other standard variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`; `OTEL_EXPORTER_OTLP_PROTOCOL` when unset.
+    pub protocol: Option<String>,
+    /// `service.name` (default `OTEL_SERVICE_NAME`, else `switchyard`).
+    pub service_name: Option<String>,
+    /// Put the routed prompt in spans (`gen_ai.input.messages`). Off: prompts stay out of
+    /// traces. Needs `[log] log_prompts` too.
+    #[serde(default)]
+    pub capture_prompts: bool,
+    /// How long spans wait to be sent in a batch.
+    #[serde(default = "TelemetryConfig::default_delay")]
+    pub export_delay_ms: u64,
+}
+
+impl TelemetryConfig {
+    fn default_delay() -> u64 {
+        1_000
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            protocol: None,
+            service_name: None,
+            capture_prompts: false,
+            export_delay_ms: Self::default_delay(),
+        }
+    }
 }
 
 /// State that replicas share: tenant budgets and rate limits, request ids for feedback,
@@ -791,6 +833,33 @@ impl Config {
         Ok(())
     }
 
+    fn validate_telemetry(&self) -> Result<(), ConfigError> {
+        let t = &self.telemetry;
+        if let Some(url) = &t.endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "telemetry.endpoint",
+                format!(
+                    "{url:?} must start with http:// or https:// (OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces)"
+                ),
+            ));
+        }
+        if let Some(p) = &t.protocol
+            && p != "http/protobuf"
+            && p != "http/json"
+        {
+            return Err(ConfigError::new(
+                "telemetry.protocol",
+                format!("{p:?}: expected \"http/protobuf\" or \"http/json\""),
+            ));
+        }
+        if t.export_delay_ms == 0 {
+            return Err(ConfigError::new("telemetry.export_delay_ms", "must be > 0"));
+        }
+        Ok(())
+    }
+
     fn validate_state(&self) -> Result<(), ConfigError> {
         let s = &self.state;
         if let Some(url) = &s.url
@@ -824,6 +893,7 @@ impl Config {
         self.server.validate()?;
         self.validate_cache()?;
         self.validate_state()?;
+        self.validate_telemetry()?;
         for (name, p) in &self.providers {
             if p.kind == ProviderKind::Local {
                 if p.model.is_none() {

@@ -26,6 +26,7 @@ pub mod shadow;
 pub mod shared;
 pub mod state;
 pub mod stream;
+pub mod telemetry;
 pub mod tenants;
 pub mod trace;
 pub mod traffic;

@@ -124,6 +124,7 @@ pub fn serve_on_threads(
     drop(stopped);
     on_bound(bound);
     tracing::info!(threads, "serving on {bound}");
+    let finishing = state.clone();
     let result = main.block_on(async {
         start_background(&state);
         serve_listener(state, first, limits, async move {
@@ -138,6 +139,10 @@ pub fn serve_on_threads(
             Err(_) => tracing::error!("an event loop panicked"),
             Ok(Ok(())) => {}
         }
+    }
+    // The spans of the last requests leave before the process does.
+    if let Some(telemetry) = &finishing.telemetry {
+        telemetry.shutdown();
     }
     result
 }

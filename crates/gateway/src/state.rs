@@ -509,6 +509,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Limits, request ids and promotions shared with other replicas (`[state]`).
     pub shared: Option<Arc<crate::shared::Shared>>,
+    /// The OpenTelemetry exporter (`[telemetry]`).
+    pub telemetry: Option<crate::telemetry::Telemetry>,
     pub log: Option<TrafficLog>,
     pub recent: Mutex<RecentIds>,
     pub config_path: Option<PathBuf>,

@@ -84,6 +84,8 @@ pub struct Trace {
     pub upstream_ms: f64,
     /// The request's hold on its tenant's budgets while it is in flight.
     pub reservation: Option<crate::tenants::Reservation>,
+    /// The caller's W3C `traceparent`, for the request's span.
+    pub traceparent: Option<String>,
 }
 
 impl Trace {
@@ -105,6 +107,7 @@ impl Trace {
             attempts: Vec::new(),
             upstream_ms: 0.0,
             reservation: None,
+            traceparent: None,
         }
     }
 
@@ -213,8 +216,16 @@ impl Trace {
         let state = self.state.clone();
         // Known to feedback once its record is written, and only to its own tenant.
         writes.extend(state.remember(&self.request_id, &self.asked.tenant));
+        if state.log.is_none() && state.telemetry.is_none() {
+            return Writes(writes);
+        }
+        let (runtime, parent) = (self.runtime.clone(), self.traceparent.take());
+        let record = self.record(ending);
+        if let Some(telemetry) = &state.telemetry {
+            telemetry.export(&record, &runtime, parent.as_deref());
+        }
         if let Some(log) = &state.log {
-            log.traffic(&self.record(ending));
+            log.traffic(&record);
         }
         Writes(writes)
     }

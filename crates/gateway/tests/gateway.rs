@@ -19,6 +19,9 @@ mod reliability;
 #[path = "gateway/learning.rs"]
 mod learning;
 
+#[path = "gateway/telemetry.rs"]
+mod telemetry;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
