@@ -34,6 +34,10 @@ pub struct RemoteSettings {
     /// The API key's value (read from the env var the config names; never logged).
     pub api_key: Option<String>,
     pub timeout: Duration,
+    /// For a cluster, when Switchyard creates the collection: its shards and the copies of
+    /// each (Qdrant's defaults, 1 and 1, when unset). An existing collection keeps its own.
+    pub shards: Option<u32>,
+    pub replication_factor: Option<u32>,
 }
 
 /// A Qdrant server's collection.
@@ -136,15 +140,20 @@ impl RemoteCache {
                 )));
             }
         } else {
+            let mut create = CreateCollectionBuilder::new(&name)
+                .vectors_config(VectorParamsBuilder::new(
+                    encoder.dim as u64,
+                    qdrant_client::qdrant::Distance::Cosine,
+                ))
+                .metadata(stamp_metadata(&wanted));
+            if let Some(n) = settings.shards {
+                create = create.shard_number(n);
+            }
+            if let Some(n) = settings.replication_factor {
+                create = create.replication_factor(n);
+            }
             client
-                .create_collection(
-                    CreateCollectionBuilder::new(&name)
-                        .vectors_config(VectorParamsBuilder::new(
-                            encoder.dim as u64,
-                            qdrant_client::qdrant::Distance::Cosine,
-                        ))
-                        .metadata(stamp_metadata(&wanted)),
-                )
+                .create_collection(create)
                 .await
                 .map_err(backend_error)?;
         }

@@ -73,6 +73,8 @@ async fn backends() -> Vec<Backend> {
                 collection: format!("switchyard-test-{}", uuid_like()),
                 api_key: std::env::var("SWITCHYARD_QDRANT_API_KEY").ok(),
                 timeout: Duration::from_secs(10),
+                shards: None,
+                replication_factor: None,
             };
             let remote = RemoteCache::connect(&settings, &encoder("aaa"))
                 .await
@@ -518,4 +520,42 @@ async fn many_tenants_same_prompts_never_cross() {
         }
         assert_eq!(cross, 0, "{}: cross-tenant hits", b.name);
     }
+}
+
+/// On a Qdrant server, the collection Switchyard creates has the configured shards and
+/// replication factor (a cluster deployment's settings; one node takes both).
+#[tokio::test]
+async fn a_server_collection_is_created_with_the_cluster_settings() {
+    let Ok(url) = std::env::var("SWITCHYARD_TEST_QDRANT_URL")
+        .or_else(|_| std::env::var("SWITCHYARD_QDRANT_URL"))
+    else {
+        eprintln!("SKIPPED: no Qdrant server (scripts/test.sh starts ../shared/tools/qdrant)");
+        return;
+    };
+    let settings = RemoteSettings {
+        url: url.clone(),
+        collection: format!("switchyard-cluster-{}", uuid_like()),
+        api_key: None,
+        timeout: Duration::from_secs(10),
+        shards: Some(3),
+        replication_factor: Some(1),
+    };
+    RemoteCache::connect(&settings, &encoder("aaa"))
+        .await
+        .unwrap();
+    let client = qdrant_client::Qdrant::from_url(&url).build().unwrap();
+    let params = client
+        .collection_info(&settings.collection)
+        .await
+        .unwrap()
+        .result
+        .and_then(|i| i.config)
+        .and_then(|c| c.params)
+        .unwrap();
+    assert_eq!(params.shard_number, 3);
+    assert_eq!(params.replication_factor, Some(1));
+    // Opening it again (another replica) keeps it as it is.
+    RemoteCache::connect(&settings, &encoder("aaa"))
+        .await
+        .unwrap();
 }

@@ -152,7 +152,7 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
                     "semantic cache ready"
                 );
             }
-            (state, Some(plan))
+            (state, Some(*plan))
         }
     };
     let metrics = Arc::new(crate::metrics::Metrics::default());

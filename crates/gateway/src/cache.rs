@@ -62,7 +62,7 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub enum Prepared {
     Off(String),
-    Plan(CachePlan),
+    Plan(Box<CachePlan>),
 }
 
 /// Resolves `[cache]` against the encoder and the environment; errors name the key.
@@ -113,6 +113,8 @@ pub fn prepare(
         (_, Some(url)) => Backend::Remote(RemoteSettings {
             url,
             collection: config.collection.clone(),
+            shards: config.shards,
+            replication_factor: config.replication_factor,
             api_key: match &config.api_key_env {
                 None => None,
                 Some(var) => Some(env(var).ok_or_else(|| {
@@ -126,7 +128,7 @@ pub fn prepare(
         Method::Verifier => DEFAULT_VERIFIER_THRESHOLD,
         Method::Cosine | Method::Guard => DEFAULT_COSINE_THRESHOLD,
     });
-    Ok(Prepared::Plan(CachePlan {
+    Ok(Prepared::Plan(Box::new(CachePlan {
         settings: CacheSettings {
             method,
             threshold,
@@ -137,7 +139,7 @@ pub fn prepare(
         verifier,
         backend,
         encoder: encoder.clone(),
-    }))
+    })))
 }
 
 impl CachePlan {

@@ -203,6 +203,10 @@ pub struct CacheConfig {
     pub api_key_env: Option<String>,
     #[serde(default = "CacheConfig::default_collection")]
     pub collection: String,
+    /// A Qdrant cluster: the shards and the copies of each shard when Switchyard creates
+    /// the collection (an existing one keeps its own).
+    pub shards: Option<u32>,
+    pub replication_factor: Option<u32>,
     /// `verifier` (guard + learned verifier; the default), `guard` (cosine + guard) or
     /// `cosine`.
     #[serde(default = "CacheConfig::default_method", deserialize_with = "parsed")]
@@ -267,6 +271,8 @@ impl Default for CacheConfig {
             url: None,
             api_key_env: None,
             collection: Self::default_collection(),
+            shards: None,
+            replication_factor: None,
             method: Self::default_method(),
             threshold: None,
             ttl_s: Self::default_ttl(),
@@ -821,6 +827,14 @@ impl Config {
                 "cache.candidates",
                 "must be between 1 and 64",
             ));
+        }
+        for (key, n) in [
+            ("shards", c.shards),
+            ("replication_factor", c.replication_factor),
+        ] {
+            if n == Some(0) {
+                return Err(ConfigError::new(format!("cache.{key}"), "must be ≥ 1"));
+            }
         }
         if let Some(url) = &c.url
             && !(url.starts_with("http://") || url.starts_with("https://"))
