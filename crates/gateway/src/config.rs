@@ -1226,6 +1226,21 @@ policy = "order"
             ),
             ("[router]\ndevice = \"tpu\"\n".to_owned(), "router.device"),
             ("[cache]\nmethod = \"fuzzy\"\n".to_owned(), "cache.method"),
+            ("[cache]\nshards = 0\n".to_owned(), "cache.shards"),
+            ("[state]\nurl = \"http://h:6379\"\n".to_owned(), "state.url"),
+            ("[state]\ntimeout_ms = 0\n".to_owned(), "state.timeout_ms"),
+            (
+                "[state]\nlimits_when_down = \"maybe\"\n".to_owned(),
+                "state.limits_when_down",
+            ),
+            (
+                "[telemetry]\nprotocol = \"grpc\"\n".to_owned(),
+                "telemetry.protocol",
+            ),
+            (
+                "[telemetry]\nendpoint = \"collector:4318\"\n".to_owned(),
+                "telemetry.endpoint",
+            ),
         ];
         for (text, path) in cases {
             let e = Config::parse(&text).unwrap_err();
