@@ -497,6 +497,11 @@ impl ExploreSpend {
     }
 }
 
+/// Whether a tenant has any limit to share (one without costs no round trip to Redis).
+fn has_limits(config: &crate::config::TenantConfig) -> bool {
+    config.daily_tokens.is_some() || config.daily_usd.is_some() || config.rpm.is_some()
+}
+
 /// Shared by every request.
 #[derive(Debug)]
 pub struct AppState {
@@ -600,8 +605,8 @@ impl AppState {
         config: &crate::config::TenantConfig,
     ) -> Result<(), crate::error::ApiError> {
         match &self.shared {
-            Some(shared) => shared.admit(&self.ledger, tenant, config).await,
-            None => self.ledger.admit(tenant, config),
+            Some(shared) if has_limits(config) => shared.admit(&self.ledger, tenant, config).await,
+            _ => self.ledger.admit(tenant, config),
         }
     }
 
@@ -614,12 +619,12 @@ impl AppState {
         usd: f64,
     ) -> Result<crate::tenants::Reservation, crate::error::ApiError> {
         match &self.shared {
-            Some(shared) => {
+            Some(shared) if has_limits(config) => {
                 shared
                     .reserve(&self.ledger, tenant, config, tokens, usd)
                     .await
             }
-            None => self.ledger.reserve(tenant, config, tokens, usd),
+            _ => self.ledger.reserve(tenant, config, tokens, usd),
         }
     }
 }
