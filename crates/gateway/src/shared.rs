@@ -299,6 +299,11 @@ impl Shared {
         }
     }
 
+    fn has_backlog(&self) -> bool {
+        let b = self.backlog();
+        !b.ids.is_empty() || !b.settles.is_empty()
+    }
+
     /// Writes what waited for Redis; whatever fails stays for the next try.
     async fn flush(&self) -> Result<(), switchyard_state::StateError> {
         let (ids, settles) = {
@@ -342,6 +347,13 @@ impl Shared {
             }
             backoff = Duration::from_millis(100);
             tokio::time::sleep(Duration::from_millis(100)).await;
+            // Written while Redis was coming back (requests saw it down until then).
+            if self.has_backlog()
+                && let Err(e) = self.flush().await
+            {
+                self.failed("flush", &e);
+                continue;
+            }
             if last_poll.elapsed() >= self.router_poll {
                 last_poll = tokio::time::Instant::now();
                 self.follow_router(&state, &mut refused).await;
