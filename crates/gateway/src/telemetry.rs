@@ -1,5 +1,6 @@
 //! OpenTelemetry traces over OTLP/HTTP: one server span per chat request, with a child span
-//! per stage (cache lookup, embedding, routing, each upstream attempt), carrying the GenAI
+//! per stage (cache lookup, embedding, classification, routing, each upstream attempt),
+//! carrying the GenAI
 //! semantic-convention attributes (`gen_ai.operation.name`, `gen_ai.request.model`,
 //! `gen_ai.response.model`, `gen_ai.provider.name`, `gen_ai.usage.input_tokens`, ...) and
 //! Switchyard's own (`switchyard.route`, `switchyard.task`, `switchyard.cache`, ...).
@@ -174,7 +175,8 @@ impl Telemetry {
         a
     }
 
-    /// Cache, embedding, routing, then each attempt, end to end from `start`.
+    /// Cache, embedding, classification, routing (scoring and the policy), then each
+    /// attempt, end to end from `start`; a stage that took no time has no span.
     fn stage_spans(&self, r: &TrafficRecord, runtime: &Runtime, cx: &Context, start: SystemTime) {
         let mut at = start;
         let l = &r.latency;
@@ -185,7 +187,8 @@ impl Telemetry {
                 vec![KeyValue::new("switchyard.cache", r.cache.as_str())],
             ),
             ("embed", l.embed_ms, Vec::new()),
-            ("route", l.classify_ms + l.score_ms, decision_attributes(r)),
+            ("classify", l.classify_ms, Vec::new()),
+            ("route", l.score_ms, decision_attributes(r)),
         ];
         for (name, ms, attributes) in stages {
             if ms <= 0.0 {

@@ -122,8 +122,8 @@ async fn each_request_is_a_trace_of_stages_and_attempts_with_genai_attributes() 
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(header(&a, "x-switchyard-model"), "big", "fell back");
 
-    // The request, embed, route, and two attempts (small failed, big answered).
-    let spans = collector.trace(trace_id, 5).await;
+    // The request, embed, classify, route, and two attempts (small failed, big answered).
+    let spans = collector.trace(trace_id, 6).await;
     let by_name = |name: &str| {
         spans
             .iter()
@@ -167,7 +167,7 @@ async fn each_request_is_a_trace_of_stages_and_attempts_with_genai_attributes() 
     assert!(service.contains("switchyard"), "{service}");
 
     let root_id = root["spanId"].clone();
-    for name in ["embed", "route", "chat small", "chat big"] {
+    for name in ["embed", "classify", "route", "chat small", "chat big"] {
         assert_eq!(
             by_name(name)["parentSpanId"],
             root_id,
