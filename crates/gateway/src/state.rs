@@ -158,154 +158,29 @@ impl Runtime {
         router: Option<Arc<Router>>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut providers = BTreeMap::new();
-        for (name, p) in &config.providers {
-            if p.kind == ProviderKind::Local {
-                providers.insert(name.clone(), local_provider(name, p)?);
-                continue;
-            }
-            let api_key = match &p.api_key_env {
-                None => None,
-                Some(var) => Some(ApiKey::new(env(var).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("providers.{name}.api_key_env"),
-                        format!("the environment variable {var} is not set; export it, or remove api_key_env for an upstream without keys"),
-                    )
-                })?)),
-            };
-            let spec = ProviderSpec {
-                name: name.clone(),
-                kind: p.kind,
-                base_url: p.resolved_base_url(),
-                api_key,
-                timeouts: Timeouts {
-                    connect: Duration::from_millis(p.connect_timeout_ms),
-                    first_byte: Duration::from_millis(p.first_byte_timeout_ms),
-                    idle: Duration::from_millis(p.idle_timeout_ms),
-                },
-            };
-            let provider = Provider::new(spec)
-                .map_err(|e| ConfigError::new(format!("providers.{name}"), e.message))?;
-            providers.insert(name.clone(), provider);
-        }
-        let builtin = PriceTable::builtin();
+        let providers = build_providers(&config, env)?;
         let routes_cfg = config.effective_routes();
         let learned: HashSet<&str> = routes_cfg
             .values()
             .filter(|r| matches!(r.policy, RoutePolicy::Learned(_)))
             .flat_map(|r| r.models.iter().map(String::as_str))
             .collect();
+        let builtin = PriceTable::builtin();
         let mut models = BTreeMap::new();
         for (id, m) in &config.models {
-            let upstream = m.upstream_model.clone().unwrap_or_else(|| id.clone());
-            let price = match (m.input_per_mtok, m.output_per_mtok) {
-                (Some(i), Some(o)) => Price {
-                    input_per_mtok: i,
-                    output_per_mtok: o,
-                },
-                (None, None) => builtin
-                    .0
-                    .get(&upstream)
-                    .or_else(|| builtin.0.get(id))
-                    .copied()
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            format!("models.{id}"),
-                            "no built-in price: set input_per_mtok and output_per_mtok (USD per 1M tokens; 0 for a free model)",
-                        )
-                    })?,
-                _ => {
-                    return Err(ConfigError::new(
-                        format!("models.{id}"),
-                        "set both input_per_mtok and output_per_mtok, or neither",
-                    ));
-                }
-            };
-            let known = |name: &str| {
-                router
-                    .as_ref()
-                    .is_some_and(|r| r.scorer().check_known([name]).is_ok())
-            };
-            // A scorer that knows the model itself (trained on this gateway's traffic) scores
-            // it by its own name; else by its benchmark stand-in; else a fixed prior.
-            let quality_like = match &m.quality_like {
-                _ if known(id) => Some(id.clone()),
-                Some(like) if router.is_some() && !known(like) && m.quality.is_none() => {
-                    return Err(ConfigError::new(
-                        format!("models.{id}.quality_like"),
-                        format!(
-                            "the scorer knows neither {id:?} nor {like:?}; set quality_like to a model it knows, or quality (a fixed prior in [0, 1]); the scorer's manifest.json lists the models it knows"
-                        ),
-                    ));
-                }
-                Some(like) if router.is_some() && !known(like) => None,
-                Some(like) => Some(like.clone()),
-                None => None,
-            };
-            if learned.contains(id.as_str())
-                && router.is_some()
-                && quality_like.is_none()
-                && m.quality.is_none()
-            {
-                return Err(ConfigError::new(
-                    format!("models.{id}"),
-                    "a learned route includes this model but the scorer does not know it: set quality_like (a model the scorer knows) or quality (a fixed prior in [0, 1])",
-                ));
-            }
-            models.insert(
-                id.clone(),
-                ModelRuntime {
-                    id: id.clone(),
-                    provider: m.provider.clone(),
-                    upstream_model: upstream,
-                    price,
-                    quality_like,
-                    quality_prior: m.quality,
-                    output_tokens: m.output_tokens,
-                    context_window: m.context_window,
-                },
-            );
+            let model = model_runtime(
+                id,
+                m,
+                &builtin,
+                router.as_deref(),
+                learned.contains(id.as_str()),
+            )?;
+            models.insert(id.clone(), model);
         }
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
-            let policy = match (r.target, router.as_deref()) {
-                (None, _) => r.policy,
-                (Some(target), Some(router)) => RoutePolicy::Learned(
-                    router
-                        .calibration()
-                        .policy(target)
-                        .map_err(|e| ConfigError::new(format!("routes.{name}.target"), e))?,
-                ),
-                (Some(_), None) => {
-                    return Err(ConfigError::new(
-                        format!("routes.{name}.target"),
-                        "a target needs the learned router ([router] enabled)",
-                    ));
-                }
-            };
-            let shadow = shadow_router(&name, r.shadow.as_deref(), router.as_deref(), &config)?;
-            if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty()
-            {
-                return Err(ConfigError::new(
-                    format!("routes.{name}.policy"),
-                    format!(
-                        "{policy} needs the learned router, which is not loaded ([router] enabled = false, or it failed to load); use policy = \"order\""
-                    ),
-                ));
-            }
-            routes.insert(
-                name.clone(),
-                RouteRuntime {
-                    name,
-                    models: r.models,
-                    policy,
-                    cache: r.cache,
-                    cache_threshold: r.cache_threshold,
-                    explore: r.explore,
-                    explore_daily_usd: r.explore_daily_usd,
-                    shadow,
-                },
-            );
+            let route = route_runtime(name.clone(), r, router.as_deref(), &config)?;
+            routes.insert(name, route);
         }
         let retry = RetryPolicy {
             max_retries: config.retry.max_retries,
@@ -330,6 +205,171 @@ impl Runtime {
             router,
         })
     }
+}
+
+/// Every configured provider, with its API key read from the environment.
+fn build_providers(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, Provider>, ConfigError> {
+    let mut providers = BTreeMap::new();
+    for (name, p) in &config.providers {
+        if p.kind == ProviderKind::Local {
+            providers.insert(name.clone(), local_provider(name, p)?);
+            continue;
+        }
+        let api_key = match &p.api_key_env {
+            None => None,
+            Some(var) => Some(ApiKey::new(env(var).ok_or_else(|| {
+                ConfigError::new(
+                    format!("providers.{name}.api_key_env"),
+                    format!("the environment variable {var} is not set; export it, or remove api_key_env for an upstream without keys"),
+                )
+            })?)),
+        };
+        let spec = ProviderSpec {
+            name: name.clone(),
+            kind: p.kind,
+            base_url: p.resolved_base_url(),
+            api_key,
+            timeouts: Timeouts {
+                connect: Duration::from_millis(p.connect_timeout_ms),
+                first_byte: Duration::from_millis(p.first_byte_timeout_ms),
+                idle: Duration::from_millis(p.idle_timeout_ms),
+            },
+        };
+        let provider = Provider::new(spec)
+            .map_err(|e| ConfigError::new(format!("providers.{name}"), e.message))?;
+        providers.insert(name.clone(), provider);
+    }
+    Ok(providers)
+}
+
+/// A model's price: from the config, or the built-in table by its upstream name or id.
+fn model_price(
+    id: &str,
+    upstream: &str,
+    m: &crate::config::ModelConfig,
+    builtin: &PriceTable,
+) -> Result<Price, ConfigError> {
+    match (m.input_per_mtok, m.output_per_mtok) {
+        (Some(i), Some(o)) => Ok(Price {
+            input_per_mtok: i,
+            output_per_mtok: o,
+        }),
+        (None, None) => builtin
+            .0
+            .get(upstream)
+            .or_else(|| builtin.0.get(id))
+            .copied()
+            .ok_or_else(|| {
+                ConfigError::new(
+                    format!("models.{id}"),
+                    "no built-in price: set input_per_mtok and output_per_mtok (USD per 1M tokens; 0 for a free model)",
+                )
+            }),
+        _ => Err(ConfigError::new(
+            format!("models.{id}"),
+            "set both input_per_mtok and output_per_mtok, or neither",
+        )),
+    }
+}
+
+/// Which scorer model stands in for model `id`: a scorer that knows the model itself
+/// (trained on this gateway's traffic) scores it by its own name; else its benchmark
+/// stand-in; else none (a fixed prior, or an error if a learned route needs it).
+fn scored_as(
+    id: &str,
+    m: &crate::config::ModelConfig,
+    router: Option<&Router>,
+    in_learned_route: bool,
+) -> Result<Option<String>, ConfigError> {
+    let known = |name: &str| router.is_some_and(|r| r.scorer().check_known([name]).is_ok());
+    let quality_like = match &m.quality_like {
+        _ if known(id) => Some(id.to_owned()),
+        Some(like) if router.is_some() && !known(like) && m.quality.is_none() => {
+            return Err(ConfigError::new(
+                format!("models.{id}.quality_like"),
+                format!(
+                    "the scorer knows neither {id:?} nor {like:?}; set quality_like to a model it knows, or quality (a fixed prior in [0, 1]); the scorer's manifest.json lists the models it knows"
+                ),
+            ));
+        }
+        Some(like) if router.is_some() && !known(like) => None,
+        Some(like) => Some(like.clone()),
+        None => None,
+    };
+    if in_learned_route && router.is_some() && quality_like.is_none() && m.quality.is_none() {
+        return Err(ConfigError::new(
+            format!("models.{id}"),
+            "a learned route includes this model but the scorer does not know it: set quality_like (a model the scorer knows) or quality (a fixed prior in [0, 1])",
+        ));
+    }
+    Ok(quality_like)
+}
+
+fn model_runtime(
+    id: &str,
+    m: &crate::config::ModelConfig,
+    builtin: &PriceTable,
+    router: Option<&Router>,
+    in_learned_route: bool,
+) -> Result<ModelRuntime, ConfigError> {
+    let upstream = m.upstream_model.clone().unwrap_or_else(|| id.to_owned());
+    let price = model_price(id, &upstream, m, builtin)?;
+    Ok(ModelRuntime {
+        id: id.to_owned(),
+        provider: m.provider.clone(),
+        quality_like: scored_as(id, m, router, in_learned_route)?,
+        upstream_model: upstream,
+        price,
+        quality_prior: m.quality,
+        output_tokens: m.output_tokens,
+        context_window: m.context_window,
+    })
+}
+
+/// Route `name` as served: its policy (a target calibrated on the router), its shadow.
+fn route_runtime(
+    name: String,
+    r: crate::config::RouteConfig,
+    router: Option<&Router>,
+    config: &Config,
+) -> Result<RouteRuntime, ConfigError> {
+    let policy = match (r.target, router) {
+        (None, _) => r.policy,
+        (Some(target), Some(router)) => RoutePolicy::Learned(
+            router
+                .calibration()
+                .policy(target)
+                .map_err(|e| ConfigError::new(format!("routes.{name}.target"), e))?,
+        ),
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                format!("routes.{name}.target"),
+                "a target needs the learned router ([router] enabled)",
+            ));
+        }
+    };
+    let shadow = shadow_router(&name, r.shadow.as_deref(), router, config)?;
+    if matches!(policy, RoutePolicy::Learned(_)) && router.is_none() && !r.models.is_empty() {
+        return Err(ConfigError::new(
+            format!("routes.{name}.policy"),
+            format!(
+                "{policy} needs the learned router, which is not loaded ([router] enabled = false, or it failed to load); use policy = \"order\""
+            ),
+        ));
+    }
+    Ok(RouteRuntime {
+        name,
+        models: r.models,
+        policy,
+        cache: r.cache,
+        cache_threshold: r.cache_threshold,
+        explore: r.explore,
+        explore_daily_usd: r.explore_daily_usd,
+        shadow,
+    })
 }
 
 /// Loads route `name`'s shadow scorer into a router beside the serving one.
