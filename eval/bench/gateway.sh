@@ -22,7 +22,8 @@ if [ ! -x "$venv/bin/litellm" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]==1.106.2'
 fi
 bash models/fetch.sh encoder
-cargo build --release --locked -p switchyard -p switchyard-gateway --example loadgen
+cargo build --release --locked -p switchyard --bin switchyard
+cargo build --release --locked -p switchyard-gateway --example loadgen
 target="${CARGO_TARGET_DIR:-target}"
 python3 eval/bench/gateway.py --switchyard "$target/release/switchyard" \
   --loadgen "$target/release/examples/loadgen" --litellm "$venv/bin/litellm" "$@"

@@ -16,7 +16,8 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v 
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get install -y -q nginx-light wrk redis-server || { $sudo apt-get update -q && $sudo apt-get install -y -q nginx-light wrk redis-server; }
 fi
-cargo build --release --locked -p switchyard -p switchyard-gateway --example loadgen
+cargo build --release --locked -p switchyard --bin switchyard
+cargo build --release --locked -p switchyard-gateway --example loadgen
 target="${CARGO_TARGET_DIR:-target}"
 python3 eval/bench/replicas.py --switchyard "$target/release/switchyard" \
   --loadgen "$target/release/examples/loadgen" "$@"
