@@ -61,12 +61,7 @@ impl Telemetry {
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
-        if let Some(protocol) = &config.protocol {
-            builder = builder.with_protocol(match protocol.as_str() {
-                "http/json" => Protocol::HttpJson,
-                _ => Protocol::HttpBinary,
-            });
-        }
+        builder = builder.with_protocol(protocol(config, env)?);
         let exporter = builder
             .build()
             .map_err(|e| format!("telemetry: cannot start the OTLP exporter: {e}"))?;
@@ -270,6 +265,26 @@ impl Telemetry {
     }
 }
 
+/// OTLP over HTTP with protobuf (the specification's default) unless `[telemetry] protocol`
+/// or `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` says `http/json`.
+fn protocol(
+    config: &TelemetryConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Protocol, String> {
+    let named = config
+        .protocol
+        .clone()
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    match named.as_deref().map(str::trim) {
+        None | Some("" | "http/protobuf") => Ok(Protocol::HttpBinary),
+        Some("http/json") => Ok(Protocol::HttpJson),
+        Some(other) => Err(format!(
+            "telemetry: OTLP protocol {other:?} is not built in; use http/protobuf or http/json (OTEL_EXPORTER_OTLP_PROTOCOL or [telemetry] protocol)"
+        )),
+    }
+}
+
 /// The routing decision's attributes.
 fn decision_attributes(r: &TrafficRecord) -> Vec<KeyValue> {
     let Some(d) = &r.decision else {
@@ -321,6 +336,18 @@ fn parse_traceparent(header: &str) -> Option<SpanContext> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_protocol_defaults_to_protobuf_and_grpc_is_refused() {
+        let config = TelemetryConfig::default();
+        let none = |_: &str| None;
+        assert_eq!(protocol(&config, &none), Ok(Protocol::HttpBinary));
+        let json = |k: &str| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into());
+        assert_eq!(protocol(&config, &json), Ok(Protocol::HttpJson));
+        let grpc = |k: &str| (k == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").then(|| "grpc".into());
+        let e = protocol(&config, &grpc).unwrap_err();
+        assert!(e.contains("http/protobuf"), "{e}");
+    }
 
     #[test]
     fn traceparent_is_parsed_strictly() {
