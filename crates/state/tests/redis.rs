@@ -221,3 +221,66 @@ async fn an_unreachable_redis_is_an_error_within_the_timeout_and_recovery_is_aut
         "the same connection object reconnects once Redis is back"
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_writes_settles_and_remembers_in_one_pipeline() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let s = state(redis.port);
+    let limits = Limits {
+        daily_tokens: Some(100),
+        ..Limits::default()
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            s.reserve("w", DAY, limits, false, 30, 0.0).await.unwrap(),
+            Verdict::Admitted
+        );
+    }
+    let hold = Hold {
+        tenant: "w".into(),
+        day: DAY.into(),
+        tokens: 30,
+        usd: 0.0,
+    };
+    let settle = |tokens| switchyard_state::Write::Settle {
+        hold: hold.clone(),
+        day: DAY.into(),
+        tokens,
+        usd: 0.0,
+    };
+    let writes = vec![
+        settle(10),
+        switchyard_state::Write::Remember {
+            id: "chatcmpl-sy-w".into(),
+            tenant: "w".into(),
+        },
+        settle(10),
+        settle(0),
+    ];
+    s.write_all(&writes).await.unwrap();
+    assert_eq!(
+        s.tenant_of("chatcmpl-sy-w").await.unwrap().as_deref(),
+        Some("w")
+    );
+    // 20 spent, nothing held: 80 tokens of room.
+    match s
+        .reserve(
+            "w",
+            DAY,
+            Limits {
+                daily_tokens: Some(20),
+                ..limits
+            },
+            false,
+            1,
+            0.0,
+        )
+        .await
+        .unwrap()
+    {
+        Verdict::OverTokens { spent, reserved } => assert_eq!((spent, reserved), (20, 0)),
+        v => panic!("{v:?}"),
+    }
+}
