@@ -11,13 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict, Write};
-
-/// Resolves once a queued write has been sent to Redis (or kept for later).
-pub type Landed = tokio::sync::oneshot::Receiver<()>;
-
-/// A queued write and who waits for it.
-type Job = (Write, tokio::sync::oneshot::Sender<()>);
+use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict};
+use tokio::task::JoinHandle;
 
 use crate::config::{StateConfig, TenantConfig, WhenDown};
 use crate::error::{ApiError, ErrorKind};
@@ -45,8 +40,6 @@ pub struct Shared {
     router_poll: Duration,
     backlog: Mutex<Backlog>,
     metrics: Arc<Metrics>,
-    /// The writer task's queue, started on first use.
-    writer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 fn today() -> String {
@@ -87,7 +80,6 @@ impl Shared {
             router_poll: Duration::from_millis(config.router_poll_ms),
             backlog: Mutex::default(),
             metrics,
-            writer: std::sync::OnceLock::new(),
         })))
     }
 
@@ -191,20 +183,34 @@ impl Shared {
             .map(|r| r.reporting_to(self.clone()))
     }
 
-    /// Replaces `hold` with the spend: queued for the writer (kept for later if Redis is
-    /// away); the receiver resolves once it has been written or kept.
-    pub fn settle(self: &Arc<Self>, hold: Hold, tokens: u64, usd: f64) -> Option<Landed> {
+    /// Replaces `hold` with the spend, on a task the caller may await (kept for later if
+    /// Redis is away).
+    pub fn settle(self: &Arc<Self>, hold: Hold, tokens: u64, usd: f64) -> Option<JoinHandle<()>> {
         let day = today();
-        self.write(Write::Settle {
-            hold,
-            day,
-            tokens,
-            usd,
-        })
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.keep_settle(hold, day, tokens, usd);
+            return None;
+        };
+        if !self.is_up() {
+            self.keep_settle(hold, day, tokens, usd);
+            return None;
+        }
+        let shared = self.clone();
+        Some(runtime.spawn(async move {
+            if let Err(e) = shared.store.settle(&hold, &day, tokens, usd).await {
+                shared.failed("settle", &e);
+                shared.keep_settle(hold, day, tokens, usd);
+            }
+        }))
     }
 
     /// Adds spend that was accounted locally (while Redis was away) to the shared totals.
-    pub fn report_spend(self: &Arc<Self>, tenant: &str, tokens: u64, usd: f64) -> Option<Landed> {
+    pub fn report_spend(
+        self: &Arc<Self>,
+        tenant: &str,
+        tokens: u64,
+        usd: f64,
+    ) -> Option<JoinHandle<()>> {
         let nothing_held = Hold {
             tenant: tenant.to_owned(),
             day: today(),
@@ -212,59 +218,6 @@ impl Shared {
             usd: 0.0,
         };
         self.settle(nothing_held, tokens, usd)
-    }
-
-    /// Queues `write` for the writer task, which sends what concurrent requests queued in
-    /// one pipeline (one round trip for many answers under load).
-    fn write(self: &Arc<Self>, write: Write) -> Option<Landed> {
-        if !self.is_up() || tokio::runtime::Handle::try_current().is_err() {
-            self.keep(write);
-            return None;
-        }
-        let queue = self.writer.get_or_init(|| {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(self.clone().write_loop(rx));
-            tx
-        });
-        let (done, landed) = tokio::sync::oneshot::channel();
-        match queue.send((write, done)) {
-            Ok(()) => Some(landed),
-            Err(e) => {
-                self.keep(e.0.0);
-                None
-            }
-        }
-    }
-
-    async fn write_loop(self: Arc<Self>, mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>) {
-        const MAX_BATCH: usize = 512;
-        while let Some(first) = queue.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            let writes: Vec<Write> = jobs.iter().map(|(w, _)| w.clone()).collect();
-            if let Err(e) = self.store.write_all(&writes).await {
-                self.failed("write", &e);
-                writes.into_iter().for_each(|w| self.keep(w));
-            }
-            // Dropping the senders tells each request its write has landed (or been kept).
-        }
-    }
-
-    fn keep(&self, write: Write) {
-        match write {
-            Write::Settle {
-                hold,
-                day,
-                tokens,
-                usd,
-            } => self.keep_settle(hold, day, tokens, usd),
-            Write::Remember { id, tenant } => self.keep_id((id, tenant)),
-        }
     }
 
     fn keep_settle(&self, hold: Hold, day: String, tokens: u64, usd: f64) {
@@ -276,12 +229,21 @@ impl Shared {
         backlog.settles.push((hold, day, tokens, usd));
     }
 
-    /// Makes request `id` known to every replica (queued for the writer).
-    pub fn remember(self: &Arc<Self>, id: &str, tenant: &str) -> Option<Landed> {
-        self.write(Write::Remember {
-            id: id.to_owned(),
-            tenant: tenant.to_owned(),
-        })
+    /// Makes request `id` known to every replica, on a task the caller may await.
+    pub fn remember(self: &Arc<Self>, id: &str, tenant: &str) -> Option<JoinHandle<()>> {
+        let pair = (id.to_owned(), tenant.to_owned());
+        let runtime = tokio::runtime::Handle::try_current();
+        let (Ok(runtime), true) = (runtime, self.is_up()) else {
+            self.keep_id(pair);
+            return None;
+        };
+        let shared = self.clone();
+        Some(runtime.spawn(async move {
+            if let Err(e) = shared.store.remember(&pair.0, &pair.1).await {
+                shared.failed("remember", &e);
+                shared.keep_id(pair);
+            }
+        }))
     }
 
     fn keep_id(&self, pair: (String, String)) {

@@ -613,7 +613,7 @@ impl AppState {
 
     /// Remembers request `id` of `tenant` for feedback; with shared state, also returns the
     /// write that makes it known to the other replicas.
-    pub fn remember(&self, id: &str, tenant: &str) -> Option<crate::shared::Landed> {
+    pub fn remember(&self, id: &str, tenant: &str) -> Option<tokio::task::JoinHandle<()>> {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

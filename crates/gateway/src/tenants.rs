@@ -288,7 +288,7 @@ impl Reservation {
 
     /// Replaces the reservation with the request's real spend; a write to the shared
     /// state is returned for the caller to await.
-    pub fn settle(mut self, tokens: u64, usd: f64) -> Option<crate::shared::Landed> {
+    pub fn settle(mut self, tokens: u64, usd: f64) -> Option<tokio::task::JoinHandle<()>> {
         self.open = false;
         let (reserved, reserved_usd) = (self.tokens, self.usd);
         match &self.holder {

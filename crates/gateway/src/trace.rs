@@ -57,13 +57,12 @@ pub struct Ending {
 /// sees them (a spend settled, an id known to feedback).
 #[derive(Debug, Default)]
 #[must_use = "await `land` before the answer leaves, or drop to let the writes finish alone"]
-pub struct Writes(Vec<crate::shared::Landed>);
+pub struct Writes(Vec<tokio::task::JoinHandle<()>>);
 
 impl Writes {
     pub async fn land(self) {
         for write in self.0 {
             // Each is bounded by `[state] timeout_ms`; a failed one was kept for later.
-            // (A dropped sender — the write sent or kept — resolves it too.)
             let _ = write.await;
         }
     }

@@ -74,21 +74,6 @@ pub struct Hold {
     pub usd: f64,
 }
 
-/// A write a finished request makes; many go to Redis in one pipeline
-/// ([`SharedState::write_all`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    /// Replace `hold` with the spend, charged to `day`.
-    Settle {
-        hold: Hold,
-        day: String,
-        tokens: u64,
-        usd: f64,
-    },
-    /// Remember request `id` of `tenant`.
-    Remember { id: String, tenant: String },
-}
-
 /// The router a promotion published for every replica.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PublishedRouter {
@@ -257,46 +242,6 @@ impl SharedState {
             .arg(BUDGET_TTL_S);
         let _: i64 = self.bounded(call.invoke_async(&mut conn)).await?;
         Ok(())
-    }
-
-    /// Applies `writes` in one round trip (a pipeline; each settlement is still its own
-    /// atomic script).
-    pub async fn write_all(&self, writes: &[Write]) -> Result<(), StateError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let ttl = self.options.ids_ttl.as_secs().max(1);
-        let mut pipe = redis::pipe();
-        if writes.iter().any(|w| matches!(w, Write::Settle { .. })) {
-            pipe.load_script(&self.settle).ignore();
-        }
-        for w in writes {
-            match w {
-                Write::Settle {
-                    hold,
-                    day,
-                    tokens,
-                    usd,
-                } => {
-                    let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
-                    let mut call = self.settle.prepare_invoke();
-                    call.key(self.key(&["budget", &hold.tenant, &hold.day]))
-                        .key(self.key(&["budget", &hold.tenant, day]))
-                        .arg(hold.tokens)
-                        .arg(hold.usd)
-                        .arg(*tokens)
-                        .arg(usd)
-                        .arg(BUDGET_TTL_S);
-                    pipe.invoke_script(&call).ignore();
-                }
-                Write::Remember { id, tenant } => {
-                    pipe.set_ex(self.key(&["request", id]), tenant, ttl)
-                        .ignore();
-                }
-            }
-        }
-        let mut conn = self.conn()?;
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
     /// Remembers that request `id` was made by `tenant`, for the ids' lifetime.
