@@ -107,15 +107,19 @@ fn point(logged: &[LoggedChoice], sample: &[usize]) -> [f64; 8] {
         s[6] += c_target + clipped * (l.cost - c_served);
     }
     let w_sum = s[4].max(f64::MIN_POSITIVE);
+    // Scores lie in [0, 1] and costs are never negative, so a candidate's mean does too:
+    // IPS and DR can overshoot (a rare choice's large weight, a prediction far from the
+    // outcome), and an estimate outside the possible range is clipped to it.
+    let unit = |v: f64| v.clamp(0.0, 1.0);
     [
         s[0] / n,
         s[1] / n,
-        s[2] / n,
+        unit(s[2] / n),
         s[2] / w_sum,
-        s[5] / n,
-        s[3] / n,
+        unit(s[5] / n),
+        (s[3] / n).max(0.0),
         s[3] / w_sum,
-        s[6] / n,
+        (s[6] / n).max(0.0),
     ]
 }
 
@@ -372,6 +376,37 @@ mod tests {
         );
         assert!(report.warning.is_none());
         assert!((report.effective_sample_size - report.agreeing as f64).abs() < 1e-6);
+    }
+
+    #[test]
+    fn estimates_stay_within_what_a_score_and_a_cost_can_be() {
+        // Rare choices (weight 20) that scored 1 where the model predicted 0.9 for itself:
+        // unclipped, IPS and DR would read 2.0 and 2.9.
+        let rare: Vec<LoggedChoice> = (0..50)
+            .map(|_| LoggedChoice {
+                served: 1,
+                propensity: 0.05,
+                reward: 1.0,
+                cost: 0.001,
+                target: 1,
+                predicted: vec![(0.1, 0.001), (0.9, 0.001)],
+            })
+            .collect();
+        let report = evaluate(&rare, 50, 1);
+        for e in [
+            &report.quality.ips,
+            &report.quality.dr,
+            &report.quality.snips,
+        ] {
+            assert!((0.0..=1.0).contains(&e.value), "{e:?}");
+            assert!(e.ci95[0] >= 0.0 && e.ci95[1] <= 1.0, "{e:?}");
+        }
+        // A prediction far above the cost seen would push DR's cost below zero.
+        let mut cheap = rare.clone();
+        for l in &mut cheap {
+            l.predicted = vec![(0.1, 0.0), (0.9, 0.01)];
+        }
+        assert!(evaluate(&cheap, 20, 1).cost.dr.value >= 0.0);
     }
 
     #[test]
