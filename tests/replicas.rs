@@ -242,29 +242,9 @@ async fn burst(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis() {
-    let Some(redis) = RedisServer::start_or_skip() else {
-        return;
-    };
-    let qdrant = qdrant();
-    if qdrant.is_none() {
-        eprintln!(
-            "NOTE: no Qdrant server (../shared/tools/qdrant absent): the cross-replica cache check is SKIPPED"
-        );
-    }
-    let up = Upstream::start("mock").await;
-    let dir = tempfile::tempdir().unwrap();
-    let q = qdrant.as_ref().map(|q| q.url.as_str());
-    let mut replicas: Vec<Server> = (0..3)
-        .map(|i| start(&replica_config(dir.path(), i, &up, redis.port, q)))
-        .collect();
-    switchyard_providers::install_crypto_provider();
-    let client = reqwest::Client::new();
-    let all: Vec<&Server> = replicas.iter().collect();
-
-    // A rate limit of 12 a minute holds across replicas under concurrent load.
-    let results = burst(&client, &all, "sk-limited", 30, "rate").await;
+/// A rate limit of 12 a minute holds across replicas under concurrent load.
+async fn rate_limit_holds(client: &reqwest::Client, all: &[&Server]) {
+    let results = burst(client, all, "sk-limited", 30, "rate").await;
     let admitted = results.iter().filter(|r| r.0 == 200).count();
     let limited = results.iter().filter(|r| r.0 == 429).count();
     assert!(
@@ -272,11 +252,13 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
         "admitted {admitted} of 30 at 12 rpm: {results:?}"
     );
     assert_eq!(admitted + limited, 30, "{results:?}");
+}
 
-    // A daily budget of 100 tokens (the upstream spends 15 a request): a concurrent burst,
-    // then requests one at a time until refused; what was admitted stays within one
-    // request of the budget.
-    let results = burst(&client, &all, "sk-budget", 40, "budget").await;
+/// A daily budget of 100 tokens (the upstream spends 15 a request): a concurrent burst,
+/// then requests one at a time until refused; what was admitted stays within one
+/// request of the budget.
+async fn budget_holds(client: &reqwest::Client, all: &[&Server]) {
+    let results = burst(client, all, "sk-budget", 40, "budget").await;
     assert!(
         results.iter().any(|r| r.0 == 429),
         "reservations refuse part of a burst: {results:?}"
@@ -285,8 +267,8 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
     let mut refused = false;
     for i in 0..20 {
         let (status, _, _, tokens) = chat(
-            &client,
-            &replicas[i % 3],
+            client,
+            all[i % 3],
             "sk-budget",
             &format!("budget, one at a time {i}"),
         )
@@ -301,43 +283,44 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
         refused && (100..=115).contains(&spent),
         "spent {spent} of a 100-token budget"
     );
+}
 
-    // Feedback posted to replica 2 on a request replica 1 served; another tenant gets 404.
-    let (status, id, _, _) = chat(
-        &client,
-        &replicas[0],
-        "sk-plain",
-        "feedback across replicas",
-    )
-    .await;
+/// Feedback posted to replica 2 on a request replica 1 served; another tenant gets 404.
+/// Returns the request's id.
+async fn feedback_crosses_replicas(client: &reqwest::Client, replicas: &[&Server]) -> String {
+    let (status, id, _, _) =
+        chat(client, replicas[0], "sk-plain", "feedback across replicas").await;
     assert_eq!(status, 200);
     let id = id.unwrap();
-    assert_eq!(feedback(&client, &replicas[1], "sk-plain", &id).await, 200);
-    assert_eq!(feedback(&client, &replicas[1], "sk-other", &id).await, 404);
+    assert_eq!(feedback(client, replicas[1], "sk-plain", &id).await, 200);
+    assert_eq!(feedback(client, replicas[1], "sk-other", &id).await, 404);
+    id
+}
 
-    // A prompt answered via replica 1 is a cache hit on replica 3 (the Qdrant server).
-    if qdrant.is_some() {
-        let prompt = "What is the capital of the cache shared by three replicas?";
-        assert_eq!(chat(&client, &replicas[0], "sk-plain", prompt).await.0, 200);
-        let mut hit = None;
-        for _ in 0..40 {
-            let (status, _, cache, _) = chat(&client, &replicas[2], "sk-plain", prompt).await;
-            assert_eq!(status, 200);
-            if cache.as_deref() == Some("hit") {
-                hit = cache;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// A prompt answered via replica 1 is a cache hit on replica 3 (the Qdrant server).
+async fn cache_crosses_replicas(client: &reqwest::Client, replicas: &[&Server]) {
+    let prompt = "What is the capital of the cache shared by three replicas?";
+    assert_eq!(chat(client, replicas[0], "sk-plain", prompt).await.0, 200);
+    let mut hit = None;
+    for _ in 0..40 {
+        let (status, _, cache, _) = chat(client, replicas[2], "sk-plain", prompt).await;
+        assert_eq!(status, 200);
+        if cache.as_deref() == Some("hit") {
+            hit = cache;
+            break;
         }
-        assert_eq!(
-            hit.as_deref(),
-            Some("hit"),
-            "replica 3 never served replica 1's answer"
-        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        hit.as_deref(),
+        Some("hit"),
+        "replica 3 never served replica 1's answer"
+    );
+}
 
-    // A router promoted on replica 1 is served by replicas 2 and 3 within the poll interval.
-    let scorer = dir.path().join("scorer-v2");
+/// A router promoted on replica 1 is served by replicas 2 and 3 within the poll interval.
+async fn promotion_reaches_the_others(client: &reqwest::Client, replicas: &[&Server], dir: &Path) {
+    let scorer = dir.join("scorer-v2");
     std::fs::create_dir(&scorer).unwrap();
     std::fs::copy(
         root().join("models/scorer/weights.json"),
@@ -362,18 +345,24 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
     assert_eq!(promoted["published"], json!(true), "{promoted}");
     let version = promoted["router_version"].as_str().unwrap().to_owned();
     for r in &replicas[1..] {
-        until_ready(&client, r, "promotion reaches the other replicas", |v| {
+        until_ready(client, r, "promotion reaches the other replicas", |v| {
             v["router"]["router_version"] == json!(version)
         })
         .await;
     }
+}
 
-    // Redis killed mid-run: limits fall back to each replica's own (the default), /ready
-    // says so, feedback for another replica's request is a retryable 503.
+/// Redis killed mid-run: limits fall back to each replica's own (the default), /ready
+/// says so, feedback for another replica's request is a retryable 503.
+async fn redis_outage_and_recovery(
+    client: &reqwest::Client,
+    replicas: &[&Server],
+    redis: RedisServer,
+) -> RedisServer {
     let (port, data) = redis.kill();
     let (status, during, _, _) = chat(
-        &client,
-        &replicas[0],
+        client,
+        replicas[0],
         "sk-plain",
         "served while Redis is down",
     )
@@ -381,8 +370,8 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
     assert_eq!(status, 200, "limits fail open by default");
     let during = during.unwrap();
     let (status, _, _, _) = chat(
-        &client,
-        &replicas[1],
+        client,
+        replicas[1],
         "sk-budget",
         "over budget, shared or not?",
     )
@@ -391,41 +380,74 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
         status, 200,
         "locally the budget tenant has spent nothing yet today"
     );
-    until_ready(&client, &replicas[1], "Redis down is reported", |v| {
+    until_ready(client, replicas[1], "Redis down is reported", |v| {
         v["shared_state"]["up"] == json!(false)
     })
     .await;
     assert_eq!(
-        feedback(&client, &replicas[1], "sk-plain", &during).await,
+        feedback(client, replicas[1], "sk-plain", &during).await,
         503
     );
     assert_eq!(
-        feedback(&client, &replicas[0], "sk-plain", &during).await,
+        feedback(client, replicas[0], "sk-plain", &during).await,
         200,
         "its own replica knows it"
     );
 
     // Redis back (same data): every replica reconnects, and what waited is written.
     let redis = RedisServer::start(port, data).unwrap();
-    for r in &replicas {
-        until_ready(&client, r, "reconnects after Redis restarts", |v| {
+    for r in replicas {
+        until_ready(client, r, "reconnects after Redis restarts", |v| {
             v["shared_state"]["up"] == json!(true) && v["shared_state"]["unsynced_ids"] == json!(0)
         })
         .await;
     }
     assert_eq!(
-        feedback(&client, &replicas[1], "sk-plain", &during).await,
+        feedback(client, replicas[1], "sk-plain", &during).await,
         200,
         "the outage's ids were written"
     );
     let (status, _, _, _) = chat(
-        &client,
-        &replicas[2],
+        client,
+        replicas[2],
         "sk-budget",
         "still over the shared budget",
     )
     .await;
     assert_eq!(status, 429, "the shared budget survived the restart");
+    redis
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let qdrant = qdrant();
+    if qdrant.is_none() {
+        eprintln!(
+            "NOTE: no Qdrant server (../shared/tools/qdrant absent): the cross-replica cache check is SKIPPED"
+        );
+    }
+    let up = Upstream::start("mock").await;
+    let dir = tempfile::tempdir().unwrap();
+    let q = qdrant.as_ref().map(|q| q.url.as_str());
+    let mut replicas: Vec<Server> = (0..3)
+        .map(|i| start(&replica_config(dir.path(), i, &up, redis.port, q)))
+        .collect();
+    switchyard_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let all: Vec<&Server> = replicas.iter().collect();
+
+    rate_limit_holds(&client, &all).await;
+    budget_holds(&client, &all).await;
+    let id = feedback_crosses_replicas(&client, &all).await;
+    if qdrant.is_some() {
+        cache_crosses_replicas(&client, &all).await;
+    }
+    promotion_reaches_the_others(&client, &all, dir.path()).await;
+    let redis = redis_outage_and_recovery(&client, &all, redis).await;
+    drop(all);
 
     // One replica killed: what it acknowledged is still known to the others.
     let mut killed = replicas.remove(0);
