@@ -3,10 +3,12 @@
 
     bash eval/bench/encoder.sh            # installs what it needs, builds, runs this
 
-Reports throughput (inputs/s) for batches of 32 inputs of ~60 tokens and single-input
-latency p50/p99 for ~20- and ~120-token prompts, at 1 and 2 threads, with the ratio
+Reports throughput (inputs/s) for batches of 32 inputs of ~20 and of ~120 tokens, and
+single-input latency p50/p99 for ~20- and ~120-token prompts, at 1 and 2 threads, with the ratio
 Switchyard / sentence-transformers for each (above 1.0 = Switchyard better: for latency
-the ratio is sentence-transformers' time over Switchyard's). Each side runs in its own
+the ratio is sentence-transformers' time over Switchyard's). `--kernels auto,avx2,candle`
+also times Switchyard's AVX2 kernels and candle's BERT (the implementation before the own
+kernels) against the same sentence-transformers run. Each side runs in its own
 process, one after the other, so they never compete for the cores.
 """
 
@@ -47,14 +49,16 @@ def st_side(args):
     torch.set_num_threads(args.threads)
     inputs = json.loads(pathlib.Path(args.inputs).read_text())
     model = SentenceTransformer(str(MODEL), device="cpu")
-    batch = inputs["batch"]
     with torch.inference_mode():
-        for _ in range(2):
-            model.encode(batch, batch_size=len(batch))
-        start = time.perf_counter()
-        for _ in range(inputs["batch_rounds"]):
-            model.encode(batch, batch_size=len(batch))
-        throughput = inputs["batch_rounds"] * len(batch) / (time.perf_counter() - start)
+        throughput = {}
+        for b in inputs["batches"]:
+            batch = b["texts"]
+            for _ in range(2):
+                model.encode(batch, batch_size=len(batch))
+            start = time.perf_counter()
+            for _ in range(inputs["batch_rounds"]):
+                model.encode(batch, batch_size=len(batch))
+            throughput[b["name"]] = inputs["batch_rounds"] * len(batch) / (time.perf_counter() - start)
         single = {}
         for s in inputs["single"]:
             for _ in range(5):
@@ -71,11 +75,24 @@ def st_side(args):
     print(json.dumps({"throughput": throughput, "single": single}))
 
 
-def run_child(cmd, threads):
+def run_child(cmd, threads, kernels="auto"):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+               MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
+               SWITCHYARD_ENCODER_KERNELS=kernels)
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_model():
+    """The CPU's model name and its SIMD flags that matter here, to state with every figure."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile") if f in flags]
+    return f"{name} ({', '.join(simd)}; {os.cpu_count()} cores)"
 
 
 def main():
@@ -84,6 +101,10 @@ def main():
     parser.add_argument("--threads", default="1,2", help="thread counts to compare (default 1,2)")
     parser.add_argument("--batch-rounds", type=int, default=20)
     parser.add_argument("--single-rounds", type=int, default=200)
+    parser.add_argument("--kernels", default="auto",
+                        help="Switchyard CPU kernels to run, comma-separated: auto, avx512, avx2, portable, "
+                             "candle (candle's own BERT, the implementation before Switchyard's kernels); "
+                             "each is compared with the same sentence-transformers run (default auto)")
     parser.add_argument("--json", help="also write all figures to this file")
     parser.add_argument("--st-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -98,7 +119,10 @@ def main():
 
     tok = AutoTokenizer.from_pretrained(str(MODEL))
     inputs = {
-        "batch": [make_text(tok, 60, seed) for seed in range(32)],
+        "batches": [
+            {"name": f"~{n} tokens", "texts": [make_text(tok, n - 3 + seed % 7, seed) for seed in range(32)]}
+            for n in (20, 120)
+        ],
         "batch_rounds": args.batch_rounds,
         "single": [
             {"name": "~20 tokens", "text": make_text(tok, 20, 1)},
@@ -106,28 +130,37 @@ def main():
         ],
         "single_rounds": args.single_rounds,
     }
-    lengths = [len(tok(t)["input_ids"]) for t in inputs["batch"]]
+    mean_tokens = {
+        b["name"]: sum(len(tok(t)["input_ids"]) for t in b["texts"]) / len(b["texts"]) for b in inputs["batches"]
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(inputs, f)
         path = f.name
 
-    results = {"batch_tokens_mean": sum(lengths) / len(lengths), "runs": []}
+    results = {"cpu": cpu_model(), "batch_tokens_mean": mean_tokens, "runs": []}
     rows = []
+    kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
     for threads in [int(t) for t in args.threads.split(",")]:
-        ours = run_child([args.bench_binary, str(MODEL), path], threads)
         theirs = run_child([sys.executable, __file__, "--st-child", "--threads", str(threads), "--inputs", path], threads)
-        results["runs"].append({"threads": threads, "switchyard": ours, "sentence_transformers": theirs})
-        rows.append((f"batch of 32 (~{results['batch_tokens_mean']:.0f} tok), inputs/s", threads,
-                     ours["throughput"], theirs["throughput"], ours["throughput"] / theirs["throughput"]))
-        for name in ours["single"]:
-            for q in ("p50_ms", "p99_ms"):
-                a, b = ours["single"][name][q], theirs["single"][name][q]
-                rows.append((f"single {name}, {q[:3]} ms", threads, a, b, b / a))
+        run = {"threads": threads, "sentence_transformers": theirs, "switchyard": {}}
+        for kernel in kernels:
+            ours = run_child([args.bench_binary, str(MODEL), path], threads, kernel)
+            run["switchyard"][kernel] = ours
+            label = f" [{ours.get('kernels', kernel)}]"
+            for name, tokens in mean_tokens.items():
+                a, b = ours["throughput"][name], theirs["throughput"][name]
+                rows.append((f"batch of 32 ({tokens:.0f} tok), inputs/s{label}", threads, a, b, a / b))
+            for name in ours["single"]:
+                for q in ("p50_ms", "p99_ms"):
+                    a, b = ours["single"][name][q], theirs["single"][name][q]
+                    rows.append((f"single {name}, {q[:3]} ms{label}", threads, a, b, b / a))
+        results["runs"].append(run)
     os.unlink(path)
 
-    print(f"{'measure':<36} {'threads':>7} {'switchyard':>11} {'sent-trans':>11} {'ratio':>7}")
+    print(f"CPU: {results['cpu']}")
+    print(f"{'measure [switchyard kernels]':<48} {'threads':>7} {'switchyard':>11} {'sent-trans':>11} {'ratio':>7}")
     for name, threads, a, b, ratio in rows:
-        print(f"{name:<36} {threads:>7} {a:>11.2f} {b:>11.2f} {ratio:>6.2f}x")
+        print(f"{name:<48} {threads:>7} {a:>11.2f} {b:>11.2f} {ratio:>6.2f}x")
     print("ratio > 1.00x: Switchyard is faster (throughput ours/theirs, latency theirs/ours)")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))

@@ -1,5 +1,6 @@
 //! The Rust half of `eval/bench/encoder.py`: times the encoder on inputs the driver wrote,
-//! and prints one JSON object. Threads follow RAYON_NUM_THREADS, set by the driver.
+//! and prints one JSON object. Threads follow RAYON_NUM_THREADS and the kernels
+//! SWITCHYARD_ENCODER_KERNELS, both set by the driver.
 //!
 //!     cargo run --release -p switchyard-embed --example bench_encoder -- MODEL_DIR INPUTS.json
 
@@ -14,10 +15,16 @@ use switchyard_embed::{ModelSource, SentenceEncoder};
 
 #[derive(Deserialize)]
 struct Inputs {
-    batch: Vec<String>,
+    batches: Vec<Batch>,
     batch_rounds: usize,
     single: Vec<Single>,
     single_rounds: usize,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    name: String,
+    texts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -36,15 +43,19 @@ fn main() -> anyhow::Result<()> {
     )?;
     let encoder = SentenceEncoder::load(&ModelSource::Dir(model.into()), DeviceSpec::Cpu)?;
 
-    let batch: Vec<&str> = inputs.batch.iter().map(String::as_str).collect();
-    for _ in 0..2 {
-        encoder.embed(&batch)?;
+    let mut throughput = serde_json::Map::new();
+    for b in &inputs.batches {
+        let batch: Vec<&str> = b.texts.iter().map(String::as_str).collect();
+        for _ in 0..2 {
+            encoder.embed(&batch)?;
+        }
+        let started = Instant::now();
+        for _ in 0..inputs.batch_rounds {
+            encoder.embed(&batch)?;
+        }
+        let rate = (inputs.batch_rounds * batch.len()) as f64 / started.elapsed().as_secs_f64();
+        throughput.insert(b.name.clone(), rate.into());
     }
-    let started = Instant::now();
-    for _ in 0..inputs.batch_rounds {
-        encoder.embed(&batch)?;
-    }
-    let throughput = (inputs.batch_rounds * batch.len()) as f64 / started.elapsed().as_secs_f64();
 
     let mut single = serde_json::Map::new();
     for s in &inputs.single {
@@ -68,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "{}",
-        serde_json::json!({"throughput": throughput, "single": single})
+        serde_json::json!({"kernels": encoder.kernels(), "throughput": throughput, "single": single})
     );
     Ok(())
 }

@@ -8,6 +8,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
 use switchyard_core::{DeviceSpec, EncoderInfo, Truncation};
 use tokenizers::{Encoding, Tokenizer};
 
+use crate::cpu::{CpuBert, Dims, Isa, Sequence};
 use crate::source::{ModelFiles, ModelSource, sha256_file};
 use crate::{EncodeError, LoadError, resolve_device};
 
@@ -26,10 +27,62 @@ pub struct Encoded {
     pub truncated: bool,
 }
 
+/// Which implementation runs the model on the CPU (CUDA always runs candle's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuKernels {
+    /// Switchyard's own kernels with the widest instruction set the CPU has; candle's
+    /// implementation for a model they do not run (an activation other than exact GELU).
+    #[default]
+    Auto,
+    /// Switchyard's own kernels with this instruction set.
+    Isa(Isa),
+    /// candle's BERT implementation (the reference the own kernels are tested against).
+    Candle,
+}
+
+impl CpuKernels {
+    /// The choice in `SWITCHYARD_ENCODER_KERNELS` (`auto`, `avx512`, `avx2`, `portable`,
+    /// `candle`), [`CpuKernels::Auto`] when unset.
+    pub fn from_env() -> Result<Self, LoadError> {
+        match std::env::var("SWITCHYARD_ENCODER_KERNELS") {
+            Ok(value) => Self::parse(&value),
+            Err(_) => Ok(Self::Auto),
+        }
+    }
+
+    /// Parses a kernel choice and checks that this CPU runs it.
+    pub fn parse(value: &str) -> Result<Self, LoadError> {
+        let err = |detail: String| LoadError::Kernels {
+            value: value.to_owned(),
+            detail,
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Self::Auto),
+            "candle" => Ok(Self::Candle),
+            name => {
+                let isa = Isa::parse(name).ok_or_else(|| err(String::new()))?;
+                let supported = Isa::supported();
+                if supported.contains(&isa) {
+                    Ok(Self::Isa(isa))
+                } else {
+                    let names: Vec<String> = supported.iter().map(ToString::to_string).collect();
+                    Err(err(format!(" (this CPU runs {})", names.join(", "))))
+                }
+            }
+        }
+    }
+}
+
+/// The forward pass in use.
+enum Model {
+    Candle(BertModel),
+    Own(CpuBert),
+}
+
 /// A loaded BERT-family sentence encoder. Not thread-safe to share across many callers
 /// efficiently; use [`crate::EmbedWorker`] in servers.
 pub struct SentenceEncoder {
-    model: BertModel,
+    model: Model,
     tokenizer: Tokenizer,
     device: Device,
     pad_id: u32,
@@ -41,15 +94,26 @@ impl std::fmt::Debug for SentenceEncoder {
         f.debug_struct("SentenceEncoder")
             .field("info", &self.info)
             .field("device", &self.device)
+            .field("kernels", &self.kernels())
             .finish_non_exhaustive()
     }
 }
 
 impl SentenceEncoder {
-    /// Loads a model from a directory or a hub id on the requested device.
+    /// Loads a model from a directory or a hub id on the requested device, with the CPU
+    /// kernels `SWITCHYARD_ENCODER_KERNELS` names (see [`CpuKernels::from_env`]).
     pub fn load(source: &ModelSource, device: DeviceSpec) -> Result<Self, LoadError> {
+        Self::load_with(source, device, CpuKernels::from_env()?)
+    }
+
+    /// [`Self::load`] with an explicit choice of CPU kernels.
+    pub fn load_with(
+        source: &ModelSource,
+        device: DeviceSpec,
+        kernels: CpuKernels,
+    ) -> Result<Self, LoadError> {
         let files = source.resolve()?;
-        Self::from_files(source.id(), &files, device)
+        Self::from_files_with(source.id(), &files, device, kernels)
     }
 
     pub fn from_files(
@@ -57,7 +121,17 @@ impl SentenceEncoder {
         files: &ModelFiles,
         device: DeviceSpec,
     ) -> Result<Self, LoadError> {
-        let config = read_config(&files.config)?;
+        Self::from_files_with(id, files, device, CpuKernels::from_env()?)
+    }
+
+    pub fn from_files_with(
+        id: String,
+        files: &ModelFiles,
+        device: DeviceSpec,
+        kernels: CpuKernels,
+    ) -> Result<Self, LoadError> {
+        let raw = read_json(&files.config)?;
+        let config = bert_config(&files.config, raw.clone())?;
         let max_tokens = max_tokens(files, &config)?;
         let tokenizer = read_tokenizer(&files.tokenizer)?;
         let device = resolve_device(device)?;
@@ -66,7 +140,11 @@ impl SentenceEncoder {
             reason,
         };
         let vb = mmap_weights(&files.weights, &device).map_err(|e| weights_err(e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| weights_err(e.to_string()))?;
+        let model = match own_kernels(&device, kernels, &raw) {
+            Some((dims, isa)) => CpuBert::load(vb, dims, isa).map(Model::Own),
+            None => BertModel::load(vb, &config).map(Model::Candle),
+        }
+        .map_err(|e| weights_err(e.to_string()))?;
         let info = EncoderInfo {
             id,
             dim: config.hidden_size,
@@ -74,14 +152,30 @@ impl SentenceEncoder {
             weights_sha256: sha256_file(&files.weights)?,
             truncation: Truncation::Head,
         };
-        tracing::info!(model = %info.id, dim = info.dim, max_tokens, "encoder loaded");
-        Ok(Self {
+        let encoder = Self {
             model,
             tokenizer,
             device,
             pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             info,
-        })
+        };
+        tracing::info!(
+            model = %encoder.info.id,
+            dim = encoder.info.dim,
+            max_tokens,
+            kernels = %encoder.kernels(),
+            "encoder loaded"
+        );
+        Ok(encoder)
+    }
+
+    /// What runs the forward pass: `candle` or the own kernels' instruction set
+    /// (`avx512`, `avx2`, `portable`).
+    pub fn kernels(&self) -> String {
+        match &self.model {
+            Model::Candle(_) => "candle".to_owned(),
+            Model::Own(bert) => bert.isa().to_string(),
+        }
     }
 
     pub fn info(&self) -> &EncoderInfo {
@@ -154,8 +248,29 @@ impl SentenceEncoder {
             .collect())
     }
 
-    /// One padded forward pass over inputs of similar length.
+    /// One forward pass over a chunk of inputs.
     fn forward(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        match &self.model {
+            Model::Candle(model) => self.forward_candle(model, batch),
+            Model::Own(bert) => {
+                let seqs: Vec<Sequence<'_>> = batch
+                    .iter()
+                    .map(|t| Sequence {
+                        ids: &t.ids,
+                        type_ids: &t.type_ids,
+                    })
+                    .collect();
+                bert.forward(&seqs)
+            }
+        }
+    }
+
+    /// One padded candle forward pass over inputs of similar length.
+    fn forward_candle(
+        &self,
+        model: &BertModel,
+        batch: &[&Tokens],
+    ) -> Result<Vec<Vec<f32>>, EncodeError> {
         let rows = batch.len();
         let width = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
         let mut ids = vec![self.pad_id; rows * width];
@@ -171,7 +286,7 @@ impl SentenceEncoder {
         let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, (rows, width), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         let pooled = mean_pool(&hidden, &mask)?;
         Ok(l2_normalize(&pooled)?.to_vec2::<f32>()?)
     }
@@ -298,8 +413,29 @@ fn read_json(path: &Path) -> Result<serde_json::Value, LoadError> {
     })
 }
 
-fn read_config(path: &Path) -> Result<BertConfig, LoadError> {
-    let value = read_json(path)?;
+/// The own kernels' dimensions and instruction set, or `None` for candle: on CUDA, when
+/// asked for, or for a model they do not run (logged).
+fn own_kernels(
+    device: &Device,
+    kernels: CpuKernels,
+    config: &serde_json::Value,
+) -> Option<(Dims, Isa)> {
+    let isa = match kernels {
+        _ if !device.is_cpu() => return None,
+        CpuKernels::Candle => return None,
+        CpuKernels::Auto => Isa::detect(),
+        CpuKernels::Isa(isa) => isa,
+    };
+    match Dims::from_config(config) {
+        Ok(dims) => Some((dims, isa)),
+        Err(reason) => {
+            tracing::info!(%reason, "the encoder runs on candle's kernels");
+            None
+        }
+    }
+}
+
+fn bert_config(path: &Path, value: serde_json::Value) -> Result<BertConfig, LoadError> {
     let model_type = value.get("model_type").and_then(|v| v.as_str());
     let architectures: Vec<&str> = value
         .get("architectures")

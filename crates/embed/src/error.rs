@@ -57,6 +57,11 @@ pub enum LoadError {
          --features hub`"
     )]
     HubNotCompiled { model_id: String },
+    #[error(
+        "SWITCHYARD_ENCODER_KERNELS={value:?} is not a kernel choice: use auto, avx512, avx2, \
+         portable or candle{detail}"
+    )]
+    Kernels { value: String, detail: String },
 }
 
 /// Running the encoder failed. Bad input is rejected before this point (see
@@ -67,4 +72,11 @@ pub enum EncodeError {
     Tokenize(String),
     #[error("model forward pass failed: {0}")]
     Model(#[from] candle_core::Error),
+    #[error(
+        "token id {id} is outside the model's vocabulary of {size}: the tokenizer does not \
+         belong to these weights; use the tokenizer.json shipped with the model"
+    )]
+    OutOfVocabulary { id: usize, size: usize },
+    #[error("an input of {tokens} tokens is longer than the model's {limit} positions")]
+    TooLong { tokens: usize, limit: usize },
 }
