@@ -220,7 +220,7 @@ impl CpuBert {
     fn forward_here(&self, batch: &[Sequence<'_>]) -> Result<Vec<Vec<f32>>, EncodeError> {
         let lens: Vec<usize> = batch.iter().map(|s| s.ids.len()).collect();
         let tokens: usize = lens.iter().sum();
-        let (h, isa) = (self.dims.hidden_size, self.isa);
+        let h = self.dims.hidden_size;
         let mut hidden = self.embed(batch)?;
         let mut qkv = vec![0.0; tokens * 3 * h];
         let mut ctx = vec![0.0; tokens * h];
@@ -231,14 +231,34 @@ impl CpuBert {
             self.attention(&qkv, &lens, &mut ctx);
             layer.attn_out.forward(&ctx, &mut mid, Some(&hidden));
             self.norm_rows(&mut mid, &layer.attn_norm);
-            layer.up.forward(&mid, &mut inner, None);
-            par_rows(&mut inner, layer.up.outputs(), |rows| {
-                math::gelu_in_place(isa, rows)
-            });
-            layer.down.forward(&inner, &mut hidden, Some(&mid));
+            self.feed_forward(layer, &mid, &mut hidden, &mut inner);
             self.norm_rows(&mut hidden, &layer.out_norm);
         }
         Ok(pool(&hidden, &lens, h))
+    }
+
+    /// `out = down(GELU(up(x))) + x`. With enough tokens, each thread takes chunks of
+    /// [`FFN_CHUNK`] tokens through both products, so the wide intermediate activations
+    /// stay in its L2 instead of making a round trip through memory.
+    fn feed_forward(&self, layer: &Layer, x: &[f32], out: &mut [f32], inner: &mut [f32]) {
+        let h = self.dims.hidden_size;
+        let tokens = x.len() / h;
+        if tokens < rayon::current_num_threads() * FFN_CHUNK {
+            layer.up.forward_gelu(x, inner);
+            layer.down.forward(inner, out, Some(x));
+            return;
+        }
+        let wide = self.dims.intermediate_size;
+        out.par_chunks_mut(FFN_CHUNK * h)
+            .zip(x.par_chunks(FFN_CHUNK * h))
+            .for_each_init(
+                || vec![0.0f32; FFN_CHUNK * wide],
+                |buf, (out, x)| {
+                    let buf = &mut buf[..x.len() / h * wide];
+                    layer.up.forward_here(x, buf, None, true);
+                    layer.down.forward_here(buf, out, Some(x), false);
+                },
+            );
     }
 
     /// Word + position + token-type embeddings, layer-normed: `tokens × hidden`.
@@ -309,6 +329,7 @@ impl CpuBert {
             rows: len,
             bias: None,
             residual: None,
+            gelu: false,
             out: SharedOut::new(&mut scores),
             ldc: width,
         };
@@ -321,6 +342,7 @@ impl CpuBert {
             rows: len,
             bias: None,
             residual: None,
+            gelu: false,
             out: ctx.offset(start * h + column),
             ldc: h,
         };
@@ -340,6 +362,9 @@ fn table_row(table: &[f32], id: u32, h: usize) -> Result<&[f32], EncodeError> {
             size: table.len() / h.max(1),
         })
 }
+
+/// Tokens per feed-forward chunk: 128 × 1536 intermediate floats (MiniLM) are 768 KiB.
+const FFN_CHUNK: usize = 128;
 
 /// Values per thread below which row-wise work stays on one thread.
 const ROWS_PARALLEL_MIN: usize = 1 << 15;

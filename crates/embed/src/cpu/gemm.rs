@@ -16,10 +16,14 @@
 
 use std::ops::Range;
 
-use super::Isa;
+use super::{Isa, math};
 
 /// Bytes of packed weights one thread keeps hot while it sweeps the row blocks.
 const L2_BUDGET: usize = 1 << 20;
+
+/// Products with at least this many rows per thread split their rows across threads;
+/// smaller ones split their columns.
+const ROWS_PER_THREAD_MIN: usize = 96;
 
 /// Below this many multiply-adds a product runs on the calling thread alone.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -83,6 +87,9 @@ pub(crate) struct Operands<'a> {
     pub(crate) bias: Option<&'a [f32]>,
     /// Added to the output, laid out like it, or none.
     pub(crate) residual: Option<&'a [f32]>,
+    /// Exact GELU on each output tile while it is still in L1, instead of a second pass
+    /// over the whole output.
+    pub(crate) gelu: bool,
     /// The output: `rows` rows `ldc` apart, of which columns `0..n` are written.
     pub(crate) out: SharedOut,
     pub(crate) ldc: usize,
@@ -171,6 +178,16 @@ impl Panels {
                     };
                     // SAFETY: the extents above.
                     unsafe { self.tile(rows, &tile) };
+                    if op.gelu {
+                        for i in 0..rows {
+                            // SAFETY: row `i` of the tile just written, `cols` wide, which
+                            // this call alone touches.
+                            let out = unsafe {
+                                std::slice::from_raw_parts_mut(tile.c.add(i * op.ldc), tile.cols)
+                            };
+                            math::gelu_in_place(self.isa, out);
+                        }
+                    }
                 }
             }
             start = end;
@@ -210,28 +227,60 @@ impl Linear {
         Self { panels, bias }
     }
 
-    pub(crate) fn outputs(&self) -> usize {
-        self.panels.n
-    }
-
     /// `out = x·Wᵀ + b (+ residual)`, where `x` holds `m` rows of `k` and `out` (and
     /// `residual`) `m` rows of `n`. Large products split their panels across the pool.
     pub(crate) fn forward(&self, x: &[f32], out: &mut [f32], residual: Option<&[f32]>) {
+        self.forward_with(x, out, residual, false);
+    }
+
+    /// `out = GELU(x·Wᵀ + b)`, the activation applied tile by tile.
+    pub(crate) fn forward_gelu(&self, x: &[f32], out: &mut [f32]) {
+        self.forward_with(x, out, None, true);
+    }
+
+    /// [`Self::forward`] (with the GELU when `gelu`) on the calling thread alone.
+    pub(crate) fn forward_here(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        residual: Option<&[f32]>,
+        gelu: bool,
+    ) {
+        let op = self.operands(x, out, residual, gelu);
+        // SAFETY: `out` is `m × n` (checked by `operands`), borrowed mutably for this call.
+        unsafe { self.panels.multiply(&op, 0..self.panels.count()) };
+    }
+
+    /// The operands of `x·Wᵀ + b` into `out`, sizes checked.
+    fn operands<'a>(
+        &'a self,
+        x: &'a [f32],
+        out: &mut [f32],
+        residual: Option<&'a [f32]>,
+        gelu: bool,
+    ) -> Operands<'a> {
         let (n, k) = (self.panels.n, self.panels.k);
         let m = x.len() / k;
         assert_eq!(out.len(), m * n, "output size");
         if let Some(r) = residual {
             assert_eq!(r.len(), out.len(), "residual size");
         }
-        let op = Operands {
+        Operands {
             a: x,
             lda: k,
             rows: m,
             bias: Some(&self.bias),
             residual,
+            gelu,
             out: SharedOut::new(out),
             ldc: n,
-        };
+        }
+    }
+
+    fn forward_with(&self, x: &[f32], out: &mut [f32], residual: Option<&[f32]>, gelu: bool) {
+        let (n, k) = (self.panels.n, self.panels.k);
+        let m = x.len() / k;
+        let op = self.operands(x, out, residual, gelu);
         let panels = self.panels.count();
         let threads = rayon::current_num_threads().min(panels).max(1);
         if threads == 1 || m * n * k < PARALLEL_MIN_WORK {
@@ -239,12 +288,53 @@ impl Linear {
             unsafe { self.panels.multiply(&op, 0..panels) };
             return;
         }
-        let share = |t: usize| panels * t / threads..panels * (t + 1) / threads;
-        let op = &op;
+        if m >= threads * ROWS_PER_THREAD_MIN {
+            self.split_rows(&op, threads);
+        } else {
+            self.split_panels(&op, threads);
+        }
+    }
+
+    /// Each thread takes a contiguous block of rows and all panels: the weights are read by
+    /// every thread (from the shared cache), the activations by one.
+    fn split_rows(&self, op: &Operands<'_>, threads: usize) {
+        let (n, k, mr) = (self.panels.n, self.panels.k, self.panels.isa.tile_rows());
+        let blocks = op.rows.div_ceil(mr);
+        let part = |t: usize| {
+            let (r0, r1) = (
+                (blocks * t / threads * mr).min(op.rows),
+                (blocks * (t + 1) / threads * mr).min(op.rows),
+            );
+            Operands {
+                a: &op.a[r0 * k..r1 * k],
+                rows: r1 - r0,
+                residual: op.residual.map(|r| &r[r0 * n..r1 * n]),
+                out: op.out.offset(r0 * n),
+                ..*op
+            }
+        };
+        let panels = self.panels.count();
         rayon::scope(|s| {
             for t in 1..threads {
-                // SAFETY: as above; the threads' panel ranges are disjoint, and the scope
-                // ends before `out`'s borrow does.
+                let part = part(t);
+                // SAFETY: each thread writes its own rows of `out` (`m × n`, borrowed
+                // mutably by the caller until the scope ends).
+                s.spawn(move |_| unsafe { self.panels.multiply(&part, 0..panels) });
+            }
+            // SAFETY: as above.
+            unsafe { self.panels.multiply(&part(0), 0..panels) };
+        });
+    }
+
+    /// Each thread takes a contiguous range of panels and all rows: for few rows, where
+    /// streaming the weights is the cost, each thread streams its share once.
+    fn split_panels(&self, op: &Operands<'_>, threads: usize) {
+        let panels = self.panels.count();
+        let share = |t: usize| panels * t / threads..panels * (t + 1) / threads;
+        rayon::scope(|s| {
+            for t in 1..threads {
+                // SAFETY: the threads' panel ranges are disjoint, and the scope ends before
+                // the caller's borrow of `out` does.
                 s.spawn(move |_| unsafe { self.panels.multiply(op, share(t)) });
             }
             // SAFETY: as above.
@@ -500,20 +590,24 @@ mod tests {
     }
 
     #[test]
-    fn threads_split_the_columns_without_overlap() {
+    fn threads_split_rows_or_columns_without_overlap() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
-        let (m, n, k) = (50, 200, 128);
-        let (x, w, b) = (values(m * k, 5), values(n * k, 6), values(n, 7));
-        for isa in Isa::supported() {
+        let (n, k) = (200, 128);
+        let (w, b) = (values(n * k, 6), values(n, 7));
+        for (isa, m) in Isa::supported()
+            .into_iter()
+            .flat_map(|isa| [(isa, 50), (isa, 400)])
+        {
+            let x = values(m * k, 5);
             let layer = Linear::new(isa, &w, &b, n, k);
             let mut single = vec![0.0; m * n];
-            layer.forward(&x, &mut single, None);
+            one.install(|| layer.forward(&x, &mut single, None));
             let mut parallel = vec![f32::NAN; m * n];
             pool.install(|| layer.forward(&x, &mut parallel, None));
-            assert_eq!(single, parallel, "{isa}");
+            assert_eq!(single, parallel, "{isa}, {m} rows");
         }
     }
 }
