@@ -591,6 +591,10 @@ mod tests {
 
     #[test]
     fn threads_split_rows_or_columns_without_overlap() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
