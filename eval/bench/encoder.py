@@ -48,7 +48,7 @@ def st_side(args):
 
     torch.set_num_threads(args.threads)
     inputs = json.loads(pathlib.Path(args.inputs).read_text())
-    model = SentenceTransformer(str(MODEL), device="cpu")
+    model = SentenceTransformer(str(MODEL), device=args.device)
     with torch.inference_mode():
         throughput = {}
         for b in inputs["batches"]:
@@ -72,13 +72,20 @@ def st_side(args):
                 "p50_ms": float(np.percentile(times, 50)),
                 "p99_ms": float(np.percentile(times, 99)),
             }
-    print(json.dumps({"throughput": throughput, "single": single}))
+    print(json.dumps({"throughput": throughput, "single": single,
+                      "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}))
 
 
-def run_child(cmd, threads, kernels="auto"):
+# What makes PyTorch (ATen's kernels, oneDNN and MKL) use AVX2 alone on an AVX-512 CPU, so
+# `--as-avx2-machine` compares both sides as they would run on a CPU without AVX-512.
+TORCH_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+              "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def run_child(cmd, threads, kernels="auto", extra=None):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
-               SWITCHYARD_ENCODER_KERNELS=kernels)
+               SWITCHYARD_ENCODER_KERNELS=kernels, **(extra or {}))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -105,6 +112,12 @@ def main():
                         help="Switchyard CPU kernels to run, comma-separated: auto, avx512, avx2, portable, "
                              "candle (candle's own BERT, the implementation before Switchyard's kernels); "
                              "each is compared with the same sentence-transformers run (default auto)")
+    parser.add_argument("--as-avx2-machine", action="store_true",
+                        help="limit both sides to AVX2 (PyTorch through ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA "
+                             "and MKL_ENABLE_INSTRUCTIONS; Switchyard's kernels to avx2), as on a CPU without AVX-512")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda: both sides on the GPU (a --features cuda build, "
+                             "PyTorch with CUDA); see encoder_cuda.sh")
     parser.add_argument("--json", help="also write all figures to this file")
     parser.add_argument("--st-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -140,11 +153,16 @@ def main():
     results = {"cpu": cpu_model(), "batch_tokens_mean": mean_tokens, "runs": []}
     rows = []
     kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    torch_env = TORCH_AVX2 if args.as_avx2_machine else {}
+    if args.as_avx2_machine:
+        kernels = ["avx2" if k == "auto" else k for k in kernels]
+    results["as_avx2_machine"] = args.as_avx2_machine
     for threads in [int(t) for t in args.threads.split(",")]:
-        theirs = run_child([sys.executable, __file__, "--st-child", "--threads", str(threads), "--inputs", path], threads)
+        theirs = run_child([sys.executable, __file__, "--st-child", "--threads", str(threads), "--inputs", path,
+                            "--device", args.device], threads, extra=torch_env)
         run = {"threads": threads, "sentence_transformers": theirs, "switchyard": {}}
         for kernel in kernels:
-            ours = run_child([args.bench_binary, str(MODEL), path], threads, kernel)
+            ours = run_child([args.bench_binary, str(MODEL), path, args.device], threads, kernel)
             run["switchyard"][kernel] = ours
             label = f" [{ours.get('kernels', kernel)}]"
             for name, tokens in mean_tokens.items():
@@ -157,7 +175,10 @@ def main():
         results["runs"].append(run)
     os.unlink(path)
 
+    st = results["runs"][0]["sentence_transformers"] if results["runs"] else {}
     print(f"CPU: {results['cpu']}")
+    print(f"PyTorch {st.get('torch')} CPU capability: {st.get('cpu_capability')}"
+          + (" (limited to AVX2 by --as-avx2-machine)" if args.as_avx2_machine else ""))
     print(f"{'measure [switchyard kernels]':<48} {'threads':>7} {'switchyard':>11} {'sent-trans':>11} {'ratio':>7}")
     for name, threads, a, b, ratio in rows:
         print(f"{name:<48} {threads:>7} {a:>11.2f} {b:>11.2f} {ratio:>6.2f}x")

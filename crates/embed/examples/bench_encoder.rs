@@ -2,7 +2,9 @@
 //! and prints one JSON object. Threads follow RAYON_NUM_THREADS and the kernels
 //! SWITCHYARD_ENCODER_KERNELS, both set by the driver.
 //!
-//!     cargo run --release -p switchyard-embed --example bench_encoder -- MODEL_DIR INPUTS.json
+//!     cargo run --release -p switchyard-embed --example bench_encoder -- MODEL_DIR INPUTS.json [DEVICE]
+//!
+//! DEVICE is `cpu` (default) or `cuda[:N]` (a `--features cuda` build).
 
 #![expect(clippy::print_stdout, reason = "a benchmark's output is its result")]
 
@@ -36,12 +38,13 @@ struct Single {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(model), Some(inputs)) = (args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: bench_encoder MODEL_DIR INPUTS.json");
+        anyhow::bail!("usage: bench_encoder MODEL_DIR INPUTS.json [DEVICE]");
     };
+    let device: DeviceSpec = args.get(3).map_or("cpu", String::as_str).parse()?;
     let inputs: Inputs = serde_json::from_str(
         &std::fs::read_to_string(inputs).with_context(|| format!("reading {inputs}"))?,
     )?;
-    let encoder = SentenceEncoder::load(&ModelSource::Dir(model.into()), DeviceSpec::Cpu)?;
+    let encoder = SentenceEncoder::load(&ModelSource::Dir(model.into()), device)?;
 
     let mut throughput = serde_json::Map::new();
     for b in &inputs.batches {

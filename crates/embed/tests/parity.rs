@@ -4,7 +4,8 @@
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
-    reason = "test helpers fail loudly"
+    clippy::print_stderr,
+    reason = "test helpers fail loudly and report the worst cosine"
 )]
 
 mod common;
@@ -31,9 +32,25 @@ fn reference() -> Reference {
 
 #[test]
 fn matches_sentence_transformers_on_varied_inputs() {
+    check_parity(common::encoder());
+}
+
+/// The same check on CUDA (candle's kernels there), for `eval/bench/encoder_cuda.sh`.
+#[cfg(feature = "cuda")]
+#[test]
+fn matches_sentence_transformers_on_cuda() {
+    use switchyard_core::DeviceSpec;
+    use switchyard_embed::{ModelSource, SentenceEncoder};
+    let encoder =
+        SentenceEncoder::load(&ModelSource::Dir(common::model_dir()), DeviceSpec::Cuda(0))
+            .expect("the encoder loads on CUDA device 0");
+    assert_eq!(encoder.kernels(), "candle");
+    check_parity(&encoder);
+}
+
+fn check_parity(encoder: &switchyard_embed::SentenceEncoder) {
     let reference = reference();
     assert!(reference.inputs.len() >= 40);
-    let encoder = common::encoder();
     assert_eq!(encoder.info().max_tokens, reference.max_seq_length);
     assert_eq!(encoder.info().dim, 384);
 

@@ -5,7 +5,9 @@
 //! Sends POST requests at RATE per second for SECONDS (each scheduled on a fixed clock, so a
 //! slow response does not delay the next send: no coordinated omission), and prints one JSON
 //! line: sent, ok, errors, achieved rate, and latency percentiles in ms measured from each
-//! request's scheduled time. `LOADGEN_BEARER` adds `Authorization: Bearer <value>`.
+//! request's scheduled time. `LOADGEN_BEARER` adds `Authorization: Bearer <value>`. A
+//! BODY_FILE ending in `.jsonl` holds one body per line, sent in turn (distinct prompts,
+//! so no request is answered from a cache).
 //!
 //! Sends are paced by a plain thread (sleep, then spin for the last stretch), not by tokio's
 //! timer: tokio's timer wheel has 1 ms resolution, which alone put 0–1 ms of wake-up lag into
@@ -43,7 +45,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [_, url, body_file, rate, seconds, rest @ ..] = args.as_slice() else {
         return Err("usage: loadgen URL BODY_FILE RATE SECONDS [CONNECTIONS]".into());
     };
-    let body = Arc::new(std::fs::read(body_file)?);
+    let raw = std::fs::read(body_file)?;
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(if body_file.ends_with(".jsonl") {
+        raw.split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    } else {
+        vec![raw]
+    });
+    if bodies.is_empty() {
+        return Err(format!("{body_file} holds no request body").into());
+    }
     let rate: f64 = rate.parse()?;
     let seconds: f64 = seconds.parse()?;
     let connections: usize = rest.first().map_or(Ok(64), |c| c.parse())?;
@@ -69,14 +82,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         wait_until(due);
         lags.push(due.elapsed().as_secs_f64() * 1e3);
-        let (client, url, body, limit) = (client.clone(), url.clone(), body.clone(), limit.clone());
+        let (client, url, bodies, limit) =
+            (client.clone(), url.clone(), bodies.clone(), limit.clone());
         let bearer = bearer.clone();
         tasks.push(runtime.spawn(async move {
             let _permit = limit.acquire_owned().await.ok()?;
             let mut request = client
                 .post(&url)
                 .header("content-type", "application/json")
-                .body(body.as_ref().clone());
+                .body(bodies[i % bodies.len()].clone());
             if let Some(b) = &bearer {
                 request = request.bearer_auth(b);
             }
