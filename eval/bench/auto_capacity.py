@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from encoder import cpu_model  # noqa: E402
-from gateway import COMPLETION, free_port, loadgen, rss_mb, start_nginx, wait_http  # noqa: E402
+from gateway import (  # noqa: E402
+    COMPLETION, free_port, loadgen, rss_mb, start_nginx, stop_all, switchyard_config, wait_http)
 
 RATES = [25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000, 1500, 2000, 3000, 4000]
 WORDS = (
@@ -46,34 +47,6 @@ def bodies_file(work, model, texts):
     path.write_text("".join(json.dumps({"model": model, "messages": [{"role": "user", "content": t}]}) + "\n"
                             for t in texts))
     return path
-
-
-def config(work, upstream):
-    return f"""
-[log]
-dir = "{work}/logs"
-[providers.nginx]
-kind = "openai"
-base_url = "{upstream}"
-[models.fixed]
-provider = "nginx"
-input_per_mtok = 0.15
-output_per_mtok = 0.6
-quality_like = "mistralai/mixtral-8x7b-chat"
-[models.fixed-large]
-provider = "nginx"
-upstream_model = "fixed"
-input_per_mtok = 2.5
-output_per_mtok = 10.0
-quality_like = "gpt-4-1106-preview"
-[routes.auto]
-models = ["fixed", "fixed-large"]
-policy = "threshold:0.7"
-# Off, as in the gateway bench: every prompt is distinct anyway; this measures embedding,
-# routing and forwarding.
-[cache]
-enabled = false
-"""
 
 
 def ramp(args, url, body_file, label):
@@ -119,7 +92,7 @@ def main():
     location / {{ default_type application/json; return 200 '{COMPLETION}'; }} }}"""))
         upstream = f"http://127.0.0.1:{nginx_port}/v1"
         wait_http(f"{upstream}/chat/completions")
-        (work / "switchyard.toml").write_text(config(work, upstream))
+        (work / "switchyard.toml").write_text(switchyard_config(work, upstream))
         texts = prompts(max(RATES) * args.seconds)
         auto_bodies, pinned_bodies = bodies_file(work, "auto", texts), bodies_file(work, "fixed", texts)
         results = {"cpu": cpu_model(), "machine": platform.machine(), "seconds_per_step": args.seconds,
@@ -145,15 +118,7 @@ def main():
         Path(args.json).write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
+        stop_all(procs)
 
 if __name__ == "__main__":
     main()

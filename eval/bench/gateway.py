@@ -5,7 +5,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -73,6 +72,47 @@ def loadgen(binary, url, body_file, rate, seconds):
     return json.loads(out)
 
 
+def switchyard_config(work, upstream):
+    """Two models on the nginx upstream, `auto` over both, the cache off: these benchmarks
+    measure routing and forwarding (with the cache on, a repeated prompt is answered from
+    the cache after its first request and nginx is never called again)."""
+    return f"""
+[log]
+dir = "{work}/logs"
+[providers.nginx]
+kind = "openai"
+base_url = "{upstream}"
+[models.fixed]
+provider = "nginx"
+input_per_mtok = 0.15
+output_per_mtok = 0.6
+quality_like = "mistralai/mixtral-8x7b-chat"
+[models.fixed-large]
+provider = "nginx"
+upstream_model = "fixed"
+input_per_mtok = 2.5
+output_per_mtok = 10.0
+quality_like = "gpt-4-1106-preview"
+[routes.auto]
+models = ["fixed", "fixed-large"]
+policy = "threshold:0.7"
+[cache]
+enabled = false
+"""
+
+
+def stop_all(procs):
+    """SIGTERM every process, then wait (SIGKILL after 10 s)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def rss_mb(pid):
     status = Path(f"/proc/{pid}/status").read_text()
     get = lambda k: int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) / 1024
@@ -122,31 +162,7 @@ def main():
         proxy_url = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
         wait_http(f"{upstream}/chat/completions")
 
-        (work / "switchyard.toml").write_text(f"""
-[log]
-dir = "{work}/logs"
-[providers.nginx]
-kind = "openai"
-base_url = "{upstream}"
-[models.fixed]
-provider = "nginx"
-input_per_mtok = 0.15
-output_per_mtok = 0.6
-quality_like = "mistralai/mixtral-8x7b-chat"
-[models.fixed-large]
-provider = "nginx"
-upstream_model = "fixed"
-input_per_mtok = 2.5
-output_per_mtok = 10.0
-quality_like = "gpt-4-1106-preview"
-[routes.auto]
-models = ["fixed", "fixed-large"]
-policy = "threshold:0.7"
-# Off: this measures routing and forwarding; with the cache on, the one fixed prompt is
-# answered from the cache after its first request and nginx is never called again.
-[cache]
-enabled = false
-""")
+        (work / "switchyard.toml").write_text(switchyard_config(work, upstream))
         sy = subprocess.Popen([args.switchyard, "serve", "--config", str(work / "switchyard.toml"),
                                "--listen", f"127.0.0.1:{sy_port}"], stderr=open(work / "switchyard.log", "w"),
                               env={**os.environ, "RUST_LOG": "warn"})
@@ -251,13 +267,7 @@ enabled = false
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway import BEARER, COMPLETION, body, free_port, loadgen, start_nginx, wait_http, wrk  # noqa: E402
+from gateway import (  # noqa: E402
+    BEARER, COMPLETION, body, free_port, loadgen, start_nginx, stop_all, wait_http, wrk)
 
 
 def cpu_model():
@@ -125,13 +126,7 @@ def main():
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 if __name__ == "__main__":
