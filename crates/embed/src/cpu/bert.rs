@@ -225,7 +225,7 @@ impl CpuBert {
         let mut qkv = vec![0.0; tokens * 3 * h];
         let mut ctx = vec![0.0; tokens * h];
         let mut mid = vec![0.0; tokens * h];
-        let mut inner = vec![0.0; tokens * self.dims.intermediate_size];
+        let mut inner = Vec::new();
         for layer in &self.layers {
             layer.qkv.forward(&hidden, &mut qkv, None);
             self.attention(&qkv, &lens, &mut ctx);
@@ -240,15 +240,16 @@ impl CpuBert {
     /// `out = down(GELU(up(x))) + x`. With enough tokens, each thread takes chunks of
     /// [`FFN_CHUNK`] tokens through both products, so the wide intermediate activations
     /// stay in its L2 instead of making a round trip through memory.
-    fn feed_forward(&self, layer: &Layer, x: &[f32], out: &mut [f32], inner: &mut [f32]) {
-        let h = self.dims.hidden_size;
+    /// `inner` is scratch for the unchunked path, grown on first use.
+    fn feed_forward(&self, layer: &Layer, x: &[f32], out: &mut [f32], inner: &mut Vec<f32>) {
+        let (h, wide) = (self.dims.hidden_size, self.dims.intermediate_size);
         let tokens = x.len() / h;
         if tokens < rayon::current_num_threads() * FFN_CHUNK {
+            inner.resize(tokens * wide, 0.0);
             layer.up.forward_gelu(x, inner);
             layer.down.forward(inner, out, Some(x));
             return;
         }
-        let wide = self.dims.intermediate_size;
         out.par_chunks_mut(FFN_CHUNK * h)
             .zip(x.par_chunks(FFN_CHUNK * h))
             .for_each_init(
