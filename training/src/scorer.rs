@@ -238,6 +238,31 @@ pub fn default_grid() -> Vec<QualityConfig> {
         .collect()
 }
 
+/// The pooled family ([`switchyard_scorer::pooled`]) with and without cluster features,
+/// at two strengths each for the shared and the per-model part: for logged traffic, where
+/// each prompt has one model's outcome ([`train_scorer`] adds it to a grid without it when
+/// the data has traffic). Its penalties replace the mean shrinkage (0 here).
+pub fn pooled_grid() -> Vec<QualityConfig> {
+    let mut grid = Vec::new();
+    for clusters in [0, DEFAULT_CLUSTERS] {
+        for shared in [3_000.0, 30_000.0] {
+            for deviation in [3_000.0, 30_000.0] {
+                grid.push(QualityConfig {
+                    family: Family::Pooled {
+                        shared,
+                        deviation,
+                        offset: 10.0,
+                    },
+                    clusters,
+                    shrinkage: 0.0,
+                    ..QualityConfig::default()
+                });
+            }
+        }
+    }
+    grid
+}
+
 /// The configurations to compare: `grid` with the prior applied; on small data only the
 /// first one without clusters (nothing to compare them on).
 fn grid_for(
@@ -351,7 +376,15 @@ pub fn train_scorer(
     } else {
         0.0
     });
-    let grid = grid_for(&request.grid, prior_weight, train.len(), val.len());
+    let mut grid = request.grid.clone();
+    if has_traffic
+        && !grid
+            .iter()
+            .any(|c| matches!(c.family, Family::Pooled { .. }))
+    {
+        grid.extend(pooled_grid());
+    }
+    let grid = grid_for(&grid, prior_weight, train.len(), val.len());
     let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
     let mut cluster_sets: BTreeMap<usize, Option<Clusters>> = BTreeMap::new();
     for config in &grid {

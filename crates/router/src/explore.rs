@@ -3,17 +3,30 @@
 //! recover. The rule, and the probability it gives every model:
 //!
 //! - with probability `1 − rate` the request keeps the policy's pick (`greedy`);
-//! - with probability `rate` it draws among the *eligible* candidates (those the policy
+//! - with probability `rate` it takes the pick of one of [`DRAWS`] *perturbed decisions*:
+//!   the route's own policy run again over the *eligible* candidates (those the policy
 //!   ranked: allowed, available, within the context window; under a `budget:` policy only
-//!   those within the budget), each with weight `1 / √(1 + n)`, where `n` is the scorer's
-//!   evidence for the model (its training samples; 0 for a model it does not score). Models
-//!   the router knows least are tried most.
+//!   those within the budget), each model's predicted quality moved by a normal draw with
+//!   standard deviation `SPREAD / √(1 + n)`, where `n` is the scorer's evidence for the model
+//!   (its training samples; 0 for a model it does not score). This is Thompson sampling
+//!   over the scorer's uncertainty: a model is tried in proportion to the chance that it is
+//!   the right pick, so exploration goes to the models whose comparison with the pick is
+//!   still open (the router knows least, or predicts close), not to ones that are clearly
+//!   worse — and the logged traffic overlaps what a retrained router would choose.
 //!
-//! The served model's propensity is `(1 − rate)·[m = greedy] + rate·w(m) / Σw`, logged with
-//! the decision; off-policy evaluation divides by it. A draw that lands on the greedy model
-//! is not counted as exploring.
+//! The perturbations come from the request's `pick_draw`; which of the draws is taken from
+//! the uniform left in `explore_draw / rate`. So the served model's propensity is exactly
+//! `(1 − rate)·[m = greedy] + rate·k(m) / DRAWS`, `k(m)` the draws that picked `m`, logged
+//! with the decision; off-policy evaluation divides by it. A draw that lands on the greedy
+//! model is not counted as exploring.
 
-use switchyard_core::policy::{Decision, Policy};
+use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, decide};
+
+/// Perturbed decisions per exploring request.
+pub const DRAWS: usize = 64;
+
+/// Standard deviation of one outcome's score: a pass/fail score's is at most 0.5.
+pub const SPREAD: f64 = 0.5;
 
 /// What exploration may use for one request.
 #[derive(Debug, Clone, Copy)]
@@ -22,8 +35,8 @@ pub struct Explore {
     pub rate: f64,
 }
 
-/// Each eligible model with its exploration weight, in ranked order.
-fn pool(decision: &Decision, evidence: &dyn Fn(&str) -> usize) -> Vec<(String, f64)> {
+/// The eligible candidates, in ranked order, with their evidence.
+fn pool(decision: &Decision, evidence: &dyn Fn(&str) -> usize) -> Vec<(Candidate, usize)> {
     let budget = match decision.policy {
         Policy::Budget { max_cost_usd } => Some(max_cost_usd),
         _ => None,
@@ -33,17 +46,42 @@ fn pool(decision: &Decision, evidence: &dyn Fn(&str) -> usize) -> Vec<(String, f
         .iter()
         .filter(|r| budget.is_none_or(|b| r.cost_usd <= b) || r.model == decision.chosen)
         .map(|r| {
-            let n = evidence(&r.model) as f64;
-            (r.model.clone(), 1.0 / (1.0 + n).sqrt())
+            let candidate = Candidate {
+                model: r.model.clone(),
+                quality: r.quality,
+                cost_usd: r.cost_usd,
+                context_window: None,
+            };
+            (candidate, evidence(&r.model))
+        })
+        .collect()
+}
+
+/// The pick of each of [`DRAWS`] perturbed decisions over `pool`, seeded by `seed`.
+fn picks(pool: &[(Candidate, usize)], policy: Policy, seed: u64) -> Vec<String> {
+    let mut rng = SplitMix(seed);
+    (0..DRAWS)
+        .filter_map(|_| {
+            let perturbed: Vec<Candidate> = pool
+                .iter()
+                .map(|(c, n)| Candidate {
+                    quality: c.quality + rng.normal() * SPREAD / (1.0 + *n as f64).sqrt(),
+                    ..c.clone()
+                })
+                .collect();
+            decide(&perturbed, &Constraints::default(), policy)
+                .ok()
+                .map(|d| d.chosen)
         })
         .collect()
 }
 
 impl Explore {
     /// Applies the rule to `decision` with two uniform draws in [0, 1): `explore_draw`
-    /// decides whether to explore, `pick_draw` which model. Sets `propensity` (and, when
-    /// another model was drawn, `explored`, `greedy`, and moves that model to the front of
-    /// `ranked`, so the rest stay the fallback order).
+    /// decides whether to explore (and which perturbed decision), `pick_draw` seeds the
+    /// perturbations. Sets `propensity` (and, when another model was drawn, `explored`,
+    /// `greedy`, and moves that model to the front of `ranked`, so the rest stay the
+    /// fallback order).
     pub fn apply(
         self,
         decision: &mut Decision,
@@ -52,23 +90,22 @@ impl Explore {
         pick_draw: f64,
     ) {
         let rate = self.rate.clamp(0.0, 1.0);
-        let pool = pool(decision, evidence);
-        let total: f64 = pool.iter().map(|(_, w)| w).sum();
         let greedy = decision.chosen.clone();
+        if rate <= 0.0 {
+            decision.propensity = Some(1.0);
+            return;
+        }
+        let picks = picks(
+            &pool(decision, evidence),
+            decision.policy,
+            pick_draw.to_bits(),
+        );
         let share = |model: &str| {
-            pool.iter()
-                .find(|(m, _)| m == model)
-                .map_or(0.0, |(_, w)| w / total)
+            picks.iter().filter(|m| *m == model).count() as f64 / picks.len().max(1) as f64
         };
-        let chosen = if rate > 0.0 && explore_draw < rate && total > 0.0 {
-            let mut left = pick_draw * total;
-            pool.iter()
-                .find(|(_, w)| {
-                    left -= w;
-                    left < 0.0
-                })
-                .or(pool.last())
-                .map_or(greedy.clone(), |(m, _)| m.clone())
+        let chosen = if explore_draw < rate && !picks.is_empty() {
+            let j = ((explore_draw / rate) * picks.len() as f64) as usize;
+            picks[j.min(picks.len() - 1)].clone()
         } else {
             greedy.clone()
         };
@@ -83,6 +120,30 @@ impl Explore {
             decision.explored = true;
             decision.greedy = Some(greedy);
         }
+    }
+}
+
+/// SplitMix64 with Box–Muller normals: the perturbations must be reproducible from the
+/// request's seed, so that the logged propensity is the one the draw had.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 
@@ -127,45 +188,68 @@ mod tests {
     }
 
     #[test]
-    fn draws_follow_the_weights_and_propensities_sum_to_one() {
+    fn draws_follow_the_logged_propensities_which_sum_to_one() {
         let explore = Explore { rate: 0.2 };
-        let (w_big, w_mid, w_small) = (0.1, 1.0, 0.5);
-        let total = w_big + w_mid + w_small;
-        // Exhaust the pick draw over a grid: each model's share of draws is its weight.
-        let mut seen = std::collections::BTreeMap::<String, (usize, f64)>::new();
-        let steps = 10_000;
-        for i in 0..steps {
-            let mut d = decision(Policy::Threshold { tau: 0.6 });
-            explore.apply(&mut d, &evidence, 0.0, (i as f64 + 0.5) / steps as f64);
-            let e = seen.entry(d.chosen.clone()).or_default();
-            e.0 += 1;
-            e.1 = d.propensity.unwrap();
-            assert_eq!(
-                d.ranked[0].model, d.chosen,
-                "the drawn model is tried first"
-            );
-            assert_eq!(d.ranked.len(), 3, "the others stay as fallbacks");
-        }
-        let share = |m: &str| seen[m].0 as f64 / steps as f64;
-        assert!((share("big") - w_big / total).abs() < 1e-3);
-        assert!((share("mid") - w_mid / total).abs() < 1e-3, "{seen:?}");
-        // The threshold policy picks mid (cheapest ≥ 0.6): its propensity adds 1 − rate.
-        let p = |m: &str| seen[m].1;
-        assert!((p("mid") - (0.8 + 0.2 * w_mid / total)).abs() < 1e-12);
-        assert!((p("big") - 0.2 * w_big / total).abs() < 1e-12);
-        assert!((p("mid") + p("big") + p("small") - 1.0).abs() < 1e-12);
-        let big = (0..100)
-            .map(|i| {
+        for seed in [0.1, 0.37, 0.9] {
+            // Exhaust the explore draw over a grid: 1,280 of 6,400 steps explore, 20 per
+            // perturbed decision, so each model's share of steps is its propensity exactly.
+            let steps = 6_400;
+            let mut seen = std::collections::BTreeMap::<String, (usize, f64)>::new();
+            for i in 0..steps {
                 let mut d = decision(Policy::Threshold { tau: 0.6 });
-                explore.apply(&mut d, &evidence, 0.0, f64::from(i) / 100.0);
-                d
-            })
-            .find(|d| d.chosen == "big")
-            .unwrap();
-        assert!(big.explored && big.greedy.as_deref() == Some("mid"));
+                explore.apply(&mut d, &evidence, (i as f64 + 0.5) / steps as f64, seed);
+                let e = seen.entry(d.chosen.clone()).or_default();
+                e.0 += 1;
+                e.1 = d.propensity.unwrap();
+                assert_eq!(
+                    d.ranked[0].model, d.chosen,
+                    "the drawn model is tried first"
+                );
+                assert_eq!(d.ranked.len(), 3, "the others stay as fallbacks");
+                assert_eq!(d.explored, d.chosen != "mid", "mid is the policy's pick");
+            }
+            for (m, (k, p)) in &seen {
+                assert!(
+                    (*k as f64 / steps as f64 - p).abs() < 1e-12,
+                    "{m}: {seen:?}"
+                );
+            }
+            let total: f64 = seen.values().map(|(_, p)| p).sum();
+            assert!((total - 1.0).abs() < 1e-12, "{seen:?}");
+            assert!(
+                seen.len() >= 2,
+                "an uncertain router tries more than its pick"
+            );
+        }
         let mut d = decision(Policy::Threshold { tau: 0.6 });
         explore.apply(&mut d, &evidence, 0.5, 0.01);
         assert!(!d.explored && d.chosen == "mid", "0.5 ≥ rate: no exploring");
+        assert!(d.propensity.unwrap() >= 0.8);
+    }
+
+    #[test]
+    fn exploration_goes_where_the_comparison_is_open() {
+        // "known" is predicted far below the pick on plenty of evidence: never worth trying.
+        // "new" is predicted below too, but on no evidence: tried often.
+        let candidates: Vec<Candidate> = [("pick", 0.8), ("known", 0.3), ("new", 0.6)]
+            .iter()
+            .map(|&(m, q)| Candidate {
+                model: m.into(),
+                quality: q,
+                cost_usd: 0.001,
+                context_window: None,
+            })
+            .collect();
+        let policy = Policy::Tradeoff { lambda: 0.0 };
+        let evidence = |m: &str| if m == "new" { 0 } else { 10_000 };
+        let mut tried = std::collections::BTreeMap::<String, usize>::new();
+        for i in 0..500 {
+            let mut d = decide(&candidates, &Constraints::default(), policy).unwrap();
+            Explore { rate: 1.0 }.apply(&mut d, &evidence, 0.5, f64::from(i) / 500.0);
+            *tried.entry(d.chosen).or_default() += 1;
+        }
+        assert!(!tried.contains_key("known"), "{tried:?}");
+        assert!(tried.get("new").copied().unwrap_or(0) > 100, "{tried:?}");
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! (its embedding, task probabilities, difficulty, length). This is the only crate that
 //! knows linfa.
 //!
-//! - [`quality`]: the per-model quality models (two linfa families) and their fitting;
+//! - [`quality`]: the per-model quality models (two linfa families and a pooled ridge over
+//!   all models, [`pooled`]) and their fitting;
 //! - [`usage`]: output tokens and observed cost per model and task;
 //! - [`Scorer`]: the trained artifact — load, save, predict. Turning predictions into the
 //!   policy's candidates with an expected cost is the router's job (`switchyard-router`).
 
 pub mod clusters;
 pub mod features;
+pub mod pooled;
 pub mod quality;
 pub mod usage;
 

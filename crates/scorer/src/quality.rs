@@ -1,11 +1,14 @@
 //! Per-model predicted quality: one linear model per candidate, fitted with linfa, stored
 //! as plain weights so prediction is a dot product (11 models ≈ 5 µs).
 //!
-//! Two families, compared on validation by the trainer:
+//! Three families, compared on validation by the trainer:
 //! - `logistic`: L2-regularised logistic regression (linfa-logistic) of P(score ≥ 0.5);
 //! - `elastic_net`: elastic-net linear regression (linfa-elasticnet) of the score itself,
 //!   clamped to [0, 1] — it keeps graded scores (AlpacaEval preferences, partial credit)
-//!   that the logistic family reduces to pass/fail.
+//!   that the logistic family reduces to pass/fail;
+//! - `pooled`: one ridge regression over every model's outcomes, a part shared by all
+//!   models plus a penalised deviation per model ([`crate::pooled`]) — for logged traffic,
+//!   where each prompt has one model's outcome.
 //!
 //! Either way the prediction is shrunk toward the model's training mean with a
 //! pseudo-count, so a model seen on a few prompts stays near its average.
@@ -26,6 +29,14 @@ pub enum Family {
     Logistic { alpha: f64 },
     /// Elastic-net regression on the score: `penalty` overall, `l1_ratio` of it L1.
     ElasticNet { penalty: f64, l1_ratio: f64 },
+    /// One ridge regression of the score over every model's outcomes: a part all models
+    /// share plus a deviation per model ([`crate::pooled`]), with L2 `shared` on the shared
+    /// weights, `deviation` on each model's and `offset` on each model's intercept.
+    Pooled {
+        shared: f64,
+        deviation: f64,
+        offset: f64,
+    },
 }
 
 impl Family {
@@ -33,6 +44,7 @@ impl Family {
         match self {
             Self::Logistic { .. } => "logistic",
             Self::ElasticNet { .. } => "elastic_net",
+            Self::Pooled { .. } => "pooled",
         }
     }
 }
@@ -44,6 +56,14 @@ impl std::fmt::Display for Family {
             Self::ElasticNet { penalty, l1_ratio } => {
                 write!(f, "elastic_net(penalty={penalty}, l1_ratio={l1_ratio})")
             }
+            Self::Pooled {
+                shared,
+                deviation,
+                offset,
+            } => write!(
+                f,
+                "pooled(shared={shared}, deviation={deviation}, offset={offset})"
+            ),
         }
     }
 }
@@ -193,6 +213,19 @@ pub fn fit_all(
         });
     }
     let standard = Standardise::fit(rows, dim);
+    if let Family::Pooled {
+        shared,
+        deviation,
+        offset,
+    } = config.family
+    {
+        let penalties = crate::pooled::Penalties {
+            shared,
+            deviation,
+            offset,
+        };
+        return fit_pooled(rows, &standard, penalties, config);
+    }
     let mut per_model: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         for (model, &score) in &row.scores {
@@ -245,6 +278,14 @@ impl Standardise {
         Self { mean, scale }
     }
 
+    fn apply(&self, features: &[f64]) -> Vec<f64> {
+        features
+            .iter()
+            .zip(self.mean.iter().zip(&self.scale))
+            .map(|(x, (m, s))| (x - m) / s)
+            .collect()
+    }
+
     /// Weights on standardised features → (intercept shift, weights on raw features).
     fn fold(&self, weights: impl Iterator<Item = f64>) -> (f64, Vec<f32>) {
         let mut shift = 0.0;
@@ -258,6 +299,54 @@ impl Standardise {
             .collect();
         (shift, raw)
     }
+}
+
+/// The pooled family: every model at once ([`crate::pooled`]).
+fn fit_pooled(
+    rows: &[TrainingRow],
+    standard: &Standardise,
+    penalties: crate::pooled::Penalties,
+    config: &QualityConfig,
+) -> Result<BTreeMap<String, ModelQuality>, QualityError> {
+    let x: Vec<Vec<f64>> = rows.iter().map(|r| standard.apply(&r.features)).collect();
+    let (observations, names) =
+        crate::pooled::index_models(rows.iter().enumerate().flat_map(|(i, r)| {
+            r.scores
+                .iter()
+                .filter(|(_, s)| s.is_finite())
+                .map(move |(m, &s)| (i, m.as_str(), s))
+        }));
+    let fitted =
+        crate::pooled::fit(&x, &observations, names.len(), penalties).map_err(|reason| {
+            QualityError::Fit {
+                model: names.join(", "),
+                reason,
+            }
+        })?;
+    let mut sums = vec![(0usize, 0.0f64); names.len()];
+    for &(_, m, y) in &observations {
+        sums[m].0 += 1;
+        sums[m].1 += y;
+    }
+    Ok(names
+        .into_iter()
+        .zip(fitted.per_model)
+        .zip(sums)
+        .map(|((name, (intercept, weights)), (n, sum))| {
+            let (shift, weights) = standard.fold(weights.into_iter());
+            let quality = ModelQuality {
+                samples: n,
+                mean: (sum + config.prior_weight * config.prior_mean)
+                    / (n as f64 + config.prior_weight),
+                linear: Some(Linear {
+                    link: Link::Clamp,
+                    intercept: intercept + shift,
+                    weights,
+                }),
+            };
+            (name, quality)
+        })
+        .collect())
 }
 
 fn fit_one(
@@ -316,6 +405,9 @@ fn fit_one(
                     weights,
                 })
             }
+        }
+        Family::Pooled { .. } => {
+            return Err("the pooled family is fitted over all models at once".to_owned());
         }
     };
     Ok(ModelQuality {
@@ -389,6 +481,35 @@ mod tests {
             penalty: 0.001,
             l1_ratio: 0.1,
         });
+    }
+
+    #[test]
+    fn the_pooled_family_learns_who_answers_what_and_keeps_a_rare_model_near_the_others() {
+        let config = QualityConfig {
+            family: Family::Pooled {
+                shared: 1.0,
+                deviation: 100.0,
+                offset: 10.0,
+            },
+            shrinkage: 0.0,
+            ..QualityConfig::default()
+        };
+        let models = fit_all(&rows(), &config).unwrap();
+        assert_eq!(models["rare"].samples, 3);
+        let p = |m: &str, x: f64| models[m].predict(&[x, 1.0 - x], 0.0);
+        assert!(p("strong", 1.5) > 0.8 && p("strong", -1.5) < 0.3);
+        assert!(p("weak", 1.5) > p("weak", -1.5));
+        assert!(p("strong", 0.5) > p("weak", 0.5) + 0.2);
+        assert!(p("flat", -1.5) > 0.9 && p("flat", 1.5) > 0.9);
+        // Three outcomes (one right) cannot pull "rare" far from what every model shares.
+        for x in [-1.5, 0.0, 1.5] {
+            let others = (p("strong", x) + p("weak", x) + p("flat", x)) / 3.0;
+            assert!(
+                (p("rare", x) - others).abs() < 0.15,
+                "{x}: {} vs {others}",
+                p("rare", x)
+            );
+        }
     }
 
     #[test]

@@ -525,12 +525,14 @@ impl Loop<'_> {
 
 /// The configurations each round compares: logistic regression at two strengths and an
 /// elastic net, without cluster features (the default grid's 48-cluster variants need more
-/// data than a round brings and take most of the fitting time).
+/// data than a round brings and take most of the fitting time), and the pooled ridge
+/// ([`switchyard_training::scorer::pooled_grid`]).
 fn loop_grid() -> Vec<switchyard_scorer::QualityConfig> {
     default_grid()
         .into_iter()
         .filter(|c| c.clusters == 0)
         .take(3)
+        .chain(switchyard_training::scorer::pooled_grid())
         .collect()
 }
 
