@@ -186,6 +186,35 @@ pub fn evaluate(logged: &[LoggedChoice], bootstrap: usize, seed: u64) -> OpeRepo
     }
 }
 
+/// DR quality of one router minus another's on the same logged requests (`a` and `b`
+/// hold each router's choices for the same requests in the same order), with a paired
+/// percentile bootstrap: whether a candidate beats the router that serves, both judged
+/// off-policy, rather than against the logged mean (which includes exploration, and on
+/// older traffic earlier routers).
+pub fn dr_difference(
+    a: &[LoggedChoice],
+    b: &[LoggedChoice],
+    bootstrap: usize,
+    seed: u64,
+) -> Estimate {
+    let n = a.len().min(b.len());
+    let all: Vec<usize> = (0..n).collect();
+    let diff = |sample: &[usize]| point(a, sample)[4] - point(b, sample)[4];
+    let mut rng = SplitMix::new(seed);
+    let draws: Vec<f64> = (0..if n == 0 { 0 } else { bootstrap })
+        .map(|_| {
+            let sample: Vec<usize> = (0..n)
+                .map(|_| (rng.next_u64() % n as u64) as usize)
+                .collect();
+            diff(&sample)
+        })
+        .collect();
+    Estimate {
+        value: diff(&all),
+        ci95: crate::route_eval::percentile_ci(draws),
+    }
+}
+
 /// A logged request with its prompt's features: what the estimators read from traffic.
 #[derive(Debug, Clone)]
 pub struct LoggedRequest {

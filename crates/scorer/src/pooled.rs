@@ -215,21 +215,20 @@ impl Cholesky {
         Ok(Self { dim, l: a })
     }
 
-    /// `A⁻¹ b`.
+    /// `A⁻¹ b`: forward substitution with `L`, then back substitution with `Lᵀ`.
     fn solve(&self, mut b: Vec<f64>) -> Vec<f64> {
         let n = self.dim;
         for i in 0..n {
-            let mut v = b[i];
-            for k in 0..i {
-                v -= self.l[i * n + k] * b[k];
-            }
+            let row = &self.l[i * n..i * n + i];
+            let v = b[i] - row.iter().zip(&b[..i]).map(|(l, x)| l * x).sum::<f64>();
             b[i] = v / self.l[i * n + i];
         }
         for i in (0..n).rev() {
-            let mut v = b[i];
-            for k in i + 1..n {
-                v -= self.l[k * n + i] * b[k];
-            }
+            let v = b[i]
+                - (i + 1..n)
+                    .zip(&b[i + 1..])
+                    .map(|(k, x)| self.l[k * n + i] * x)
+                    .sum::<f64>();
             b[i] = v / self.l[i * n + i];
         }
         b

@@ -43,19 +43,24 @@ async fn post_as(g: &Gateway, key: &str, body: &Value) -> Answer {
 async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
     let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
     let hash = switchyard_gateway::tenants::sha256_hex;
-    let g = gateway(&two_models(
+    // Two models the router knows nothing about (a fixed prior each, no evidence): the
+    // policy picks the cheaper one, and exploration (Thompson draws over the prior's wide
+    // uncertainty) tries the other about half the time.
+    let config = two_models(
         &small,
         &big,
         &format!(
-            "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\nexplore = 1.0\n\
-             [routes.capped]\nmodels = [\"small\", \"big\"]\npolicy = \"threshold:0.0\"\nexplore = 1.0\nexplore_daily_usd = 0.0\n\
+            "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"margin:0.02\"\nexplore = 1.0\n\
+             [routes.capped]\nmodels = [\"small\", \"big\"]\npolicy = \"margin:0.02\"\nexplore = 1.0\nexplore_daily_usd = 0.0\n\
              [tenants.loud]\nkey_sha256 = \"{}\"\n\
              [tenants.quiet]\nkey_sha256 = \"{}\"\nexplore = false\n",
             hash(b"loud-key"),
             hash(b"quiet-key")
         ),
-    ))
-    .await;
+    )
+    .replace("quality_like = \"mistralai/mistral-7b-chat\"", "quality = 0.5")
+    .replace("quality_like = \"gpt-4-1106-preview\"", "quality = 0.5");
+    let g = gateway(&config).await;
     let mut explored = 0;
     for _ in 0..30 {
         let a = post_as(&g, "loud-key", &chat("auto", false)).await;
@@ -69,8 +74,8 @@ async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
             );
         }
     }
-    // Every draw explores; "big" is drawn with its weight's share (both unscored-equal
-    // here would be 1/2; the scorer's evidence tilts it), so 30 draws see some of each.
+    // Every request draws; "big" wins about half the perturbed decisions, so 30 draws see
+    // some of each.
     assert!((1..30).contains(&explored), "{explored} of 30 explored");
     for _ in 0..5 {
         let q = post_as(&g, "quiet-key", &chat("auto", false)).await;

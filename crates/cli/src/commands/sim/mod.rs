@@ -350,7 +350,8 @@ impl Loop<'_> {
             traffic_weight: 1,
         };
         let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
-        // Off-policy, on this round's requests whose prompts the candidate was not fitted on.
+        // Off-policy, on every logged request whose prompt the candidate was not fitted on
+        // (the train split is by prompt): the candidate against the serving router, both by DR.
         let (logged, _) = ope::load_logged(
             &[traffic],
             &self.encoder,
@@ -358,22 +359,22 @@ impl Loop<'_> {
             self.cache_dir(),
             &progress::bar(0, "featurising traffic"),
         )?;
-        let recent: Vec<&LoggedRequest> = logged
+        let unseen: Vec<&LoggedRequest> = logged
             .iter()
-            .rev()
-            .take(batch.len())
             .filter(|l| l.prompt.split != Split::Train)
             .collect();
         let prices = self.world_prices();
-        let choices = ope::choices(
-            &candidate,
-            &recent,
-            &self.world.models,
-            &prices,
-            self.policy,
-        )?;
+        let models = &self.world.models;
+        let choices = ope::choices(&candidate, &unseen, models, &prices, self.policy)?;
+        // Both judged with the same reward model, the candidate's (fitted on the most data):
+        // a router's own predictions flatter its own choices.
+        let mut incumbent = ope::choices(serving, &unseen, models, &prices, self.policy)?;
+        for (i, c) in incumbent.iter_mut().zip(&choices) {
+            i.predicted.clone_from(&c.predicted);
+        }
         let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
-        let promote = estimate.quality_gain.value > 0.0;
+        let gain = ope::dr_difference(&choices, &incumbent, self.args.bootstrap, self.args.seed);
+        let promote = gain.value > 0.0;
         let version = if promote {
             let v = gateway.promote(&out).await?;
             *serving = candidate.clone();
@@ -385,7 +386,7 @@ impl Loop<'_> {
         Ok(Round::new(
             r,
             batch,
-            estimate,
+            (estimate, gain),
             version,
             self.holdout_aiq(serving)?,
             self.holdout_aiq(&candidate)?,

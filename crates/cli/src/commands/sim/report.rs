@@ -24,8 +24,12 @@ pub struct Round {
     pub served_cost_usd: f64,
     pub explored_share: f64,
     pub explored_cost_usd: f64,
-    /// The candidate trained after this round, off-policy on this round's traffic.
+    /// The candidate trained after this round, off-policy on the logged requests whose
+    /// prompts it was not fitted on.
     pub ope: OpeReport,
+    /// DR quality of the candidate minus the serving router's on those requests: it is
+    /// promoted when positive.
+    pub gain_over_serving: Estimate,
     /// The version promoted after this round, if the candidate won.
     pub promoted: Option<String>,
     /// Held-out AIQ of the router serving after this round, and of the candidate.
@@ -41,7 +45,7 @@ impl Round {
     pub fn new(
         r: usize,
         batch: &[Served],
-        ope: OpeReport,
+        (ope, gain_over_serving): (OpeReport, Estimate),
         promoted: Option<String>,
         holdout_aiq_serving: f64,
         holdout_aiq_candidate: f64,
@@ -57,6 +61,7 @@ impl Round {
             explored_share: explored.len() as f64 / n,
             explored_cost_usd: explored.iter().map(|s| s.cost).sum(),
             ope,
+            gain_over_serving,
             promoted,
             holdout_aiq_serving,
             holdout_aiq_candidate,
@@ -344,7 +349,7 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "{:<6} {:>8} {:>10} {:>9} {:>10} {:>22} {:>9} {:>10}",
-        "round", "quality", "cost $", "explored", "DR gain", "OPE DR [95%]", "truth", "promoted"
+        "round", "quality", "cost $", "explored", "vs serving", "OPE DR [95%]", "truth", "promoted"
     )?;
     // ESS is printed after the DR interval.
     for r in &report.rounds {
@@ -356,7 +361,7 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
             r.served_quality,
             r.served_cost_usd,
             r.explored_share * 100.0,
-            r.ope.quality_gain.value,
+            r.gain_over_serving.value,
             dr.value,
             dr.ci95[0],
             dr.ci95[1],
