@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod policy;
 pub mod pricing;
 pub mod record;
+pub mod rng;
 pub mod task;
 pub mod tokens;
 pub mod vector;

@@ -21,6 +21,7 @@
 //! model is not counted as exploring.
 
 use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, decide};
+use switchyard_core::rng::SplitMix;
 
 /// Perturbed decisions per exploring request.
 pub const DRAWS: usize = 64;
@@ -59,7 +60,7 @@ fn pool(decision: &Decision, evidence: &dyn Fn(&str) -> usize) -> Vec<(Candidate
 
 /// The pick of each of [`DRAWS`] perturbed decisions over `pool`, seeded by `seed`.
 fn picks(pool: &[(Candidate, usize)], policy: Policy, seed: u64) -> Vec<String> {
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix::new(seed);
     (0..DRAWS)
         .filter_map(|_| {
             let perturbed: Vec<Candidate> = pool
@@ -120,30 +121,6 @@ impl Explore {
             decision.explored = true;
             decision.greedy = Some(greedy);
         }
-    }
-}
-
-/// SplitMix64 with Box–Muller normals: the perturbations must be reproducible from the
-/// request's seed, so that the logged propensity is the one the draw had.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 
