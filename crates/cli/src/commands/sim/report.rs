@@ -122,6 +122,8 @@ impl Report {
             ("final", "start"),
             ("final", "full-information"),
             ("knn", "full-information"),
+            ("final", "uniform-logging"),
+            ("uniform-logging", "full-information"),
         ];
         let holdout = compare(sim, &contenders, &pairs).unwrap_or_else(|_| empty());
         let knn_k = contenders
@@ -129,7 +131,11 @@ impl Report {
             .find_map(|(n, _)| n.strip_prefix("knn@").and_then(|k| k.parse().ok()))
             .unwrap_or(0);
         Self {
-            world: args.world.display().to_string(),
+            // The file name only: reports are committed, machine paths are not.
+            world: args.world.file_name().map_or_else(
+                || args.world.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             models: sim.world.models.clone(),
             unknown_models: args.unknown_models,
             policy: args.policy.clone(),
@@ -338,6 +344,13 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
         writeln!(out)?;
         return Ok(());
     }
+    write_rounds(&mut out, report)?;
+    write_holdout(&mut out, report)?;
+    write_served(&mut out, &report.served)
+}
+
+/// One line per round: what was served, the candidate's estimates and whether it went in.
+fn write_rounds(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     writeln!(
         out,
         "{} requests over {} rounds, {} promotions, {:.0} s",
@@ -351,7 +364,6 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
         "{:<6} {:>8} {:>10} {:>9} {:>10} {:>22} {:>9} {:>10}",
         "round", "quality", "cost $", "explored", "vs serving", "OPE DR [95%]", "truth", "promoted"
     )?;
-    // ESS is printed after the DR interval.
     for r in &report.rounds {
         let dr = &r.ope.quality.dr;
         writeln!(
@@ -371,6 +383,11 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
             r.ope.quality.snips.value
         )?;
     }
+    Ok(())
+}
+
+/// Every router's held-out AIQ, the differences and the gain shares.
+fn write_holdout(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     writeln!(
         out,
         "\nheld-out AIQ ({} prompts never served):",
@@ -400,7 +417,11 @@ pub fn emit(report: &Report, args: &EvalLoopArgs) -> anyhow::Result<()> {
             e.value, e.ci95[0], e.ci95[1]
         )?;
     }
-    let s = &report.served;
+    Ok(())
+}
+
+/// Served quality and cost next to each single model's on the same requests.
+fn write_served(out: &mut impl Write, s: &ServedFigures) -> anyhow::Result<()> {
     writeln!(
         out,
         "\nserved: quality {:.4}, cost ${:.6}/request, {:.0} quality per $",
