@@ -337,6 +337,46 @@ pub fn brier(
     sum / n.max(1) as f64
 }
 
+/// The featurised prompts by split.
+struct Splits<'a> {
+    train: Vec<&'a RoutedPrompt>,
+    validation: Vec<&'a RoutedPrompt>,
+    test: Vec<&'a RoutedPrompt>,
+}
+
+impl<'a> Splits<'a> {
+    fn of(routed: &'a [RoutedPrompt]) -> Self {
+        let in_split = |s: Split| routed.iter().filter(|p| p.split == s).collect();
+        Self {
+            train: in_split(Split::Train),
+            validation: in_split(Split::Validation),
+            test: in_split(Split::Test),
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<String, usize> {
+        [
+            ("train".to_owned(), self.train.len()),
+            ("validation".to_owned(), self.validation.len()),
+            ("test".to_owned(), self.test.len()),
+        ]
+        .into()
+    }
+}
+
+/// The grid's winner on validation, fitted on the training split.
+struct Fitted {
+    candidates: Vec<Candidate>,
+    chosen: QualityConfig,
+    quality: BTreeMap<String, switchyard_scorer::ModelQuality>,
+    clusters: Option<Clusters>,
+    feature_dim: usize,
+}
+
+/// Trains a scorer on `request.data`: every configuration of the grid fitted on the
+/// training split and compared by validation Brier, the best kept with usage tables from
+/// the training prompts, tested on the test split, saved to `request.out` and reloaded
+/// through the inference path (what was reported is what ships).
 pub fn train_scorer(
     request: &ScorerRequest,
     encoder: &SentenceEncoder,
@@ -355,21 +395,45 @@ pub fn train_scorer(
         &request.cache_dir,
         &phases.phase("embedding"),
     )?;
-    let in_split =
-        |s: Split| -> Vec<&RoutedPrompt> { routed.iter().filter(|p| p.split == s).collect() };
-    let (train, val, test) = (
-        in_split(Split::Train),
-        in_split(Split::Validation),
-        in_split(Split::Test),
-    );
-    if train.is_empty() {
+    let splits = Splits::of(&routed);
+    if splits.train.is_empty() {
         return Err(ScorerTrainError::NotEnoughData(format!(
             "no training prompt with a score among {} prompts ({} validation, {} test); import traffic with feedback (`datasets import --from traffic --feedback ...`) or add benchmark records",
             routed.len(),
-            val.len(),
-            test.len()
+            splits.validation.len(),
+            splits.test.len()
         )));
     }
+    let grid = effective_grid(request, &routed, &splits);
+    let fitted = fit_grid(request, &grid, &splits, phases)?;
+    let models = with_usage(fitted.quality, &splits.train);
+    let manifest = ScorerManifest {
+        format_version: SCORER_FORMAT_VERSION,
+        encoder: encoder.info().clone(),
+        // The heads whose outputs were features here, not whatever the directory holds now.
+        heads_sha256: heads.weights_sha256().to_owned(),
+        feature_dim: fitted.feature_dim,
+        quality: fitted.chosen,
+        models: summaries(&models),
+        training_data: data_files,
+        metrics: serde_json::Value::Null,
+        created_at: now_rfc3339(),
+    };
+    let mut scorer = Scorer::new(manifest, fitted.clusters, models);
+    let report = test_report(&scorer, &splits, fitted.candidates, fitted.chosen);
+    scorer.manifest.metrics = serde_json::to_value(&report).unwrap_or_default();
+    scorer.save(&request.out)?;
+    let reloaded = Scorer::load(&request.out, encoder.info())?;
+    Ok((report, reloaded))
+}
+
+/// The request's grid with the prior applied, the pooled family added for traffic, and cut
+/// to one configuration on small data.
+fn effective_grid(
+    request: &ScorerRequest,
+    routed: &[RoutedPrompt],
+    splits: &Splits,
+) -> Vec<QualityConfig> {
     let has_traffic = routed.iter().any(|p| p.family == "traffic");
     let prior_weight = request.prior_weight.unwrap_or(if has_traffic {
         TRAFFIC_PRIOR_WEIGHT
@@ -384,85 +448,140 @@ pub fn train_scorer(
     {
         grid.extend(pooled_grid());
     }
-    let grid = grid_for(&grid, prior_weight, train.len(), val.len());
-    let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
-    let mut cluster_sets: BTreeMap<usize, Option<Clusters>> = BTreeMap::new();
-    for config in &grid {
-        cluster_sets.entry(config.clusters).or_insert_with(|| {
-            (config.clusters > 0).then(|| fit_kmeans(&embeddings, config.clusters, 17, 20))
-        });
-    }
-    let repeat = |p: &RoutedPrompt| {
-        if p.family == "traffic" {
-            request.traffic_weight.max(1)
-        } else {
-            1
-        }
-    };
-    let rows_for = |clusters: Option<&Clusters>| -> Vec<TrainingRow> {
-        train
-            .iter()
-            .flat_map(|p| {
-                let row = TrainingRow {
-                    features: expand(clusters, p),
-                    scores: p.scores(),
-                };
-                std::iter::repeat_n(row, repeat(p))
-            })
-            .collect()
-    };
+    grid_for(
+        &grid,
+        prior_weight,
+        splits.train.len(),
+        splits.validation.len(),
+    )
+}
 
+/// Fits every configuration on the training split and keeps the one with the lowest
+/// validation Brier.
+fn fit_grid(
+    request: &ScorerRequest,
+    grid: &[QualityConfig],
+    splits: &Splits,
+    phases: &dyn Phases,
+) -> Result<Fitted, ScorerTrainError> {
+    let cluster_sets = cluster_sets(grid, &splits.train);
     let bar = phases.phase("fitting quality models");
     bar.set_length(grid.len() as u64);
     let mut candidates = Vec::new();
-    type Fitted = BTreeMap<String, switchyard_scorer::ModelQuality>;
-    let mut best: Option<(f64, Fitted, Option<Clusters>, usize)> = None;
-    for config in &grid {
+    let mut best: Option<(f64, Fitted)> = None;
+    for config in grid {
         bar.set_message(format!("{} + {} clusters", config.family, config.clusters));
         let clusters = cluster_sets.get(&config.clusters).cloned().flatten();
-        let rows = rows_for(clusters.as_ref());
+        let rows = training_rows(request, &splits.train, clusters.as_ref());
         let started = std::time::Instant::now();
-        let fitted = fit_all(&rows, config)?;
+        let quality = fit_all(&rows, config)?;
         let fit_seconds = started.elapsed().as_secs_f64();
-        let predict = |p: &RoutedPrompt, m: &str| {
-            fitted
-                .get(m)
-                .map(|q| q.predict(&expand(clusters.as_ref(), p), config.shrinkage))
-        };
-        let validation_brier = brier(&val, predict);
-        let mut by_source: BTreeMap<String, Vec<&RoutedPrompt>> = BTreeMap::new();
-        for p in &val {
-            by_source.entry(p.family.clone()).or_default().push(p);
-        }
-        candidates.push(Candidate {
-            config: *config,
-            family: config.family.name().to_owned(),
-            validation_brier,
-            validation_brier_by_source: by_source
-                .iter()
-                .map(|(s, ps)| (s.clone(), brier(ps, predict)))
-                .collect(),
+        let candidate = validate(
+            config,
+            &quality,
+            clusters.as_ref(),
+            &splits.validation,
             fit_seconds,
-        });
-        if best.as_ref().is_none_or(|(b, ..)| validation_brier < *b) {
-            let dim = rows.first().map_or(0, |r| r.features.len());
-            best = Some((validation_brier, fitted, clusters, dim));
+        );
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| candidate.validation_brier < *b)
+        {
+            let fitted = Fitted {
+                candidates: Vec::new(),
+                chosen: *config,
+                quality,
+                clusters,
+                feature_dim: rows.first().map_or(0, |r| r.features.len()),
+            };
+            best = Some((candidate.validation_brier, fitted));
         }
+        candidates.push(candidate);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (_, quality, clusters, feature_dim) = best.ok_or_else(|| {
+    let (_, mut best) = best.ok_or_else(|| {
         ScorerTrainError::NotEnoughData("no scorer configuration to try".to_owned())
     })?;
-    let chosen = candidates
-        .iter()
-        .min_by(|a, b| a.validation_brier.total_cmp(&b.validation_brier))
-        .map(|c| c.config)
-        .unwrap_or_default();
+    best.candidates = candidates;
+    Ok(best)
+}
 
-    // Usage tables from the training prompts.
+/// k-means clusters of the training embeddings for each cluster count in the grid.
+fn cluster_sets(
+    grid: &[QualityConfig],
+    train: &[&RoutedPrompt],
+) -> BTreeMap<usize, Option<Clusters>> {
+    let embeddings: Vec<&[f32]> = train.iter().map(|p| p.embedding.as_slice()).collect();
+    let mut sets = BTreeMap::new();
+    for config in grid {
+        sets.entry(config.clusters).or_insert_with(|| {
+            (config.clusters > 0).then(|| fit_kmeans(&embeddings, config.clusters, 17, 20))
+        });
+    }
+    sets
+}
+
+/// One row per training prompt (a logged-traffic prompt repeated `traffic_weight` times).
+fn training_rows(
+    request: &ScorerRequest,
+    train: &[&RoutedPrompt],
+    clusters: Option<&Clusters>,
+) -> Vec<TrainingRow> {
+    train
+        .iter()
+        .flat_map(|p| {
+            let row = TrainingRow {
+                features: expand(clusters, p),
+                scores: p.scores(),
+            };
+            let repeat = if p.family == "traffic" {
+                request.traffic_weight.max(1)
+            } else {
+                1
+            };
+            std::iter::repeat_n(row, repeat)
+        })
+        .collect()
+}
+
+/// A fitted configuration's validation Brier, overall and per source family.
+fn validate(
+    config: &QualityConfig,
+    quality: &BTreeMap<String, switchyard_scorer::ModelQuality>,
+    clusters: Option<&Clusters>,
+    validation: &[&RoutedPrompt],
+    fit_seconds: f64,
+) -> Candidate {
+    let predict = |p: &RoutedPrompt, m: &str| {
+        quality
+            .get(m)
+            .map(|q| q.predict(&expand(clusters, p), config.shrinkage))
+    };
+    let mut by_source: BTreeMap<String, Vec<&RoutedPrompt>> = BTreeMap::new();
+    for p in validation {
+        by_source.entry(p.family.clone()).or_default().push(p);
+    }
+    Candidate {
+        config: *config,
+        family: config.family.name().to_owned(),
+        validation_brier: brier(validation, predict),
+        validation_brier_by_source: by_source
+            .iter()
+            .map(|(s, ps)| (s.clone(), brier(ps, predict)))
+            .collect(),
+        fit_seconds,
+    }
+}
+
+/// Each model's quality model with its output-token and cost tables from the training
+/// prompts.
+fn with_usage(
+    quality: BTreeMap<String, switchyard_scorer::ModelQuality>,
+    train: &[&RoutedPrompt],
+) -> BTreeMap<String, ScoredModel> {
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    for p in &train {
+    for p in train {
         for (m, o) in &p.outcomes {
             let u = usage.entry(m.clone()).or_default();
             if let Some(t) = o.output_tokens {
@@ -473,20 +592,18 @@ pub fn train_scorer(
             }
         }
     }
-    let models: BTreeMap<String, ScoredModel> = quality
+    quality
         .into_iter()
-        .map(|(m, q)| {
-            let u = usage.remove(&m).unwrap_or_default();
-            (
-                m,
-                ScoredModel {
-                    quality: q,
-                    usage: u,
-                },
-            )
+        .map(|(m, quality)| {
+            let usage = usage.remove(&m).unwrap_or_default();
+            (m, ScoredModel { quality, usage })
         })
-        .collect();
-    let summaries = models
+        .collect()
+}
+
+/// What the manifest says of each model's data.
+fn summaries(models: &BTreeMap<String, ScoredModel>) -> BTreeMap<String, ModelSummary> {
+    models
         .iter()
         .map(|(m, s)| {
             (
@@ -499,46 +616,32 @@ pub fn train_scorer(
                 },
             )
         })
-        .collect();
-    let manifest = ScorerManifest {
-        format_version: SCORER_FORMAT_VERSION,
-        encoder: encoder.info().clone(),
-        // The heads whose outputs were features here, not whatever the directory holds now.
-        heads_sha256: heads.weights_sha256().to_owned(),
-        feature_dim,
-        quality: chosen,
-        models: summaries,
-        training_data: data_files,
-        metrics: serde_json::Value::Null,
-        created_at: now_rfc3339(),
-    };
-    let mut scorer = Scorer::new(manifest, clusters, models);
+        .collect()
+}
 
-    let shrinkage = chosen.shrinkage;
-    let test_brier = brier(&test, |p, m| {
+/// The report: the grid's validation results and the chosen scorer's test Brier next to
+/// predicting each model's training mean.
+fn test_report(
+    scorer: &Scorer,
+    splits: &Splits,
+    candidates: Vec<Candidate>,
+    chosen: QualityConfig,
+) -> ScorerReport {
+    let test_brier = brier(&splits.test, |p, m| {
         scorer.models.get(m).map(|s| {
             s.quality
-                .predict(&scorer.expand(&p.features.features), shrinkage)
+                .predict(&scorer.expand(&p.features.features), chosen.shrinkage)
         })
     });
-    let test_brier_model_mean = brier(&test, |_, m| scorer.models.get(m).map(|s| s.quality.mean));
-    let count = |ps: &[&RoutedPrompt]| ps.len();
-    let report = ScorerReport {
-        prompts: [
-            ("train".to_owned(), count(&train)),
-            ("validation".to_owned(), count(&val)),
-            ("test".to_owned(), count(&test)),
-        ]
-        .into(),
+    let test_brier_model_mean = brier(&splits.test, |_, m| {
+        scorer.models.get(m).map(|s| s.quality.mean)
+    });
+    ScorerReport {
+        prompts: splits.counts(),
         models: scorer.models.len(),
         candidates,
         chosen,
         test_brier,
         test_brier_model_mean,
-    };
-    scorer.manifest.metrics = serde_json::to_value(&report).unwrap_or_default();
-    scorer.save(&request.out)?;
-    // Reload through the inference path so what was reported is what ships.
-    let reloaded = Scorer::load(&request.out, encoder.info())?;
-    Ok((report, reloaded))
+    }
 }
