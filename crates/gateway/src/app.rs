@@ -164,6 +164,7 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
     if telemetry.is_some() {
         tracing::info!("exporting traces over OTLP/HTTP");
     }
+    let explore_draws = crate::state::ExploreDraws::new(config.router.explore_seed);
     let runtime = Runtime::build(config, learned, &env).map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState {
         router,
@@ -171,6 +172,7 @@ pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState
         breakers: Mutex::default(),
         ledger: Default::default(),
         explore_spend: Default::default(),
+        explore_draws,
         metrics,
         shared,
         telemetry,

@@ -438,6 +438,9 @@ pub struct RouterConfig {
     /// The env var holding the key for `POST /admin/router` (`switchyard router promote`);
     /// the endpoint is off without it.
     pub admin_key_env: Option<String>,
+    /// Seed for the exploration draws. With one request in flight at a time the same
+    /// traffic then explores the same way (simulations, tests); unset, draws are random.
+    pub explore_seed: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -465,6 +468,7 @@ impl Default for RouterConfig {
             scorer: Self::default_scorer(),
             device: DeviceSpec::default(),
             admin_key_env: None,
+            explore_seed: None,
         }
     }
 }

@@ -270,7 +270,8 @@ impl Learned<'_> {
                 .find(|s| s.model == model)
                 .map_or(0, |s| router.evidence(s))
         };
-        Explore { rate }.apply(&mut decision, &evidence, rand::random(), rand::random());
+        let (explore_draw, pick_draw) = state.explore_draws.next();
+        Explore { rate }.apply(&mut decision, &evidence, explore_draw, pick_draw);
         Ok(Plan {
             route: Some(self.route.name.clone()),
             order: decision.ranked.iter().map(|r| r.model.clone()).collect(),

@@ -537,6 +537,30 @@ impl ExploreSpend {
     }
 }
 
+/// Where exploration's two uniform draws per request come from: a seeded sequence
+/// (`[router] explore_seed`) or the thread's random generator.
+#[derive(Debug, Default)]
+pub struct ExploreDraws(Option<Mutex<switchyard_core::rng::SplitMix>>);
+
+impl ExploreDraws {
+    pub fn new(seed: Option<u64>) -> Self {
+        Self(seed.map(|s| Mutex::new(switchyard_core::rng::SplitMix::new(s))))
+    }
+
+    /// (whether and which perturbed decision, the perturbations' seed), both in [0, 1).
+    pub fn next(&self) -> (f64, f64) {
+        match &self.0 {
+            Some(rng) => {
+                let mut rng = rng
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (1.0 - rng.unit(), 1.0 - rng.unit())
+            }
+            None => (rand::random(), rand::random()),
+        }
+    }
+}
+
 /// Whether a tenant has any limit to share (one without costs no round trip to Redis).
 fn has_limits(config: &crate::config::TenantConfig) -> bool {
     config.daily_tokens.is_some() || config.daily_usd.is_some() || config.rpm.is_some()
@@ -551,6 +575,7 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// What explored requests spent today, per route.
     pub explore_spend: ExploreSpend,
+    pub explore_draws: ExploreDraws,
     pub metrics: Arc<Metrics>,
     /// Limits, request ids and promotions shared with other replicas (`[state]`).
     pub shared: Option<Arc<crate::shared::Shared>>,

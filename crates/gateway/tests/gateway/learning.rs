@@ -119,6 +119,53 @@ async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
     assert!(r["decision"]["explored"].is_null(), "{r}");
 }
 
+/// The models and propensities a fresh gateway serves 24 requests with, one at a time,
+/// exploring half of them, its draws seeded by `seed`.
+async fn explored_sequence(seed: u64) -> Vec<(String, f64)> {
+    let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
+    let config = two_models(
+        &small,
+        &big,
+        "[routes.auto]\nmodels = [\"small\", \"big\"]\npolicy = \"margin:0.02\"\nexplore = 0.5\n",
+    )
+    .replace("{router}", &format!("{{router}}explore_seed = {seed}\n"))
+    .replace(
+        "quality_like = \"mistralai/mistral-7b-chat\"",
+        "quality = 0.5",
+    )
+    .replace("quality_like = \"gpt-4-1106-preview\"", "quality = 0.5");
+    let g = gateway(&config).await;
+    for _ in 0..24 {
+        let a = post_as(&g, "any", &chat("auto", false)).await;
+        assert_eq!(a.status, 200, "{:?}", a.body);
+    }
+    log_lines(&g)
+        .iter()
+        .map(|l| {
+            let d = &l["decision"];
+            (
+                l["model"].as_str().unwrap().to_owned(),
+                d["propensity"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn seeded_exploration_repeats_itself() {
+    let first = explored_sequence(7).await;
+    assert!(
+        first.iter().any(|(m, _)| m == "big") && first.iter().any(|(m, _)| m == "small"),
+        "half the requests draw and big wins about half of those: {first:?}"
+    );
+    assert_eq!(first, explored_sequence(7).await, "same seed, same traffic");
+    assert_ne!(
+        first,
+        explored_sequence(8).await,
+        "another seed draws otherwise"
+    );
+}
+
 /// A copy of the committed scorer with one model's mean nudged (a new version), or with
 /// `drop` removed from it.
 fn scorer_copy(dir: &std::path::Path, nudge: f64, drop: Option<&str>) -> PathBuf {

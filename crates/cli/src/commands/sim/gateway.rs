@@ -26,6 +26,8 @@ pub struct GatewaySetup {
     pub encoder: String,
     pub policy: String,
     pub explore: f64,
+    /// Seeds the gateway's exploration draws (`[router] explore_seed`).
+    pub explore_seed: u64,
     /// Give the models a neutral quality prior (models no benchmark has).
     pub neutral_priors: bool,
 }
@@ -40,8 +42,8 @@ impl GatewaySetup {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "[router]\nencoder = {:?}\nheads = {:?}\nscorer = {:?}\nadmin_key_env = {ADMIN_KEY_VAR:?}\n",
-            self.encoder, self.heads, self.scorer
+            "[router]\nencoder = {:?}\nheads = {:?}\nscorer = {:?}\nadmin_key_env = {ADMIN_KEY_VAR:?}\nexplore_seed = {}\n",
+            self.encoder, self.heads, self.scorer, self.explore_seed
         );
         let _ = writeln!(s, "[log]\ndir = {:?}\n", self.log_dir());
         let _ = writeln!(s, "[cache]\nenabled = false\n");
