@@ -2,7 +2,7 @@
 //! gateway serves requests drawn from a world (routing records with every model's
 //! outcome) through a world upstream; feedback is the world's score; between rounds the
 //! traffic log is imported, a scorer retrained on it, evaluated off-policy against the
-//! serving router and promoted over HTTP if better. At the end every router is compared on
+//! serving router and promoted over HTTP unless estimated worse. At the end every router is compared on
 //! held-out prompts the gateway never served.
 
 mod gateway;
@@ -40,11 +40,14 @@ use super::progress;
 /// world's cost); the simulator posts the recorded score as feedback for --feedback-share
 /// of requests. Between rounds it imports the traffic log, trains a scorer on it, estimates
 /// off-policy (doubly robust, on traffic the candidate was not fitted on) whether it beats
-/// the serving router, and promotes it through POST /admin/router only if so.
+/// the serving router, and promotes it through POST /admin/router unless it is estimated
+/// worse (a tie is promoted: the same choices, more evidence).
 ///
 /// At the end, on --holdout prompts never served, it reports the AIQ of the final router,
 /// the starting router, a full-information router trained on every model's outcome for the
-/// served prompts, kNN on the logged traffic, random mixing and each model, with paired
+/// served prompts, one trained on as many outcomes as were served but logged uniformly at
+/// random (uniform-logging: what the budget could teach at best as bandit data), kNN on
+/// the logged traffic, random mixing and each model, with paired
 /// bootstrap intervals; the served quality and cost; and the OPE estimate beside the
 /// held-out truth.
 ///
@@ -98,8 +101,9 @@ pub struct EvalLoopArgs {
     #[arg(long, default_value_t = 200)]
     pub output_tokens: u64,
 
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 4)]
+    /// Requests in flight at once. At 1 a run is reproducible: the same --seed serves,
+    /// explores and learns the same way; more is faster but the order of the log varies.
+    #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
 
     /// The starting scorer (default: the committed one).
@@ -124,6 +128,7 @@ pub struct EvalLoopArgs {
     #[arg(long, default_value_t = 500)]
     pub bootstrap: usize,
 
+    /// Seeds the prompts drawn, the feedback, the gateway's exploration and the split.
     #[arg(long, default_value_t = 17)]
     pub seed: u64,
 
@@ -272,6 +277,7 @@ impl Loop<'_> {
             encoder: self.args.encoder.encoder_source(),
             policy: self.args.policy.clone(),
             explore: self.args.explore,
+            explore_seed: self.args.seed,
             neutral_priors: self.args.unknown_models,
         };
         let upstream = world::serve(self.world.clone()).await?;
@@ -374,7 +380,10 @@ impl Loop<'_> {
         }
         let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
         let gain = ope::dr_difference(&choices, &incumbent, self.args.bootstrap, self.args.seed);
-        let promote = gain.value > 0.0;
+        // Not estimated worse at the route's policy. A tie is promoted: it is most often the
+        // same choices on every request, and the candidate brings more evidence (narrower
+        // exploration) and what it learned about the other tradeoffs.
+        let promote = gain.value >= 0.0;
         let version = if promote {
             let v = gateway.promote(&out).await?;
             *serving = candidate.clone();
@@ -469,6 +478,7 @@ impl Loop<'_> {
         distinct.sort_unstable();
         distinct.dedup();
         let full = self.full_information(&distinct)?;
+        let uniform = self.uniform_logging(&distinct, served.len())?;
         let logged = self.logged_neighbours()?;
         let mut refs = vec![
             Reference {
@@ -483,6 +493,10 @@ impl Loop<'_> {
                 name: "full-information".into(),
                 predicted: self.predict(&full)?,
             },
+            Reference {
+                name: "uniform-logging".into(),
+                predicted: self.predict(&uniform)?,
+            },
         ];
         refs.push(report::knn(self, &logged));
         Ok(refs)
@@ -490,10 +504,40 @@ impl Loop<'_> {
 
     /// A scorer trained offline on every model's outcome for the served prompts.
     fn full_information(&self, prompts: &[usize]) -> anyhow::Result<Scorer> {
-        let path = self.dir.join("full-information.jsonl");
+        let records = prompts.iter().map(|&i| report::record(&self.world, i));
+        self.train_reference("full-information", records, 0.0)
+    }
+
+    /// What the same number of outcomes could teach at best as bandit data: a scorer trained
+    /// on `n` (prompt, model) outcomes of the served prompts, every model equally likely
+    /// (uniform logging, the widest exploration), with the traffic's prior. Between it and
+    /// the full-information router lies what more outcomes per prompt are worth.
+    fn uniform_logging(&self, prompts: &[usize], n: usize) -> anyhow::Result<Scorer> {
+        let mut rng = SplitMix::new(self.args.seed ^ 0x756e_6966_6f72_6d00);
+        let models = self.world.models.len().max(1) as u64;
+        let records = (0..n).map(|_| {
+            let i = prompts[(rng.next_u64() % prompts.len().max(1) as u64) as usize];
+            let model = &self.world.models[(rng.next_u64() % models) as usize];
+            let mut record = report::record(&self.world, i);
+            record.outcomes.retain(|m, _| m == model);
+            record
+        });
+        let prior = switchyard_training::scorer::TRAFFIC_PRIOR_WEIGHT;
+        self.train_reference("uniform-logging", records, prior)
+    }
+
+    /// Trains a reference scorer on `records` (written to DIR/NAME.jsonl, the scorer to
+    /// DIR/NAME) with the loop's grid and prior weight `prior`.
+    fn train_reference(
+        &self,
+        name: &str,
+        records: impl Iterator<Item = switchyard_core::RoutingRecord>,
+        prior: f64,
+    ) -> anyhow::Result<Scorer> {
+        let path = self.dir.join(format!("{name}.jsonl"));
         let mut text = String::new();
-        for &i in prompts {
-            text.push_str(&serde_json::to_string(&report::record(&self.world, i))?);
+        for record in records {
+            text.push_str(&serde_json::to_string(&record)?);
             text.push('\n');
         }
         fs_err::write(&path, text)?;
@@ -501,10 +545,10 @@ impl Loop<'_> {
             data: vec![path],
             exclude_sources: vec![],
             heads_dir: self.args.heads.clone(),
-            out: self.dir.join("full-information"),
+            out: self.dir.join(name),
             cache_dir: self.cache_dir().to_path_buf(),
             grid: loop_grid(),
-            prior_weight: Some(0.0),
+            prior_weight: Some(prior),
             traffic_weight: 1,
         };
         Ok(train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?.1)
