@@ -3,22 +3,27 @@
 //! recover. The rule, and the probability it gives every model:
 //!
 //! - with probability `1 − rate` the request keeps the policy's pick (`greedy`);
-//! - with probability `rate` it takes the pick of one of [`DRAWS`] *perturbed decisions*:
-//!   the route's own policy run again over the *eligible* candidates (those the policy
-//!   ranked: allowed, available, within the context window; under a `budget:` policy only
-//!   those within the budget), each model's predicted quality moved by a normal draw with
-//!   standard deviation `SPREAD / √(1 + n)`, where `n` is the scorer's evidence for the model
-//!   (its training samples; 0 for a model it does not score). This is Thompson sampling
-//!   over the scorer's uncertainty: a model is tried in proportion to the chance that it is
-//!   the right pick, so exploration goes to the models whose comparison with the pick is
-//!   still open (the router knows least, or predicts close), not to ones that are clearly
-//!   worse — and the logged traffic overlaps what a retrained router would choose.
+//! - with probability `rate` it takes the pick of one of [`DRAWS`] *perturbed decisions*
+//!   over the *eligible* candidates (those the policy ranked: allowed, available, within
+//!   the context window; under a `budget:` policy only those within the budget). Each
+//!   perturbed decision moves every model's predicted quality by a normal draw with
+//!   standard deviation `SPREAD / √(1 + n)`, where `n` is the scorer's evidence for the
+//!   model (its training samples; 0 for a model it does not score), and then
+//!   - half of them (even draws) run the route's own policy: Thompson sampling over the
+//!     scorer's uncertainty at the route's operating point, so exploration goes to the
+//!     models whose comparison with the pick is still open, not to ones clearly worse;
+//!   - the other half (odd draws) take the cheapest model whose perturbed quality reaches a
+//!     bar drawn uniformly between the lowest and the highest perturbed quality: a model on
+//!     the cost–quality frontier some other tradeoff would pick. A retrained router is
+//!     judged and calibrated along the whole frontier (`calibrate`, AIQ), and a policy that
+//!     only ever explores near today's pick leaves the frontier's other models unobserved.
+//!     A model dominated (no cheaper and no better than another, clearly) is never tried.
 //!
-//! The perturbations come from the request's `pick_draw`; which of the draws is taken from
-//! the uniform left in `explore_draw / rate`. So the served model's propensity is exactly
-//! `(1 − rate)·[m = greedy] + rate·k(m) / DRAWS`, `k(m)` the draws that picked `m`, logged
-//! with the decision; off-policy evaluation divides by it. A draw that lands on the greedy
-//! model is not counted as exploring.
+//! The perturbations (and bars) come from the request's `pick_draw`; which of the draws is
+//! taken from the uniform left in `explore_draw / rate`. So the served model's propensity
+//! is exactly `(1 − rate)·[m = greedy] + rate·k(m) / DRAWS`, `k(m)` the draws that picked
+//! `m`, logged with the decision; off-policy evaluation divides by it. A draw that lands on
+//! the greedy model is not counted as exploring.
 
 use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, decide};
 use switchyard_core::rng::SplitMix;
@@ -58,11 +63,12 @@ fn pool(decision: &Decision, evidence: &dyn Fn(&str) -> usize) -> Vec<(Candidate
         .collect()
 }
 
-/// The pick of each of [`DRAWS`] perturbed decisions over `pool`, seeded by `seed`.
+/// The pick of each of [`DRAWS`] perturbed decisions over `pool`, seeded by `seed`: the
+/// route's `policy` on even draws, a uniformly drawn quality bar on odd ones.
 fn picks(pool: &[(Candidate, usize)], policy: Policy, seed: u64) -> Vec<String> {
     let mut rng = SplitMix::new(seed);
     (0..DRAWS)
-        .filter_map(|_| {
+        .filter_map(|i| {
             let perturbed: Vec<Candidate> = pool
                 .iter()
                 .map(|(c, n)| Candidate {
@@ -70,11 +76,30 @@ fn picks(pool: &[(Candidate, usize)], policy: Policy, seed: u64) -> Vec<String> 
                     ..c.clone()
                 })
                 .collect();
+            let policy = if i % 2 == 0 {
+                policy
+            } else {
+                frontier_bar(&perturbed, rng.unit())
+            };
             decide(&perturbed, &Constraints::default(), policy)
                 .ok()
                 .map(|d| d.chosen)
         })
         .collect()
+}
+
+/// The threshold policy at a bar `u ∈ (0, 1]` of the way from the lowest to the highest
+/// quality among `candidates`: it picks the cheapest model that reaches the bar.
+fn frontier_bar(candidates: &[Candidate], u: f64) -> Policy {
+    let (lo, hi) = candidates
+        .iter()
+        .map(|c| c.quality)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), q| {
+            (lo.min(q), hi.max(q))
+        });
+    Policy::Threshold {
+        tau: lo + u * (hi - lo),
+    }
 }
 
 impl Explore {
@@ -129,20 +154,24 @@ mod tests {
     use super::*;
     use switchyard_core::policy::{Candidate, Constraints, decide};
 
+    /// Candidates from (model, quality, cost).
+    fn candidates(list: &[(&str, f64, f64)]) -> Vec<Candidate> {
+        list.iter()
+            .map(|&(m, q, c)| Candidate {
+                model: m.into(),
+                quality: q,
+                cost_usd: c,
+                context_window: None,
+            })
+            .collect()
+    }
+
     fn decision(policy: Policy) -> Decision {
-        let candidates: Vec<Candidate> = [
+        let candidates = candidates(&[
             ("big", 0.9, 0.01),
             ("mid", 0.7, 0.002),
             ("small", 0.5, 0.0005),
-        ]
-        .iter()
-        .map(|&(m, q, c)| Candidate {
-            model: m.into(),
-            quality: q,
-            cost_usd: c,
-            context_window: None,
-        })
-        .collect();
+        ]);
         decide(&candidates, &Constraints::default(), policy).unwrap()
     }
 
@@ -208,15 +237,11 @@ mod tests {
     fn exploration_goes_where_the_comparison_is_open() {
         // "known" is predicted far below the pick on plenty of evidence: never worth trying.
         // "new" is predicted below too, but on no evidence: tried often.
-        let candidates: Vec<Candidate> = [("pick", 0.8), ("known", 0.3), ("new", 0.6)]
-            .iter()
-            .map(|&(m, q)| Candidate {
-                model: m.into(),
-                quality: q,
-                cost_usd: 0.001,
-                context_window: None,
-            })
-            .collect();
+        let candidates = candidates(&[
+            ("pick", 0.8, 0.001),
+            ("known", 0.3, 0.001),
+            ("new", 0.6, 0.001),
+        ]);
         let policy = Policy::Tradeoff { lambda: 0.0 };
         let evidence = |m: &str| if m == "new" { 0 } else { 10_000 };
         let mut tried = std::collections::BTreeMap::<String, usize>::new();
@@ -227,6 +252,32 @@ mod tests {
         }
         assert!(!tried.contains_key("known"), "{tried:?}");
         assert!(tried.get("new").copied().unwrap_or(0) > 100, "{tried:?}");
+    }
+
+    #[test]
+    fn exploration_covers_the_frontier_not_the_dominated() {
+        // Well known models: "cheap" and "best" are on the frontier, "dominated" costs as
+        // much as "best" and is clearly worse. A quality-seeking route picks "best"; the
+        // frontier draws still try "cheap", never "dominated".
+        let candidates = candidates(&[
+            ("cheap", 0.5, 0.001),
+            ("best", 0.8, 0.01),
+            ("dominated", 0.4, 0.01),
+        ]);
+        let policy = Policy::Tradeoff { lambda: 0.0 };
+        let evidence = |_: &str| 10_000;
+        let mut tried = std::collections::BTreeMap::<String, usize>::new();
+        for i in 0..512 {
+            // Every one of the 64 perturbed decisions in turn, under 8 seeds.
+            let which = (f64::from(i % 64) + 0.5) / 64.0;
+            let mut d = decide(&candidates, &Constraints::default(), policy).unwrap();
+            Explore { rate: 1.0 }.apply(&mut d, &evidence, which, f64::from(i / 64) / 8.0);
+            *tried.entry(d.chosen).or_default() += 1;
+        }
+        assert!(!tried.contains_key("dominated"), "{tried:?}");
+        // Bars below 0.5 (a quarter of the frontier draws, an eighth of all) pick "cheap".
+        let cheap = tried.get("cheap").copied().unwrap_or(0);
+        assert!((40..100).contains(&cheap), "{tried:?}");
     }
 
     #[test]
