@@ -19,11 +19,15 @@
 //!     only ever explores near today's pick leaves the frontier's other models unobserved.
 //!     A model dominated (no cheaper and no better than another, clearly) is never tried.
 //!
-//! The perturbations (and bars) come from the request's `pick_draw`; which of the draws is
-//! taken from the uniform left in `explore_draw / rate`. So the served model's propensity
-//! is exactly `(1 − rate)·[m = greedy] + rate·k(m) / DRAWS`, `k(m)` the draws that picked
-//! `m`, logged with the decision; off-policy evaluation divides by it. A draw that lands on
-//! the greedy model is not counted as exploring.
+//! The perturbations (and bars) come from the request's `pick_draw`. Exploring means
+//! serving another model: of the perturbed decisions, those that agree with the policy's
+//! pick are passed over, and which of the others is taken comes from the uniform left in
+//! `explore_draw / rate`. So `rate` is the share of requests served by another model
+//! whenever any perturbed decision disagrees (none does when every other model is clearly
+//! worse: then the request keeps the pick with propensity 1), and the served model's
+//! propensity is exactly `1 − rate` for the pick and `rate·k(m) / K` for another model,
+//! `k(m)` the perturbed decisions that picked `m` and `K` those that did not pick the
+//! greedy model; it is logged with the decision, and off-policy evaluation divides by it.
 
 use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, decide};
 use switchyard_core::rng::SplitMix;
@@ -126,17 +130,23 @@ impl Explore {
             decision.policy,
             pick_draw.to_bits(),
         );
-        let share = |model: &str| {
-            picks.iter().filter(|m| *m == model).count() as f64 / picks.len().max(1) as f64
-        };
-        let chosen = if explore_draw < rate && !picks.is_empty() {
-            let j = ((explore_draw / rate) * picks.len() as f64) as usize;
-            picks[j.min(picks.len() - 1)].clone()
+        // Exploring means serving another model: the draws that agree with the pick are
+        // passed over, so `rate` is the share of requests that go elsewhere whenever any
+        // perturbed decision disagrees (and none do when every other model is clearly worse).
+        let others: Vec<&String> = picks.iter().filter(|m| **m != greedy).collect();
+        let chosen = if explore_draw < rate && !others.is_empty() {
+            let j = ((explore_draw / rate) * others.len() as f64) as usize;
+            others[j.min(others.len() - 1)].clone()
         } else {
             greedy.clone()
         };
-        let greedy_part = if chosen == greedy { 1.0 - rate } else { 0.0 };
-        decision.propensity = Some(greedy_part + rate * share(&chosen));
+        decision.propensity = Some(if others.is_empty() {
+            1.0
+        } else if chosen == greedy {
+            1.0 - rate
+        } else {
+            rate * others.iter().filter(|m| ***m == chosen).count() as f64 / others.len() as f64
+        });
         if chosen != greedy {
             if let Some(i) = decision.ranked.iter().position(|r| r.model == chosen) {
                 let first = decision.ranked.remove(i);
@@ -197,9 +207,11 @@ mod tests {
     fn draws_follow_the_logged_propensities_which_sum_to_one() {
         let explore = Explore { rate: 0.2 };
         for seed in [0.1, 0.37, 0.9] {
-            // Exhaust the explore draw over a grid: 1,280 of 6,400 steps explore, 20 per
-            // perturbed decision, so each model's share of steps is its propensity exactly.
-            let steps = 6_400;
+            // Exhaust the explore draw over a grid: 2,560 of 12,800 steps explore, spread
+            // evenly over the K perturbed decisions that disagree with the pick (each gets
+            // ⌊2560/K⌋ or ⌈2560/K⌉ steps), so each model's share of steps is its propensity
+            // to within one step per perturbed decision.
+            let steps = 12_800;
             let mut seen = std::collections::BTreeMap::<String, (usize, f64)>::new();
             for i in 0..steps {
                 let mut d = decision(Policy::Threshold { tau: 0.6 });
@@ -216,10 +228,19 @@ mod tests {
             }
             for (m, (k, p)) in &seen {
                 assert!(
-                    (*k as f64 / steps as f64 - p).abs() < 1e-12,
+                    (*k as f64 / steps as f64 - p).abs() <= DRAWS as f64 / steps as f64,
                     "{m}: {seen:?}"
                 );
             }
+            let explored: usize = seen
+                .iter()
+                .filter(|(m, _)| *m != "mid")
+                .map(|(_, (k, _))| k)
+                .sum();
+            assert_eq!(
+                explored, 2_560,
+                "the rate is the share served by another model"
+            );
             let total: f64 = seen.values().map(|(_, p)| p).sum();
             assert!((total - 1.0).abs() < 1e-12, "{seen:?}");
             assert!(
@@ -230,7 +251,7 @@ mod tests {
         let mut d = decision(Policy::Threshold { tau: 0.6 });
         explore.apply(&mut d, &evidence, 0.5, 0.01);
         assert!(!d.explored && d.chosen == "mid", "0.5 ≥ rate: no exploring");
-        assert!(d.propensity.unwrap() >= 0.8);
+        assert!((d.propensity.unwrap() - 0.8).abs() < 1e-12);
     }
 
     #[test]
@@ -274,10 +295,10 @@ mod tests {
             Explore { rate: 1.0 }.apply(&mut d, &evidence, which, f64::from(i / 64) / 8.0);
             *tried.entry(d.chosen).or_default() += 1;
         }
+        // Bars below 0.5 (a quarter of the frontier draws) pick "cheap", every other draw
+        // agrees with the pick: at rate 1 every request goes to "cheap", none to "dominated".
+        assert_eq!(tried.get("cheap"), Some(&512), "{tried:?}");
         assert!(!tried.contains_key("dominated"), "{tried:?}");
-        // Bars below 0.5 (a quarter of the frontier draws, an eighth of all) pick "cheap".
-        let cheap = tried.get("cheap").copied().unwrap_or(0);
-        assert!((40..100).contains(&cheap), "{tried:?}");
     }
 
     #[test]
