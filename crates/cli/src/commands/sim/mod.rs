@@ -2,7 +2,7 @@
 //! gateway serves requests drawn from a world (routing records with every model's
 //! outcome) through a world upstream; feedback is the world's score; between rounds the
 //! traffic log is imported, a scorer retrained on it, evaluated off-policy against the
-//! serving router and promoted over HTTP unless estimated worse. At the end every router is compared on
+//! serving router and promoted over HTTP unless clearly worse. At the end every router is compared on
 //! held-out prompts the gateway never served.
 
 mod gateway;
@@ -40,8 +40,8 @@ use super::progress;
 /// world's cost); the simulator posts the recorded score as feedback for --feedback-share
 /// of requests. Between rounds it imports the traffic log, trains a scorer on it, estimates
 /// off-policy (doubly robust, on traffic the candidate was not fitted on) whether it beats
-/// the serving router, and promotes it through POST /admin/router unless it is estimated
-/// worse (a tie is promoted: the same choices, more evidence).
+/// the serving router, and promotes it through POST /admin/router unless the estimate's
+/// interval lies below zero (clearly worse).
 ///
 /// At the end, on --holdout prompts never served, it reports the AIQ of the final router,
 /// the starting router, a full-information router trained on every model's outcome for the
@@ -380,10 +380,12 @@ impl Loop<'_> {
         }
         let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
         let gain = ope::dr_difference(&choices, &incumbent, self.args.bootstrap, self.args.seed);
-        // Not estimated worse at the route's policy. A tie is promoted: it is most often the
-        // same choices on every request, and the candidate brings more evidence (narrower
-        // exploration) and what it learned about the other tradeoffs.
-        let promote = gain.value >= 0.0;
+        // Refused only when its interval says worse at the route's policy. The candidate
+        // is fitted on everything the serving router saw and more; the estimate is noisy
+        // (importance weights on explored requests), and refusing on a noisy negative point
+        // stalls the loop. A tie — most often the same choices on every request — goes in:
+        // the candidate brings more evidence (narrower exploration) and the other tradeoffs.
+        let promote = gain.ci95[1] >= 0.0;
         let version = if promote {
             let v = gateway.promote(&out).await?;
             *serving = candidate.clone();
