@@ -24,9 +24,11 @@ done
 
 bash models/fetch.sh encoder
 cargo build --release --locked -p switchyard --bin switchyard
-bin="${CARGO_TARGET_DIR:-target}/release/switchyard"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# A copy, so a rebuild during the runs cannot swap the binary between seeds.
+bin="$work/switchyard"
+cp "${CARGO_TARGET_DIR:-target}/release/switchyard" "$bin"
 reports=()
 for w in ${worlds//,/ }; do
   src=../shared/datasets/routing/$w

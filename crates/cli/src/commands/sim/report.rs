@@ -459,7 +459,7 @@ fn curve(report: &Report) -> Vec<CurveLine> {
         name: "serving router".into(),
         points: serving,
     }];
-    for name in ["full-information", "knn"] {
+    for name in ["full-information", "uniform-logging", "knn"] {
         if let Some(v) = aiq(name) {
             lines.push(CurveLine {
                 name: format!("{name} (end)"),
