@@ -3,8 +3,8 @@
 //! recover. The rule, and the probability it gives every model:
 //!
 //! - with probability `1 − rate` the request keeps the policy's pick (`greedy`);
-//! - with probability `rate` it takes the pick of one of [`DRAWS`] *perturbed decisions*
-//!   over the *eligible* candidates (those the policy ranked: allowed, available, within
+//! - with probability `rate` it takes the pick of one of the [`DRAWS`] *perturbed
+//!   decisions* that disagree with the pick (see below), over the *eligible* candidates (those the policy ranked: allowed, available, within
 //!   the context window; under a `budget:` policy only those within the budget). Each
 //!   perturbed decision moves every model's predicted quality by a normal draw with
 //!   standard deviation `SPREAD / √(1 + n)`, where `n` is the scorer's evidence for the
