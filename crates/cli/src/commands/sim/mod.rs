@@ -2,8 +2,8 @@
 //! gateway serves requests drawn from a world (routing records with every model's
 //! outcome) through a world upstream; feedback is the world's score; between rounds the
 //! traffic log is imported, a scorer retrained on it, evaluated off-policy against the
-//! serving router and promoted over HTTP unless clearly worse. At the end every router is compared on
-//! held-out prompts the gateway never served.
+//! serving router and promoted over HTTP unless clearly worse. At the end every router is
+//! compared on held-out prompts the gateway never served.
 
 mod gateway;
 mod report;
@@ -515,10 +515,14 @@ impl Loop<'_> {
     /// (uniform logging, the widest exploration), with the traffic's prior. Between it and
     /// the full-information router lies what more outcomes per prompt are worth.
     fn uniform_logging(&self, prompts: &[usize], n: usize) -> anyhow::Result<Scorer> {
+        anyhow::ensure!(
+            !prompts.is_empty() && !self.world.models.is_empty(),
+            "uniform-logging needs served prompts and models"
+        );
         let mut rng = SplitMix::new(self.args.seed ^ 0x756e_6966_6f72_6d00);
-        let models = self.world.models.len().max(1) as u64;
+        let models = self.world.models.len() as u64;
         let records = (0..n).map(|_| {
-            let i = prompts[(rng.next_u64() % prompts.len().max(1) as u64) as usize];
+            let i = prompts[(rng.next_u64() % prompts.len() as u64) as usize];
             let model = &self.world.models[(rng.next_u64() % models) as usize];
             let mut record = report::record(&self.world, i);
             record.outcomes.retain(|m, _| m == model);
