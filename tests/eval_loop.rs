@@ -144,3 +144,23 @@ fn a_world_too_small_to_split_is_refused_clearly() {
     assert!(!output.status.success());
     assert!(stderr.contains("at least 10 of each"), "{stderr}");
 }
+
+#[test]
+fn a_world_without_costs_or_prices_names_the_models_to_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let (world, _) = world(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["eval", "loop"])
+        .arg("--world")
+        .arg(&world)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("only 0 prompts have a score and a cost for every model (cheap, dear)")
+            && stderr.contains("no price for cheap, dear: give them with --prices FILE"),
+        "{stderr}"
+    );
+}

@@ -16,7 +16,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchyard_core::pricing::{Price, PriceTable};
-use switchyard_core::read_records;
+use switchyard_core::{RoutingRecord, read_records};
 use switchyard_training::data::normalise;
 
 /// What one model did on one prompt.
@@ -71,20 +71,7 @@ impl World {
     /// record with scores), priced by `prices` where a record has no cost.
     pub fn load(file: &Path, prices: &PriceTable, options: &WorldOptions) -> anyhow::Result<Self> {
         let records = read_records(file)?;
-        let source: Vec<String> = records
-            .iter()
-            .find(|r| r.outcomes.values().any(|o| o.score.is_some()))
-            .map(|r| r.outcomes.keys().cloned().collect())
-            .with_context(|| format!("{}: no record has a scored outcome", file.display()))?;
-        anyhow::ensure!(
-            source.len() >= 2,
-            "{}: the world needs at least two models per prompt",
-            file.display()
-        );
-        let missing: Vec<&String> = source
-            .iter()
-            .filter(|m| !prices.0.contains_key(*m))
-            .collect();
+        let source = source_models(&records, file)?;
         let mut prompts = Vec::new();
         let mut by_text = HashMap::new();
         for r in &records {
@@ -96,28 +83,7 @@ impl World {
             if text.trim().is_empty() || by_text.contains_key(&key) {
                 continue;
             }
-            let input = switchyard_core::tokens::estimate(&text);
-            let answers: Option<Vec<Answer>> = source
-                .iter()
-                .map(|m| {
-                    let o = r.outcomes.get(m)?;
-                    let score = o.score?;
-                    let input_tokens = o.input_tokens.unwrap_or(input);
-                    let output_tokens = o.output_tokens.unwrap_or(options.output_tokens);
-                    let cost_usd = match (o.cost_usd, prices.0.get(m)) {
-                        (Some(c), _) => c,
-                        (None, Some(p)) => p.cost(input_tokens as f64, output_tokens as f64),
-                        (None, None) => return None,
-                    };
-                    Some(Answer {
-                        score,
-                        input_tokens,
-                        output_tokens,
-                        cost_usd,
-                    })
-                })
-                .collect();
-            if let Some(answers) = answers {
+            if let Some(answers) = answers(r, &source, prices, options) {
                 by_text.insert(key, prompts.len());
                 prompts.push(WorldPrompt {
                     id: r.id.clone(),
@@ -126,41 +92,14 @@ impl World {
                 });
             }
         }
-        anyhow::ensure!(
-            prompts.len() >= 20,
-            "{}: only {} prompts have a score and a cost for every model ({}){}",
-            file.display(),
-            prompts.len(),
-            source.join(", "),
-            if missing.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; no price for {}: give them with --prices FILE",
-                    missing
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        );
+        if prompts.len() < 20 {
+            anyhow::bail!(too_few(file, prompts.len(), &source, prices));
+        }
         let models: Vec<String> = source
             .iter()
             .map(|m| gateway_name(m, options.unknown_models))
             .collect();
-        // A record's own cost has no price behind it: the gateway is given the mean
-        // cost per token the world implies, so its logged cost is close to the world's.
-        let prices = source
-            .iter()
-            .zip(&models)
-            .map(|(m, name)| {
-                let price = prices.0.get(m).copied().unwrap_or_else(|| {
-                    implied(&prompts, source.iter().position(|x| x == m).unwrap_or(0))
-                });
-                (name.clone(), price)
-            })
-            .collect();
+        let prices = gateway_prices(&source, &models, prices, &prompts);
         Ok(Self {
             models,
             prices,
@@ -237,4 +176,96 @@ pub async fn serve(world: Arc<World>) -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// The world's models: those of the first record with a scored outcome (at least two).
+fn source_models(records: &[RoutingRecord], file: &Path) -> anyhow::Result<Vec<String>> {
+    let source: Vec<String> = records
+        .iter()
+        .find(|r| r.outcomes.values().any(|o| o.score.is_some()))
+        .map(|r| r.outcomes.keys().cloned().collect())
+        .with_context(|| format!("{}: no record has a scored outcome", file.display()))?;
+    anyhow::ensure!(
+        source.len() >= 2,
+        "{}: the world needs at least two models per prompt",
+        file.display()
+    );
+    Ok(source)
+}
+
+/// Every model's answer to record `r`, or `None` when one lacks a score or a cost (its
+/// own, or one its price gives).
+fn answers(
+    r: &RoutingRecord,
+    source: &[String],
+    prices: &PriceTable,
+    options: &WorldOptions,
+) -> Option<Vec<Answer>> {
+    let input = switchyard_core::tokens::estimate(r.text());
+    source
+        .iter()
+        .map(|m| {
+            let o = r.outcomes.get(m)?;
+            let score = o.score?;
+            let input_tokens = o.input_tokens.unwrap_or(input);
+            let output_tokens = o.output_tokens.unwrap_or(options.output_tokens);
+            let cost_usd = match (o.cost_usd, prices.0.get(m)) {
+                (Some(c), _) => c,
+                (None, Some(p)) => p.cost(input_tokens as f64, output_tokens as f64),
+                (None, None) => return None,
+            };
+            Some(Answer {
+                score,
+                input_tokens,
+                output_tokens,
+                cost_usd,
+            })
+        })
+        .collect()
+}
+
+/// Why a world is too small, naming the models without a price.
+fn too_few(file: &Path, found: usize, source: &[String], prices: &PriceTable) -> String {
+    let missing: Vec<&str> = source
+        .iter()
+        .filter(|m| !prices.0.contains_key(*m))
+        .map(String::as_str)
+        .collect();
+    let hint = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; no price for {}: give them with --prices FILE",
+            missing.join(", ")
+        )
+    };
+    format!(
+        "{}: only {found} prompts have a score and a cost for every model ({}){hint}",
+        file.display(),
+        source.join(", ")
+    )
+}
+
+/// The gateway's price per model. A record's own cost has no price behind it: the gateway
+/// is given the mean cost per token the world implies, so its logged cost is close to the
+/// world's.
+fn gateway_prices(
+    source: &[String],
+    models: &[String],
+    prices: &PriceTable,
+    prompts: &[WorldPrompt],
+) -> BTreeMap<String, Price> {
+    source
+        .iter()
+        .zip(models)
+        .enumerate()
+        .map(|(i, (m, name))| {
+            let price = prices
+                .0
+                .get(m)
+                .copied()
+                .unwrap_or_else(|| implied(prompts, i));
+            (name.clone(), price)
+        })
+        .collect()
 }
