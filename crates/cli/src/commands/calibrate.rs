@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_eval::calibrate::{fit, settings};
 use switchyard_eval::ope;
@@ -87,57 +88,10 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let scorer = Scorer::load(&args.model_dir, encoder.info())?;
     scorer.check_heads(heads.weights_sha256(), &args.heads)?;
     let prices = super::prices::load(args.prices.as_deref())?;
-    let bar = progress::bar(0, "featurising");
-    let (prompts, measured, data) = if args.traffic.is_empty() {
-        let (loaded, _) = load_routed(&args.data)?;
-        let all = featurise(loaded, &encoder, &heads, &args.cache.cache_dir, &bar)?;
-        let data = args
-            .data
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>();
-        (all, true, data.join(", "))
-    } else {
-        let (logged, _) =
-            ope::load_logged(&args.traffic, &encoder, &heads, &args.cache.cache_dir, &bar)?;
-        let data = args
-            .traffic
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>();
-        (
-            logged.into_iter().map(|l| l.prompt).collect(),
-            false,
-            data.join(", "),
-        )
-    };
-    let models = if args.candidates.is_empty() {
-        let mut m: Vec<String> = prompts
-            .iter()
-            .flat_map(|p| p.outcomes.keys().cloned())
-            .collect();
-        m.sort();
-        m.dedup();
-        m
-    } else {
-        args.candidates.clone()
-    };
+    let (prompts, measured, data) = load_prompts(args, &encoder, &heads)?;
+    let models = candidate_models(args, &prompts);
     let specs = ope::specs(&scorer, &models, &prices);
-    let chosen: Vec<&RoutedPrompt> = if measured {
-        let val: Vec<&RoutedPrompt> = prompts
-            .iter()
-            .filter(|p| p.split == Split::Validation)
-            .collect();
-        val.into_iter()
-            .filter(|p| {
-                models
-                    .iter()
-                    .all(|m| p.outcomes.get(m).is_some_and(|o| o.score.is_some()))
-            })
-            .collect()
-    } else {
-        prompts.iter().collect()
-    };
+    let chosen = calibration_prompts(&prompts, &models, measured);
     anyhow::ensure!(
         chosen.len() >= 10,
         "only {} prompts to calibrate on (validation prompts with every candidate's outcome, or traffic with feedback); give more data",
@@ -147,24 +101,7 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| ope::predict_row(&scorer, p, &specs))
         .collect::<Result<_, _>>()?;
-    let actual: Option<Vec<Actual>> = measured.then(|| {
-        chosen
-            .iter()
-            .zip(&predicted)
-            .map(|(p, row)| Actual {
-                score: models
-                    .iter()
-                    .map(|m| p.outcomes[m].score.unwrap_or(0.0))
-                    .collect(),
-                // A record without a cost is priced as the router would price it.
-                cost: models
-                    .iter()
-                    .zip(row)
-                    .map(|(m, &(_, c))| p.outcomes[m].cost_usd.unwrap_or(c))
-                    .collect(),
-            })
-            .collect()
-    });
+    let actual = measured.then(|| actual_outcomes(&chosen, &predicted, &models));
     let strongest = strongest(args, &models, &predicted, actual.as_deref())?;
     let all = settings(
         &predicted,
@@ -209,6 +146,87 @@ pub fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         ),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The prompts to calibrate on, whether their outcomes are measured (`--data`: records with
+/// every outcome) rather than predicted (`--traffic`), and the files named, for the record.
+fn load_prompts(
+    args: &CalibrateArgs,
+    encoder: &SentenceEncoder,
+    heads: &ClassifierHeads,
+) -> anyhow::Result<(Vec<RoutedPrompt>, bool, String)> {
+    let bar = progress::bar(0, "featurising");
+    let names = |files: &[PathBuf]| {
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if args.traffic.is_empty() {
+        let (loaded, _) = load_routed(&args.data)?;
+        let all = featurise(loaded, encoder, heads, &args.cache.cache_dir, &bar)?;
+        return Ok((all, true, names(&args.data)));
+    }
+    let (logged, _) = ope::load_logged(&args.traffic, encoder, heads, &args.cache.cache_dir, &bar)?;
+    let prompts = logged.into_iter().map(|l| l.prompt).collect();
+    Ok((prompts, false, names(&args.traffic)))
+}
+
+/// `--candidates`, else every model with an outcome in the data.
+fn candidate_models(args: &CalibrateArgs, prompts: &[RoutedPrompt]) -> Vec<String> {
+    if !args.candidates.is_empty() {
+        return args.candidates.clone();
+    }
+    let mut models: Vec<String> = prompts
+        .iter()
+        .flat_map(|p| p.outcomes.keys().cloned())
+        .collect();
+    models.sort();
+    models.dedup();
+    models
+}
+
+/// Measured data: the validation prompts with every candidate's score; traffic: all of it.
+fn calibration_prompts<'a>(
+    prompts: &'a [RoutedPrompt],
+    models: &[String],
+    measured: bool,
+) -> Vec<&'a RoutedPrompt> {
+    prompts
+        .iter()
+        .filter(|p| {
+            !measured
+                || (p.split == Split::Validation
+                    && models
+                        .iter()
+                        .all(|m| p.outcomes.get(m).is_some_and(|o| o.score.is_some())))
+        })
+        .collect()
+}
+
+/// What each candidate scored and cost on each prompt (a record without a cost is priced
+/// as the router would price it).
+fn actual_outcomes(
+    chosen: &[&RoutedPrompt],
+    predicted: &Predicted,
+    models: &[String],
+) -> Vec<Actual> {
+    chosen
+        .iter()
+        .zip(predicted)
+        .map(|(p, row)| Actual {
+            score: models
+                .iter()
+                .map(|m| p.outcomes[m].score.unwrap_or(0.0))
+                .collect(),
+            cost: models
+                .iter()
+                .zip(row)
+                .map(|(m, &(_, c))| p.outcomes[m].cost_usd.unwrap_or(c))
+                .collect(),
+        })
+        .collect()
 }
 
 /// The model `--strong` names, else the one with the best mean quality.
