@@ -125,6 +125,37 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
         assert!((0.0..=1.5).contains(&q), "{key}: {r}");
     }
     assert!(r["effective_sample_size"].as_f64().unwrap() > 0.0);
+
+    // Calibrated on that traffic (predicted outcomes): a share of calls to the dear model,
+    // stored beside the final router and marked as not measured.
+    let calibrated = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["calibrate", "--target", "strong-share:0.5"])
+        .arg("--traffic")
+        .arg(out.join("traffic.jsonl"))
+        .arg("--model-dir")
+        .arg(out.join("final"))
+        .arg("--prices")
+        .arg(&user_prices)
+        .arg("--cache-dir")
+        .arg(dir.path().join("embeddings"))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&calibrated.stdout);
+    assert!(
+        calibrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&calibrated.stderr)
+    );
+    assert!(stdout.contains("(predicted)"), "{stdout}");
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("final/calibration.json")).unwrap())
+            .unwrap();
+    let fitted = &stored["targets"]["strong-share:0.5"];
+    assert_eq!(fitted["measured"], false, "{fitted}");
+    assert!(fitted["prompts"].as_u64().unwrap() >= 10, "{fitted}");
+    let share = fitted["strong_share"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share), "{fitted}");
 }
 
 #[test]
