@@ -99,20 +99,31 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
             "user/dear": {"input_per_mtok": 10.0, "output_per_mtok": 10.0}}"#,
     )
     .unwrap();
-    let ope = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["eval", "routing", "--json", "--bootstrap", "100"])
-        .args(["--route-policy", "margin:0.02"])
-        .arg("--traffic")
-        .arg(out.join("traffic.jsonl"))
-        .arg("--model-dir")
-        .arg(out.join("final"))
-        .arg("--prices")
-        .arg(&user_prices)
-        .arg("--cache-dir")
-        .arg(dir.path().join("embeddings"))
-        .current_dir(&root)
-        .output()
-        .unwrap();
+    // Runs `switchyard ARGS` on the loop's imported traffic and final router.
+    let on_traffic = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .arg("--traffic")
+            .arg(out.join("traffic.jsonl"))
+            .arg("--model-dir")
+            .arg(out.join("final"))
+            .arg("--prices")
+            .arg(&user_prices)
+            .arg("--cache-dir")
+            .arg(dir.path().join("embeddings"))
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+    let ope = on_traffic(&[
+        "eval",
+        "routing",
+        "--json",
+        "--bootstrap",
+        "100",
+        "--route-policy",
+        "margin:0.02",
+    ]);
     assert!(
         ope.status.success(),
         "{}",
@@ -128,19 +139,7 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
 
     // Calibrated on that traffic (predicted outcomes): a share of calls to the dear model,
     // stored beside the final router and marked as not measured.
-    let calibrated = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["calibrate", "--target", "strong-share:0.5"])
-        .arg("--traffic")
-        .arg(out.join("traffic.jsonl"))
-        .arg("--model-dir")
-        .arg(out.join("final"))
-        .arg("--prices")
-        .arg(&user_prices)
-        .arg("--cache-dir")
-        .arg(dir.path().join("embeddings"))
-        .current_dir(&root)
-        .output()
-        .unwrap();
+    let calibrated = on_traffic(&["calibrate", "--target", "strong-share:0.5"]);
     let stdout = String::from_utf8_lossy(&calibrated.stdout);
     assert!(
         calibrated.status.success(),
