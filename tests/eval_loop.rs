@@ -89,10 +89,15 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
     assert!(out.join("final/manifest.json").is_file());
     let logged = std::fs::read_to_string(out.join("logs/traffic.jsonl")).unwrap();
     assert_eq!(logged.lines().count(), 300);
+    the_cli_works_on_the_loops_traffic(&root, dir.path(), &out);
+}
 
+/// `eval routing` and `calibrate` on the traffic a loop left in `out` (embeddings cached in
+/// `dir`).
+fn the_cli_works_on_the_loops_traffic(root: &Path, dir: &Path, out: &Path) {
     // The same traffic, evaluated off-policy from the CLI: the final router against the
     // routers that served it.
-    let user_prices = dir.path().join("user-prices.json");
+    let user_prices = dir.join("user-prices.json");
     std::fs::write(
         &user_prices,
         r#"{"user/cheap": {"input_per_mtok": 0.1, "output_per_mtok": 0.1},
@@ -110,8 +115,8 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
             .arg("--prices")
             .arg(&user_prices)
             .arg("--cache-dir")
-            .arg(dir.path().join("embeddings"))
-            .current_dir(&root)
+            .arg(dir.join("embeddings"))
+            .current_dir(root)
             .output()
             .unwrap()
     };
