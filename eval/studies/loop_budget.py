@@ -20,6 +20,10 @@ the routers *more* than the loop has:
                    learned from every outcome). At --explore 0.1 and at 1.0.
   prompt-oracle    every prompt's true best choice (the ceiling no router reaches)
 
+With --embeddings (JSONL from `switchyard embed`, needs numpy), the category is replaced by
+a spherical k-means cluster of the prompt's embedding (k = 8, 16, 48) — what a router can
+actually see — and the category rows are repeated as `clusters-K/...`.
+
 Each is scored on a random held-out share of the prompts (several splits) with the AIQ of
 eval/src/routing.rs: area under the non-decreasing convex hull of the (normalised cost,
 quality) points of a quality - lambda*cost sweep, cost normalised over the single models'
@@ -184,6 +188,43 @@ def study_split(models, prompts, prices, args, seed):
     return result
 
 
+def kmeans_labels(vectors, k, seed=0, iterations=30):
+    """Spherical k-means (cosine) cluster of each unit vector, deterministic for a seed."""
+    import numpy as np
+
+    x = np.asarray(vectors, dtype=np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    centroids = x[np.random.default_rng(seed).choice(len(x), k, replace=False)].copy()
+    for _ in range(iterations):
+        labels = np.argmax(x @ centroids.T, axis=1)
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c = members.sum(axis=0)
+                centroids[j] = c / np.linalg.norm(c)
+    return [f"cluster-{label}" for label in np.argmax(x @ centroids.T, axis=1)]
+
+
+def load_embeddings(path):
+    """text -> embedding from `switchyard embed` output (lines with an error are skipped)."""
+    vectors = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if "embedding" in r:
+                vectors[r["text"]] = r["embedding"]
+    return vectors
+
+
+def study(models, prompts, prices, args, name, label):
+    """Mean over splits of every router's AIQ, keyed by router."""
+    splits = []
+    for s in range(args.splits):
+        print(f"{name}, {label}: split {s + 1}/{args.splits}", file=sys.stderr)
+        splits.append(study_split(models, prompts, prices, args, 17 + s))
+    return splits, {k: statistics.fmean(sp[k] for sp in splits) for k in splits[0]}
+
+
 def loop_full_information(world):
     """From the committed loop reports: the mean full-information AIQ gain over random
     mixing, and the best quality per dollar on its curve over the best single model's."""
@@ -211,6 +252,11 @@ def main():
     ap.add_argument("--explore", type=float, default=0.1)
     ap.add_argument("--max-prompts", type=int, default=6000)
     ap.add_argument("--output-tokens", type=int, default=200)
+    ap.add_argument("--embeddings", action="append", default=[],
+                    help="NAME=FILE.jsonl from `switchyard embed` (adds the k-means cluster rows)")
+    ap.add_argument("--texts-out", metavar="DIR",
+                    help="only write each world's studied prompts to DIR/NAME.texts.jsonl "
+                    "(input for `switchyard embed`) and stop")
     ap.add_argument("--out", help="write the figures here as JSON")
     args = ap.parse_args()
     report = {"requests": args.requests, "explore": args.explore, "worlds": {}}
@@ -218,11 +264,26 @@ def main():
         name, _, path = spec.partition("=")
         prices = json.load(open(f"eval/prices/{name}.json"))
         models, prompts = load_world(path, args.max_prompts)
-        splits = []
-        for s in range(args.splits):
-            print(f"{name}: split {s + 1}/{args.splits}", file=sys.stderr)
-            splits.append(study_split(models, prompts, prices, args, 17 + s))
-        mean = {k: statistics.fmean(sp[k] for sp in splits) for k in splits[0]}
+        if args.texts_out:
+            with open(f"{args.texts_out}/{name}.texts.jsonl", "w") as f:
+                for p in prompts:
+                    f.write(json.dumps({"text": p[1]}) + "\n")
+            continue
+        splits, mean = study(models, prompts, prices, args, name, "categories")
+        embedded = dict(e.split("=", 1) for e in args.embeddings)
+        if name in embedded:
+            vectors = load_embeddings(embedded[name])
+            kept = [p for p in prompts if p[1] in vectors]
+            if len(kept) < len(prompts):
+                print(f"{name}: {len(prompts) - len(kept)} prompts without an embedding; "
+                      "the cluster rows leave them out", file=sys.stderr)
+            for k in (8, 16, 48):
+                labels = kmeans_labels([vectors[p[1]] for p in kept], k)
+                clustered = [(c, t, sc) for c, (_, t, sc) in zip(labels, kept)]
+                _, by_cluster = study(models, clustered, prices, args, name, f"{k} clusters")
+                for key, value in by_cluster.items():
+                    if key.startswith("category-"):
+                        mean[f"clusters-{k}/{key}"] = value - by_cluster["random"] + mean["random"]
         gain = {k: v - mean["random"] for k, v in mean.items() if k != "random"}
         loop = loop_full_information(name)
         report["worlds"][name] = {
@@ -238,9 +299,9 @@ def main():
               f"{report['worlds'][name]['categories']} categories; AIQ gain over random mixing "
               f"(mean of {args.splits} splits)")
         for k, v in gain.items():
-            print(f"  {k:24s} {v:+.4f}")
+            print(f"  {k:36s} {v:+.4f}")
         if loop is not None:
-            print(f"  loop full-information    {loop['gain']:+.4f}  (mean of {loop['reports']} loop "
+            print(f"  loop full-information                {loop['gain']:+.4f}  (mean of {loop['reports']} loop "
                   f"reports; the bar needs 90%: {0.9 * loop['gain']:+.4f})")
             ratios = ", ".join(f"{r:.4f}" for r in loop["best_quality_per_dollar_over_best_single"])
             print(f"  full-information's best quality/$ over the best single's: {ratios}")
