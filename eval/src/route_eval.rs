@@ -378,15 +378,18 @@ fn all_with_outcomes<'a>(
     Ok((kept, actual))
 }
 
-/// Runs the whole evaluation.
-pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport, RouteEvalError> {
+/// The test prompts with every candidate's outcome, and the kNN baseline's neighbours
+/// (training prompts) and validation prompts, with theirs.
+struct EvalData<'a> {
+    test: Vec<&'a RoutedPrompt>,
+    actual: Vec<Actual>,
+    neighbours: Vec<(&'a RoutedPrompt, Actual)>,
+    validation: Vec<&'a RoutedPrompt>,
+    validation_actual: Vec<Actual>,
+}
+
+fn eval_data<'a>(req: &EvalRequest<'a>) -> Result<EvalData<'a>, RouteEvalError> {
     let candidates = &req.candidates;
-    if candidates.len() < 2 {
-        return Err(RouteEvalError::Data(
-            "routing needs at least two candidate models".to_owned(),
-        ));
-    }
-    let specs = switchyard_router::named_candidates(scorer, candidates, &req.prices)?;
     let (test, actual) = all_with_outcomes(&req.test, candidates, &req.prices)?;
     if test.len() < 10 {
         return Err(RouteEvalError::Data(format!(
@@ -396,17 +399,32 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
         )));
     }
     let (train, train_actual) = all_with_outcomes(&req.train, candidates, &req.prices)?;
-    let (val, val_actual) = all_with_outcomes(&req.validation, candidates, &req.prices)?;
+    let (validation, validation_actual) =
+        all_with_outcomes(&req.validation, candidates, &req.prices)?;
     if train.is_empty() {
         return Err(RouteEvalError::Data(
             "no training prompts with outcomes for every candidate: the kNN baseline has no neighbours"
                 .to_owned(),
         ));
     }
-    let neighbours: Vec<(&RoutedPrompt, Actual)> = train.into_iter().zip(train_actual).collect();
+    Ok(EvalData {
+        test,
+        actual,
+        neighbours: train.into_iter().zip(train_actual).collect(),
+        validation,
+        validation_actual,
+    })
+}
 
-    // The router's predictions, as it would serve them.
-    let predicted: Predicted = test
+/// The router's predicted (quality, cost) of every candidate on every test prompt, as it
+/// would serve them.
+fn router_predictions(
+    scorer: &Scorer,
+    specs: &[switchyard_router::CandidateSpec],
+    test: &[&RoutedPrompt],
+    candidates: &[String],
+) -> Result<Predicted, RouteEvalError> {
+    let predicted = test
         .iter()
         .map(|p| {
             let cands = switchyard_router::predict_candidates(
@@ -414,7 +432,7 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 &p.features,
                 p.input_tokens,
                 None,
-                &specs,
+                specs,
             )?;
             let by_model: BTreeMap<&str, (f64, f64)> = cands
                 .iter()
@@ -426,35 +444,37 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 .collect())
         })
         .collect::<Result<_, switchyard_router::RouterError>>()?;
-    let (params, router_choices) = sweep(&predicted, candidates, req.policy)?;
+    Ok(predicted)
+}
 
-    // kNN: k chosen by validation AIQ.
+/// kNN's k: the best validation AIQ of a few (ties to the smaller k; 10 without validation
+/// prompts), and the AIQ of each k tried.
+fn choose_k(
+    data: &EvalData<'_>,
+    candidates: &[String],
+    policy: SweptPolicy,
+) -> Result<(usize, BTreeMap<usize, f64>), RouteEvalError> {
     let mut validation_aiq = BTreeMap::new();
-    let val_all: Vec<usize> = (0..val.len()).collect();
+    let all: Vec<usize> = (0..data.validation.len()).collect();
     for k in [1, 3, 5, 10, 20, 50, 100] {
-        if val.is_empty() || k > neighbours.len() {
+        if data.validation.is_empty() || k > data.neighbours.len() {
             break;
         }
-        let (_, choices) = sweep(&knn_predict(&val, &neighbours, k), candidates, req.policy)?;
-        let f = figures(&val_actual, &choices, &choices, &val_all);
+        let predicted = knn_predict(&data.validation, &data.neighbours, k);
+        let (_, choices) = sweep(&predicted, candidates, policy)?;
+        let f = figures(&data.validation_actual, &choices, &choices, &all);
         validation_aiq.insert(k, aiq(&f.router, f.cost_range.0, f.cost_range.1));
     }
     let k = validation_aiq
         .iter()
         .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
         .map_or(10, |(k, _)| *k);
-    let (knn_params, knn_choices) =
-        sweep(&knn_predict(&test, &neighbours, k), candidates, req.policy)?;
+    Ok((k, validation_aiq))
+}
 
-    let all: Vec<usize> = (0..test.len()).collect();
-    let full = figures(&actual, &router_choices, &knn_choices, &all);
-    let (lo, hi) = full.cost_range;
-    let router_aiq = aiq(&full.router, lo, hi);
-    let knn_aiq = aiq(&full.knn, lo, hi);
-    let best_aiq = best_single_aiq(&full);
-
-    // Oracle: per prompt, the cheapest model with the best score.
-    let oracle_choice: Vec<usize> = actual
+/// Per prompt, the cheapest model with the best score.
+fn oracle_choices(actual: &[Actual]) -> Vec<usize> {
+    actual
         .iter()
         .map(|a| {
             let best = a.score.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -463,9 +483,23 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 .min_by(|&x, &y| a.cost[x].total_cmp(&a.cost[y]))
                 .unwrap_or(0)
         })
-        .collect();
-    let oracle = point(&actual, &oracle_choice, &all);
+        .collect()
+}
 
+/// The single-model baselines on the full test set.
+struct SingleBaselines {
+    singles: Vec<SingleModel>,
+    strongest: SingleModel,
+    best_single: SingleModel,
+    /// AIQ of random mixing between the cheapest and the strongest model.
+    random: f64,
+}
+
+fn single_baselines(
+    candidates: &[String],
+    full: &Figures,
+) -> Result<SingleBaselines, RouteEvalError> {
+    let (lo, hi) = full.cost_range;
     let singles: Vec<SingleModel> = candidates
         .iter()
         .zip(&full.singles)
@@ -476,6 +510,7 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
             aiq: aiq(&[*p], lo, hi),
         })
         .collect();
+    let none = || RouteEvalError::Data("no candidates".to_owned());
     let strongest = singles
         .iter()
         .max_by(|a, b| {
@@ -484,64 +519,82 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
                 .then(b.cost.total_cmp(&a.cost))
         })
         .cloned()
-        .ok_or_else(|| RouteEvalError::Data("no candidates".to_owned()))?;
+        .ok_or_else(none)?;
     let best_single = singles
         .iter()
         .max_by(|a, b| a.aiq.total_cmp(&b.aiq))
         .cloned()
-        .ok_or_else(|| RouteEvalError::Data("no candidates".to_owned()))?;
+        .ok_or_else(none)?;
     let cheapest = singles
         .iter()
         .min_by(|a, b| a.cost.total_cmp(&b.cost))
-        .cloned()
-        .ok_or_else(|| RouteEvalError::Data("no candidates".to_owned()))?;
-    let random = aiq(
-        &[
-            Point {
-                cost: cheapest.cost,
-                quality: cheapest.quality,
-            },
-            Point {
-                cost: strongest.cost,
-                quality: strongest.quality,
-            },
-        ],
-        lo,
-        hi,
-    );
-    let singles_hull = aiq(&full.singles, lo, hi);
-
-    // Pair metrics.
-    let pair_index = match &req.pair {
-        Some((strong, weak)) => {
-            let find = |m: &str| {
-                candidates.iter().position(|c| c == m).ok_or_else(|| {
-                    RouteEvalError::Data(format!("--strong/--weak model {m} is not a candidate"))
-                })
-            };
-            Some((find(strong)?, find(weak)?))
-        }
-        None => None,
+        .ok_or_else(none)?;
+    let at = |s: &SingleModel| Point {
+        cost: s.cost,
+        quality: s.quality,
     };
-    let pair_points = |choices: &Choices, sample: &[usize], strong: usize| -> Vec<(f64, f64)> {
-        choices
-            .iter()
-            .map(|c| {
-                let share = sample.iter().filter(|&&i| c[i] == strong).count() as f64
-                    / sample.len().max(1) as f64;
-                (share, point(&actual, c, sample).quality)
-            })
-            .collect()
-    };
+    let random = aiq(&[at(cheapest), at(&strongest)], lo, hi);
+    Ok(SingleBaselines {
+        singles,
+        strongest,
+        best_single,
+        random,
+    })
+}
 
-    // Paired bootstrap over test prompts.
-    let mut rng = SplitMix::new(req.seed);
+/// Indices of the `--strong/--weak` pair among the candidates.
+fn pair_index(
+    pair: Option<&(String, String)>,
+    candidates: &[String],
+) -> Result<Option<(usize, usize)>, RouteEvalError> {
+    let find = |m: &str| {
+        candidates.iter().position(|c| c == m).ok_or_else(|| {
+            RouteEvalError::Data(format!("--strong/--weak model {m} is not a candidate"))
+        })
+    };
+    pair.map(|(strong, weak)| Ok((find(strong)?, find(weak)?)))
+        .transpose()
+}
+
+/// Per sweep setting: the share of `sample` sent to `strong`, and the mean quality.
+fn pair_points(
+    actual: &[Actual],
+    choices: &Choices,
+    sample: &[usize],
+    strong: usize,
+) -> Vec<(f64, f64)> {
+    choices
+        .iter()
+        .map(|c| {
+            let share = sample.iter().filter(|&&i| c[i] == strong).count() as f64
+                / sample.len().max(1) as f64;
+            (share, point(actual, c, sample).quality)
+        })
+        .collect()
+}
+
+/// The router's and kNN's decisions per sweep setting, and the pair if any.
+struct Decisions<'c> {
+    router: &'c Choices,
+    knn: &'c Choices,
+    pair: Option<(usize, usize)>,
+}
+
+/// Paired bootstrap over the test prompts: each figure's value on every resample.
+fn bootstrap(
+    actual: &[Actual],
+    d: &Decisions<'_>,
+    resamples: usize,
+    seed: u64,
+) -> BTreeMap<&'static str, Vec<f64>> {
+    let n = actual.len();
+    let mut rng = SplitMix::new(seed);
     let mut boot: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for _ in 0..req.bootstrap {
-        let sample: Vec<usize> = (0..test.len())
-            .map(|_| (rng.next_u64() % test.len() as u64) as usize)
+    for _ in 0..resamples {
+        let sample: Vec<usize> = (0..n)
+            .map(|_| (rng.next_u64() % n as u64) as usize)
             .collect();
-        let f = figures(&actual, &router_choices, &knn_choices, &sample);
+        let f = figures(actual, d.router, d.knn, &sample);
         let (l, h) = f.cost_range;
         let r = aiq(&f.router, l, h);
         let kn = aiq(&f.knn, l, h);
@@ -550,94 +603,136 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
         boot.entry("knn").or_default().push(kn);
         boot.entry("router-best").or_default().push(r - b);
         boot.entry("router-knn").or_default().push(r - kn);
-        if let Some((s, w)) = pair_index {
+        if let Some((s, w)) = d.pair {
             let (qs, qw) = (f.singles[s].quality, f.singles[w].quality);
-            boot.entry("apgr").or_default().push(apgr(
-                &pair_points(&router_choices, &sample, s),
-                qw,
-                qs,
-            ));
-            boot.entry("knn_apgr").or_default().push(apgr(
-                &pair_points(&knn_choices, &sample, s),
-                qw,
-                qs,
-            ));
+            let router = apgr(&pair_points(actual, d.router, &sample, s), qw, qs);
+            let knn = apgr(&pair_points(actual, d.knn, &sample, s), qw, qs);
+            boot.entry("apgr").or_default().push(router);
+            boot.entry("knn_apgr").or_default().push(knn);
         }
     }
+    boot
+}
+
+/// The sweep's curve: each setting's parameter, cost, quality and strong-model share.
+fn curve_of(
+    params: &[f64],
+    choices: &Choices,
+    points: &[Point],
+    pair: Option<(usize, usize)>,
+) -> Vec<CurvePoint> {
+    params
+        .iter()
+        .zip(choices)
+        .zip(points)
+        .map(|((&parameter, c), p)| CurvePoint {
+            parameter,
+            cost: p.cost,
+            quality: p.quality,
+            strong_share: pair
+                .map(|(s, _)| c.iter().filter(|&&m| m == s).count() as f64 / c.len().max(1) as f64),
+        })
+        .collect()
+}
+
+/// RouteLLM's metrics for the strong/weak pair, on the full test set.
+fn pair_metrics(
+    actual: &[Actual],
+    full: &Figures,
+    d: &Decisions<'_>,
+    names: Option<&(String, String)>,
+    ci: &mut impl FnMut(&str) -> [f64; 2],
+) -> Option<PairMetrics> {
+    let ((s, w), (strong, weak)) = d.pair.zip(names)?;
+    let all: Vec<usize> = (0..actual.len()).collect();
+    let (qs, qw) = (full.singles[s].quality, full.singles[w].quality);
+    let points = pair_points(actual, d.router, &all, s);
+    let knn_points = pair_points(actual, d.knn, &all, s);
+    Some(PairMetrics {
+        strong: strong.clone(),
+        weak: weak.clone(),
+        apgr: Estimate {
+            value: apgr(&points, qw, qs),
+            ci95: ci("apgr"),
+        },
+        cpt50: cpt(&points, qw, qs, 0.5),
+        cpt80: cpt(&points, qw, qs, 0.8),
+        knn_apgr: Estimate {
+            value: apgr(&knn_points, qw, qs),
+            ci95: ci("knn_apgr"),
+        },
+    })
+}
+
+/// The oracle's baseline: its point mixed with the single models (alone, its lone point
+/// would score zero below its cost).
+fn oracle_baseline(actual: &[Actual], full: &Figures) -> SingleModel {
+    let all: Vec<usize> = (0..actual.len()).collect();
+    let oracle = point(actual, &oracle_choices(actual), &all);
+    let with_singles: Vec<Point> = full.singles.iter().copied().chain([oracle]).collect();
+    SingleModel {
+        model: "oracle".to_owned(),
+        cost: oracle.cost,
+        quality: oracle.quality,
+        aiq: aiq(&with_singles, full.cost_range.0, full.cost_range.1),
+    }
+}
+
+/// Runs the whole evaluation.
+pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport, RouteEvalError> {
+    let candidates = &req.candidates;
+    if candidates.len() < 2 {
+        return Err(RouteEvalError::Data(
+            "routing needs at least two candidate models".to_owned(),
+        ));
+    }
+    let specs = switchyard_router::named_candidates(scorer, candidates, &req.prices)?;
+    let data = eval_data(req)?;
+    let predicted = router_predictions(scorer, &specs, &data.test, candidates)?;
+    let (params, router_choices) = sweep(&predicted, candidates, req.policy)?;
+    let (k, validation_aiq) = choose_k(&data, candidates, req.policy)?;
+    let knn_predicted = knn_predict(&data.test, &data.neighbours, k);
+    let (knn_params, knn_choices) = sweep(&knn_predicted, candidates, req.policy)?;
+    let decisions = Decisions {
+        router: &router_choices,
+        knn: &knn_choices,
+        pair: pair_index(req.pair.as_ref(), candidates)?,
+    };
+
+    let actual = &data.actual;
+    let all: Vec<usize> = (0..actual.len()).collect();
+    let full = figures(actual, &router_choices, &knn_choices, &all);
+    let (lo, hi) = full.cost_range;
+    let router_aiq = aiq(&full.router, lo, hi);
+    let knn_aiq = aiq(&full.knn, lo, hi);
+    let best_aiq = best_single_aiq(&full);
+    let singles = single_baselines(candidates, &full)?;
+
+    let mut boot = bootstrap(actual, &decisions, req.bootstrap, req.seed);
     let mut ci = |key: &str| percentile_ci(boot.remove(key).unwrap_or_default());
     let estimate = |value: f64, ci95: [f64; 2]| Estimate { value, ci95 };
-
-    let pair = match (pair_index, &req.pair) {
-        (Some((s, w)), Some((strong, weak))) => {
-            let (qs, qw) = (full.singles[s].quality, full.singles[w].quality);
-            let points = pair_points(&router_choices, &all, s);
-            Some(PairMetrics {
-                strong: strong.clone(),
-                weak: weak.clone(),
-                apgr: estimate(apgr(&points, qw, qs), ci("apgr")),
-                cpt50: cpt(&points, qw, qs, 0.5),
-                cpt80: cpt(&points, qw, qs, 0.8),
-                knn_apgr: estimate(
-                    apgr(&pair_points(&knn_choices, &all, s), qw, qs),
-                    ci("knn_apgr"),
-                ),
-            })
-        }
-        _ => None,
-    };
-    let curve_of = |params: &[f64], choices: &Choices, points: &[Point]| -> Vec<CurvePoint> {
-        params
-            .iter()
-            .zip(choices)
-            .zip(points)
-            .map(|((&parameter, c), p)| CurvePoint {
-                parameter,
-                cost: p.cost,
-                quality: p.quality,
-                strong_share: pair_index.map(|(s, _)| {
-                    c.iter().filter(|&&m| m == s).count() as f64 / c.len().max(1) as f64
-                }),
-            })
-            .collect()
-    };
-
+    let pair = pair_metrics(actual, &full, &decisions, req.pair.as_ref(), &mut ci);
     Ok(RoutingReport {
-        test_prompts: test.len(),
-        skipped_prompts: req.test.len() - test.len(),
+        test_prompts: data.test.len(),
+        skipped_prompts: req.test.len() - data.test.len(),
         candidates: candidates.clone(),
         policy: req.policy,
         aiq: estimate(router_aiq, ci("router")),
         aiq_minus_best_single: estimate(router_aiq - best_aiq, ci("router-best")),
         aiq_minus_knn: estimate(router_aiq - knn_aiq, ci("router-knn")),
-        curve: curve_of(&params, &router_choices, &full.router),
+        curve: curve_of(&params, &router_choices, &full.router, decisions.pair),
         baselines: Baselines {
-            singles,
-            best_single,
-            strongest,
-            singles_hull,
-            random,
-            oracle: SingleModel {
-                model: "oracle".to_owned(),
-                cost: oracle.cost,
-                quality: oracle.quality,
-                // The oracle can be mixed with any single model too: without them its
-                // lone point would score zero below its cost.
-                aiq: aiq(
-                    &full
-                        .singles
-                        .iter()
-                        .copied()
-                        .chain([oracle])
-                        .collect::<Vec<_>>(),
-                    lo,
-                    hi,
-                ),
-            },
+            singles: singles.singles,
+            best_single: singles.best_single,
+            strongest: singles.strongest,
+            singles_hull: aiq(&full.singles, lo, hi),
+            random: singles.random,
+            oracle: oracle_baseline(actual, &full),
             knn: KnnBaseline {
                 k,
                 validation_aiq,
                 aiq: estimate(knn_aiq, ci("knn")),
-                curve: curve_of(&knn_params, &knn_choices, &full.knn),
+                curve: curve_of(&knn_params, &knn_choices, &full.knn, decisions.pair),
             },
         },
         apgr: pair.as_ref().map(|p| p.apgr.value),
