@@ -7,14 +7,18 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use indicatif::ProgressBar;
 use switchyard_core::metrics::{Confusion, mean_absolute_error, spearman};
-use switchyard_core::{DifficultyCuts, TaskClass};
+use switchyard_core::{DataFile, DifficultyCuts, TaskClass};
 use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::{
-    HEADS_FORMAT_VERSION, HEADS_WEIGHTS_FILE, HeadsManifest, MANIFEST_FILE, TaskHeadKind,
+    ClassifierHeads, HEADS_FORMAT_VERSION, HEADS_WEIGHTS_FILE, HeadsManifest, MANIFEST_FILE,
+    TaskHeadKind,
 };
 
 use crate::cache::EmbeddingCache;
-use crate::classifier::{HeadData, SplitMix, TrainConfig, train_difficulty_head, train_task_head};
+use crate::classifier::{
+    DifficultyTraining, HeadData, SplitMix, TaskTraining, TrainConfig, train_difficulty_head,
+    train_task_head,
+};
 use crate::data::{Example, Split, embed_all, load_examples};
 
 /// Difficulty buckets: thirds of the [0, 1] scale.
@@ -129,111 +133,173 @@ fn cap_per_class<'a>(
     out
 }
 
-pub fn train_classifier(
-    request: &TrainRequest,
-    encoder: &SentenceEncoder,
-    phases: &dyn Phases,
-) -> Result<(TrainReport, HeadsManifest), TrainError> {
-    let (examples, data_files) = load_examples(&request.data)?;
-    let examples: Vec<Example> = examples
-        .into_iter()
-        .filter(|e| !request.exclude_sources.contains(&e.family))
-        .collect();
-    let mut rng = SplitMix::new(request.config.seed);
-    let in_split = |split: Split| examples.iter().filter(move |e| e.split == split);
-    let task_train = cap_per_class(
-        in_split(Split::Train).collect(),
-        PER_CLASS_TRAIN_CAP,
-        &mut rng,
-    );
-    let task_val = cap_per_class(
-        in_split(Split::Validation).collect(),
-        PER_CLASS_EVAL_CAP,
-        &mut rng,
-    );
-    let task_test = cap_per_class(
-        in_split(Split::Test).collect(),
-        PER_CLASS_EVAL_CAP,
-        &mut rng,
-    );
-    // The difficulty head learns from every prompt with outcomes (up to a cap), not only
-    // the class-capped task sample: it needs the spread of outcomes, not class balance.
-    // The held-out measurement stays on the class-capped test sample.
-    let mut all_with_difficulty = |split: Split| {
-        let mut items = with_difficulty(&in_split(split).collect::<Vec<_>>());
-        rng.shuffle(&mut items);
-        items.truncate(DIFFICULTY_CAP);
-        items
-    };
-    let diff_train = all_with_difficulty(Split::Train);
-    let diff_val = all_with_difficulty(Split::Validation);
-    let diff_test = with_difficulty(&task_test);
-    if task_train.len() < 50 || task_val.is_empty() || diff_train.len() < 50 || diff_val.is_empty()
-    {
-        return Err(TrainError::NotEnoughData(format!(
-            "{} task-labelled training prompts ({} validation), {} with outcomes ({} validation); need at least 50 of each kind in training",
-            task_train.len(),
-            task_val.len(),
-            diff_train.len(),
-            diff_val.len()
-        )));
+/// The examples each head trains, validates and is tested on.
+struct Samples<'a> {
+    task_train: Vec<&'a Example>,
+    task_val: Vec<&'a Example>,
+    task_test: Vec<&'a Example>,
+    diff_train: Vec<&'a Example>,
+    diff_val: Vec<&'a Example>,
+    diff_test: Vec<&'a Example>,
+}
+
+impl<'a> Samples<'a> {
+    /// Class-capped task samples per split; the difficulty head learns from every prompt
+    /// with outcomes (up to a cap), not only the class-capped task sample: it needs the
+    /// spread of outcomes, not class balance. Its held-out measurement stays on the
+    /// class-capped test sample.
+    fn draw(examples: &'a [Example], seed: u64) -> Result<Self, TrainError> {
+        let mut rng = SplitMix::new(seed);
+        let in_split = |split: Split| examples.iter().filter(move |e| e.split == split);
+        let mut capped =
+            |split: Split, cap: usize| cap_per_class(in_split(split).collect(), cap, &mut rng);
+        let task_train = capped(Split::Train, PER_CLASS_TRAIN_CAP);
+        let task_val = capped(Split::Validation, PER_CLASS_EVAL_CAP);
+        let task_test = capped(Split::Test, PER_CLASS_EVAL_CAP);
+        let mut all_with_difficulty = |split: Split| {
+            let mut items = with_difficulty(&in_split(split).collect::<Vec<_>>());
+            rng.shuffle(&mut items);
+            items.truncate(DIFFICULTY_CAP);
+            items
+        };
+        let samples = Samples {
+            diff_train: all_with_difficulty(Split::Train),
+            diff_val: all_with_difficulty(Split::Validation),
+            diff_test: with_difficulty(&task_test),
+            task_train,
+            task_val,
+            task_test,
+        };
+        samples.check()?;
+        Ok(samples)
     }
 
-    // Embed everything once, through the cache.
-    let all: Vec<&Example> = [
-        &task_train,
-        &task_val,
-        &task_test,
-        &diff_train,
-        &diff_val,
-        &diff_test,
-    ]
-    .into_iter()
-    .flatten()
-    .copied()
-    .collect();
-    let texts: Vec<&str> = all.iter().map(|e| e.text.as_str()).collect();
-    let mut cache = EmbeddingCache::open(&request.cache_dir, encoder.info()).map_err(|source| {
-        TrainError::Io {
-            path: request.cache_dir.clone(),
-            source,
+    fn check(&self) -> Result<(), TrainError> {
+        if self.task_train.len() < 50
+            || self.task_val.is_empty()
+            || self.diff_train.len() < 50
+            || self.diff_val.is_empty()
+        {
+            return Err(TrainError::NotEnoughData(format!(
+                "{} task-labelled training prompts ({} validation), {} with outcomes ({} validation); need at least 50 of each kind in training",
+                self.task_train.len(),
+                self.task_val.len(),
+                self.diff_train.len(),
+                self.diff_val.len()
+            )));
         }
-    })?;
-    let vectors = embed_all(&texts, encoder, &mut cache, &phases.phase("embedding"))?;
-    let by_id: HashMap<&str, &[f32]> = all
-        .iter()
-        .map(|e| e.id.as_str())
-        .zip(vectors.iter().map(Vec::as_slice))
-        .collect();
-    let head_data = |items: &[&Example]| -> candle_core::Result<HeadData> {
-        let x: Vec<&[f32]> = items.iter().map(|e| by_id[e.id.as_str()]).collect();
+        Ok(())
+    }
+
+    fn all(&self) -> impl Iterator<Item = &'a Example> + '_ {
+        [
+            &self.task_train,
+            &self.task_val,
+            &self.task_test,
+            &self.diff_train,
+            &self.diff_val,
+            &self.diff_test,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+    }
+
+    fn counts(&self) -> BTreeMap<String, usize> {
+        [
+            ("task_train", self.task_train.len()),
+            ("task_validation", self.task_val.len()),
+            ("task_test", self.task_test.len()),
+            ("difficulty_train", self.diff_train.len()),
+            ("difficulty_validation", self.diff_val.len()),
+            ("difficulty_test", self.diff_test.len()),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_owned(), n))
+        .collect()
+    }
+}
+
+/// Every sampled example's embedding, by id, computed once through the cache.
+struct Embeddings<'a>(HashMap<&'a str, Vec<f32>>);
+
+impl<'a> Embeddings<'a> {
+    fn compute(
+        samples: &Samples<'a>,
+        request: &TrainRequest,
+        encoder: &SentenceEncoder,
+        phases: &dyn Phases,
+    ) -> Result<Self, TrainError> {
+        let all: Vec<&Example> = samples.all().collect();
+        let texts: Vec<&str> = all.iter().map(|e| e.text.as_str()).collect();
+        let mut cache =
+            EmbeddingCache::open(&request.cache_dir, encoder.info()).map_err(|source| {
+                TrainError::Io {
+                    path: request.cache_dir.clone(),
+                    source,
+                }
+            })?;
+        let vectors = embed_all(&texts, encoder, &mut cache, &phases.phase("embedding"))?;
+        Ok(Self(
+            all.iter().map(|e| e.id.as_str()).zip(vectors).collect(),
+        ))
+    }
+
+    fn of(&self, e: &Example) -> &[f32] {
+        self.0.get(e.id.as_str()).map_or(&[], Vec::as_slice)
+    }
+
+    fn rows(&self, items: &[&Example]) -> Vec<Vec<f32>> {
+        items.iter().map(|e| self.of(e).to_vec()).collect()
+    }
+
+    fn head_data(&self, items: &[&Example]) -> candle_core::Result<HeadData> {
+        let x: Vec<&[f32]> = items.iter().map(|e| self.of(e)).collect();
         let y = items
             .iter()
             .map(|e| e.task.map_or(0, |t| t.index() as u32))
             .collect();
         HeadData::new(&x, y)
-    };
-    let (train, val) = (head_data(&task_train)?, head_data(&task_val)?);
+    }
 
-    // Task head: linear vs MLP, keep the better on validation.
-    let config = &request.config;
-    let linear = train_task_head(
-        TaskHeadKind::Linear,
-        &train,
-        &val,
-        config,
-        &phases.phase("task head (linear)"),
-    )?;
-    let mlp = train_task_head(
+    /// Embeddings as a tensor and difficulties as targets.
+    fn difficulty_data(
+        &self,
+        items: &[&Example],
+        dim: usize,
+    ) -> candle_core::Result<(Tensor, Vec<f32>)> {
+        let flat: Vec<f32> = items
+            .iter()
+            .flat_map(|e| self.of(e).iter().copied())
+            .collect();
+        let y = items
+            .iter()
+            .map(|e| e.difficulty.unwrap_or(0.0) as f32)
+            .collect();
+        Ok((Tensor::from_vec(flat, (items.len(), dim), &Device::Cpu)?, y))
+    }
+}
+
+/// Task head: linear vs MLP, the better on validation macro-F1, and both candidates' rows.
+fn task_head(
+    samples: &Samples<'_>,
+    embeddings: &Embeddings<'_>,
+    config: &TrainConfig,
+    phases: &dyn Phases,
+) -> Result<(TaskTraining, Vec<HeadReport>), TrainError> {
+    let train = embeddings.head_data(&samples.task_train)?;
+    let val = embeddings.head_data(&samples.task_val)?;
+    let fit = |kind: TaskHeadKind, phase: &str| {
+        train_task_head(kind, &train, &val, config, &phases.phase(phase))
+    };
+    let linear = fit(TaskHeadKind::Linear, "task head (linear)")?;
+    let mlp = fit(
         TaskHeadKind::Mlp {
             hidden: config.mlp_hidden,
         },
-        &train,
-        &val,
-        config,
-        &phases.phase("task head (mlp)"),
+        "task head (mlp)",
     )?;
-    let candidates: Vec<HeadReport> = [&linear, &mlp]
+    let candidates = [&linear, &mlp]
         .iter()
         .map(|t| HeadReport {
             kind: t.kind,
@@ -247,94 +313,93 @@ pub fn train_classifier(
     } else {
         linear
     };
+    Ok((chosen, candidates))
+}
 
-    // Difficulty head.
-    let tensor_of = |items: &[&Example]| -> candle_core::Result<(Tensor, Vec<f32>)> {
-        let flat: Vec<f32> = items
-            .iter()
-            .flat_map(|e| by_id[e.id.as_str()].iter().copied())
-            .collect();
-        let dim = encoder.info().dim;
-        let y = items
-            .iter()
-            .map(|e| e.difficulty.unwrap_or(0.0) as f32)
-            .collect();
-        Ok((Tensor::from_vec(flat, (items.len(), dim), &Device::Cpu)?, y))
-    };
-    let (dx_train, dy_train) = tensor_of(&diff_train)?;
-    let (dx_val, dy_val) = tensor_of(&diff_val)?;
-    let difficulty = train_difficulty_head(
-        &dx_train,
-        &dy_train,
-        &dx_val,
-        &dy_val,
+fn difficulty_head(
+    samples: &Samples<'_>,
+    embeddings: &Embeddings<'_>,
+    dim: usize,
+    config: &TrainConfig,
+    phases: &dyn Phases,
+) -> Result<DifficultyTraining, TrainError> {
+    let (x_train, y_train) = embeddings.difficulty_data(&samples.diff_train, dim)?;
+    let (x_val, y_val) = embeddings.difficulty_data(&samples.diff_val, dim)?;
+    Ok(train_difficulty_head(
+        &x_train,
+        &y_train,
+        &x_val,
+        &y_val,
         config,
         &phases.phase("difficulty head"),
-    )?;
+    )?)
+}
 
-    // Save, then reload through the inference path and measure on the held-out split, so
-    // the reported numbers are the shipped artifact's.
-    let mut weights = chosen.weights.clone();
+/// Writes both heads' weights and a manifest without metrics yet.
+fn save_heads(
+    request: &TrainRequest,
+    encoder: &SentenceEncoder,
+    task: &TaskTraining,
+    difficulty: &DifficultyTraining,
+    data_files: Vec<DataFile>,
+) -> Result<HeadsManifest, TrainError> {
+    let mut weights = task.weights.clone();
     weights.extend(difficulty.weights.clone());
     fs_err::create_dir_all(&request.out).map_err(|source| TrainError::Io {
         path: request.out.clone(),
         source,
     })?;
     candle_core::safetensors::save(&weights, request.out.join(HEADS_WEIGHTS_FILE))?;
-    let mut manifest = HeadsManifest {
+    let manifest = HeadsManifest {
         format_version: HEADS_FORMAT_VERSION,
         encoder: encoder.info().clone(),
         labels: TaskClass::ALL.to_vec(),
-        task_head: chosen.kind,
+        task_head: task.kind,
         difficulty_cuts: DIFFICULTY_CUTS,
         training_data: data_files,
         metrics: serde_json::Value::Null,
-        seed: config.seed,
+        seed: request.config.seed,
         created_at: now_rfc3339(),
     };
     write_manifest(&request.out, &manifest)?;
-    let heads = switchyard_embed::heads::ClassifierHeads::load(&request.out, encoder.info())?;
+    Ok(manifest)
+}
 
-    let test_vectors: Vec<Vec<f32>> = task_test
-        .iter()
-        .map(|e| by_id[e.id.as_str()].to_vec())
-        .collect();
-    let predicted = heads.classify(&test_vectors)?;
+/// The held-out test figures of the heads as saved (reloaded through the inference path,
+/// so the numbers are the shipped artifact's).
+fn test_report(
+    heads: &ClassifierHeads,
+    samples: &Samples<'_>,
+    embeddings: &Embeddings<'_>,
+    trained: (&TaskTraining, Vec<HeadReport>, &DifficultyTraining),
+) -> Result<TrainReport, TrainError> {
+    let (task, candidates, difficulty) = trained;
+    let predicted = heads.classify(&embeddings.rows(&samples.task_test))?;
     let confusion = Confusion::new(
         TaskClass::ALL.len(),
-        task_test
+        samples
+            .task_test
             .iter()
             .zip(&predicted)
             .map(|(e, p)| (e.task.map_or(0, TaskClass::index), p.task.index())),
     );
-    let diff_vectors: Vec<Vec<f32>> = diff_test
-        .iter()
-        .map(|e| by_id[e.id.as_str()].to_vec())
-        .collect();
     let diff_pred: Vec<f64> = heads
-        .classify(&diff_vectors)?
+        .classify(&embeddings.rows(&samples.diff_test))?
         .iter()
         .map(|c| f64::from(c.difficulty))
         .collect();
-    let diff_true: Vec<f64> = diff_test
+    let diff_true: Vec<f64> = samples
+        .diff_test
         .iter()
         .map(|e| e.difficulty.unwrap_or(0.0))
         .collect();
-
-    let mut counts = BTreeMap::new();
-    counts.insert("task_train".to_owned(), task_train.len());
-    counts.insert("task_validation".to_owned(), task_val.len());
-    counts.insert("task_test".to_owned(), task_test.len());
-    counts.insert("difficulty_train".to_owned(), diff_train.len());
-    counts.insert("difficulty_validation".to_owned(), diff_val.len());
-    counts.insert("difficulty_test".to_owned(), diff_test.len());
-    let report = TrainReport {
-        examples: counts,
+    Ok(TrainReport {
+        examples: samples.counts(),
         candidates,
-        chosen: chosen.kind,
+        chosen: task.kind,
         test_task_macro_f1: confusion.macro_f1(),
         test_task_accuracy: confusion.accuracy(),
-        test_examples: task_test.len(),
+        test_examples: samples.task_test.len(),
         test_class_f1: TaskClass::ALL
             .iter()
             .map(|&c| (c, confusion.class_scores(c.index()).f1))
@@ -342,8 +407,34 @@ pub fn train_classifier(
         difficulty_validation_mae: difficulty.validation_mae,
         test_difficulty_spearman: spearman(&diff_pred, &diff_true),
         test_difficulty_mae: mean_absolute_error(&diff_pred, &diff_true),
-        test_difficulty_examples: diff_test.len(),
-    };
+        test_difficulty_examples: samples.diff_test.len(),
+    })
+}
+
+pub fn train_classifier(
+    request: &TrainRequest,
+    encoder: &SentenceEncoder,
+    phases: &dyn Phases,
+) -> Result<(TrainReport, HeadsManifest), TrainError> {
+    let (examples, data_files) = load_examples(&request.data)?;
+    let examples: Vec<Example> = examples
+        .into_iter()
+        .filter(|e| !request.exclude_sources.contains(&e.family))
+        .collect();
+    let samples = Samples::draw(&examples, request.config.seed)?;
+    let embeddings = Embeddings::compute(&samples, request, encoder, phases)?;
+    let config = &request.config;
+    let (task, candidates) = task_head(&samples, &embeddings, config, phases)?;
+    let dim = encoder.info().dim;
+    let difficulty = difficulty_head(&samples, &embeddings, dim, config, phases)?;
+    let mut manifest = save_heads(request, encoder, &task, &difficulty, data_files)?;
+    let heads = ClassifierHeads::load(&request.out, encoder.info())?;
+    let report = test_report(
+        &heads,
+        &samples,
+        &embeddings,
+        (&task, candidates, &difficulty),
+    )?;
     manifest.metrics = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
     write_manifest(&request.out, &manifest)?;
     Ok((report, manifest))
