@@ -187,37 +187,24 @@ fn standardise(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-/// Loads the pairs, embeds their texts (through the cache), fits the grid and returns the
-/// best verifier with its report.
-pub fn train_verifier(
+/// Every file's pairs (training pairs capped per file), what each file contributed, and
+/// how many validation pairs the first file has: the distribution choices are made for.
+fn load_sources(
     request: &VerifierRequest,
-    encoder: &SentenceEncoder,
-    progress: &ProgressBar,
-) -> Result<(Verifier, VerifierReport), VerifierTrainError> {
+) -> Result<(Vec<Pair>, Vec<PairSource>, usize), VerifierTrainError> {
     let mut sources = Vec::new();
     let mut all: Vec<Pair> = Vec::new();
-    // Validation pairs of the first file: the distribution the choices are made for.
     let mut primary_validation = 0;
     for (i, file) in request.pairs.iter().enumerate() {
-        let mut pairs = load_pairs(file)?;
-        let train_count = pairs.iter().filter(|p| p.split() == Split::Train).count();
-        if request.max_train_pairs > 0 && train_count > request.max_train_pairs {
-            let (mut train, rest): (Vec<Pair>, Vec<Pair>) =
-                pairs.into_iter().partition(|p| p.split() == Split::Train);
-            SplitMix::new(17).shuffle(&mut train);
-            train.truncate(request.max_train_pairs);
-            pairs = train.into_iter().chain(rest).collect();
-        }
+        let pairs = cap_training_pairs(load_pairs(file)?, request.max_train_pairs);
+        let is_train = |p: &&Pair| p.split() == Split::Train;
         sources.push(PairSource {
             name: file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            pairs: pairs.iter().filter(|p| p.split() == Split::Train).count(),
-            positives: pairs
-                .iter()
-                .filter(|p| p.split() == Split::Train && p.label)
-                .count(),
+            pairs: pairs.iter().filter(is_train).count(),
+            positives: pairs.iter().filter(is_train).filter(|p| p.label).count(),
         });
         if i == 0 {
             primary_validation = pairs
@@ -227,52 +214,84 @@ pub fn train_verifier(
         }
         all.extend(pairs);
     }
-    let train: Vec<&Pair> = all.iter().filter(|p| p.split() == Split::Train).collect();
-    let validation: Vec<&Pair> = all
-        .iter()
-        .filter(|p| p.split() == Split::Validation)
-        .collect();
-    if train.is_empty() || validation.is_empty() {
-        return Err(VerifierTrainError::Data(
-            "no training or validation pairs: give at least one pair file".into(),
-        ));
+    Ok((all, sources, primary_validation))
+}
+
+/// At most `cap` training pairs (a seeded subsample; 0 = all), every other pair kept.
+fn cap_training_pairs(pairs: Vec<Pair>, cap: usize) -> Vec<Pair> {
+    let train_count = pairs.iter().filter(|p| p.split() == Split::Train).count();
+    if cap == 0 || train_count <= cap {
+        return pairs;
     }
-    if primary_validation == 0 {
-        primary_validation = validation.len();
-    }
-    let info = encoder.info().clone();
-    let mut cache = EmbeddingCache::open(&request.cache_dir, &info).map_err(|source| {
+    let (mut train, rest): (Vec<Pair>, Vec<Pair>) =
+        pairs.into_iter().partition(|p| p.split() == Split::Train);
+    SplitMix::new(17).shuffle(&mut train);
+    train.truncate(cap);
+    train.into_iter().chain(rest).collect()
+}
+
+/// Both texts of every pair, embedded once through the cache.
+fn embed_pairs<'a>(
+    pairs: &[&'a Pair],
+    request: &VerifierRequest,
+    encoder: &SentenceEncoder,
+    progress: &ProgressBar,
+) -> Result<HashMap<&'a str, Vec<f32>>, VerifierTrainError> {
+    let mut cache = EmbeddingCache::open(&request.cache_dir, encoder.info()).map_err(|source| {
         VerifierTrainError::Cache {
             path: request.cache_dir.clone(),
             source,
         }
     })?;
-    let texts: Vec<&str> = train
+    let texts: Vec<&str> = pairs
         .iter()
-        .chain(&validation)
         .flat_map(|p| [p.a.as_str(), p.b.as_str()])
         .collect();
     progress.set_message("embedding pair texts");
     let vectors = embed_all(&texts, encoder, &mut cache, progress)?;
-    let vectors: HashMap<&str, Vec<f32>> = texts.iter().copied().zip(vectors).collect();
-    let tr = featurise(&train, &vectors);
-    let va = featurise(&validation, &vectors);
-    let (mean, scale) = standardise(&tr.x);
-    let d = mean.len();
-    let to_matrix = |rows: &[Vec<f32>]| {
-        let mut x = Array2::<f64>::zeros((rows.len(), d));
+    Ok(texts.into_iter().zip(vectors).collect())
+}
+
+/// Feature means and scales, applied.
+struct Standard {
+    mean: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Standard {
+    fn rows(&self, rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .zip(&self.mean)
+                    .zip(&self.scale)
+                    .map(|((x, m), s)| (x - m) / s)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn matrix(&self, rows: &[Vec<f32>]) -> Array2<f64> {
+        let mut x = Array2::<f64>::zeros((rows.len(), self.mean.len()));
         for (r, row) in rows.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {
-                x[[r, c]] = f64::from((v - mean[c]) / scale[c]);
+                x[[r, c]] = f64::from((v - self.mean[c]) / self.scale[c]);
             }
         }
         x
-    };
-    let x_train = to_matrix(&tr.x);
+    }
+}
+
+/// One logistic regression per L2 strength.
+fn logistic_grid(
+    tr: &Featurised,
+    standard: &Standard,
+    request: &VerifierRequest,
+    progress: &ProgressBar,
+) -> Result<Vec<(String, VerifierModel)>, VerifierTrainError> {
+    let x_train = standard.matrix(&tr.x);
     let y_train: Array1<bool> = tr.y.iter().copied().collect();
-    let mut candidates: Vec<(String, VerifierModel)> = Vec::new();
-    progress.set_length(request.alphas.len() as u64 + 1);
-    progress.set_position(0);
+    let mut candidates = Vec::new();
     for &alpha in &request.alphas {
         progress.set_message(format!("logistic alpha={alpha}"));
         let fitted = LogisticRegression::default()
@@ -290,96 +309,160 @@ pub fn train_verifier(
         ));
         progress.inc(1);
     }
-    drop(x_train);
+    Ok(candidates)
+}
+
+/// The MLP candidate (`mlp_seeds` members averaged), early-stopped on the first file's
+/// validation pairs; `None` when `mlp_hidden` is below the number of seeds.
+fn mlp_candidate(
+    (tr, va): (&Featurised, &Featurised),
+    standard: &Standard,
+    primary_validation: usize,
+    request: &VerifierRequest,
+    progress: &ProgressBar,
+) -> Result<Option<(String, VerifierModel)>, VerifierTrainError> {
     let seeds = request.mlp_seeds.max(1);
-    if request.mlp_hidden >= seeds {
-        progress.set_message(format!("mlp({})", request.mlp_hidden));
-        let standardised = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            rows.iter()
-                .map(|r| {
-                    r.iter()
-                        .zip(&mean)
-                        .zip(&scale)
-                        .map(|((x, m), s)| (x - m) / s)
-                        .collect()
-                })
-                .collect()
-        };
-        let (xt, xv) = (standardised(&tr.x), standardised(&va.x));
-        let members = (0..seeds)
-            .map(|k| {
-                progress.set_message(format!("mlp {}/{seeds}", k + 1));
-                train_mlp(
-                    &xt,
-                    &tr.y,
-                    &xv[..primary_validation],
-                    &va.y[..primary_validation],
-                    &va.vetoed[..primary_validation],
-                    request.mlp_hidden / seeds,
-                    17 + k as u64,
-                )
-            })
-            .collect::<candle_core::Result<Vec<_>>>()
-            .map_err(|e| VerifierTrainError::Fit(format!("mlp: {e}")))?;
-        let name = if seeds == 1 {
-            format!("mlp(hidden={})", request.mlp_hidden)
-        } else {
-            format!(
-                "mlp(hidden={}, {seeds} seeds averaged)",
-                request.mlp_hidden / seeds * seeds
-            )
-        };
-        candidates.push((name, average(members)));
-        progress.inc(1);
+    if request.mlp_hidden < seeds {
+        return Ok(None);
     }
-    progress.finish_and_clear();
-    // The operating point that matters is high precision: choose by the recall reached at
-    // 90% precision on the first file's validation pairs, then by AUC.
+    progress.set_message(format!("mlp({})", request.mlp_hidden));
+    let (xt, xv) = (standard.rows(&tr.x), standard.rows(&va.x));
+    let p = primary_validation;
+    let members = (0..seeds)
+        .map(|k| {
+            progress.set_message(format!("mlp {}/{seeds}", k + 1));
+            let hidden = request.mlp_hidden / seeds;
+            train_mlp(
+                &xt,
+                &tr.y,
+                &xv[..p],
+                &va.y[..p],
+                &va.vetoed[..p],
+                hidden,
+                17 + k as u64,
+            )
+        })
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(|e| VerifierTrainError::Fit(format!("mlp: {e}")))?;
+    let name = if seeds == 1 {
+        format!("mlp(hidden={})", request.mlp_hidden)
+    } else {
+        format!(
+            "mlp(hidden={}, {seeds} seeds averaged)",
+            request.mlp_hidden / seeds * seeds
+        )
+    };
+    progress.inc(1);
+    Ok(Some((name, average(members))))
+}
+
+/// The chosen candidate, its validation metrics, and every candidate's.
+struct Choice {
+    name: String,
+    model: VerifierModel,
+    metrics: BTreeMap<String, f64>,
+    grid: Vec<(String, BTreeMap<String, f64>)>,
+}
+
+/// The operating point that matters is high precision: the candidate with the best recall
+/// at 90% precision on the first file's validation pairs, then the best AUC there.
+fn choose(
+    candidates: Vec<(String, VerifierModel)>,
+    va: &Featurised,
+    standard: &Standard,
+    primary_validation: usize,
+    info: &switchyard_core::EncoderInfo,
+) -> Result<Choice, VerifierTrainError> {
     let mut grid = Vec::new();
     let mut best: Option<(String, VerifierModel, BTreeMap<String, f64>)> = None;
+    let key = |m: &BTreeMap<String, f64>| {
+        (
+            m["first_file_recall_at_precision_0.90"],
+            m["first_file_auc"],
+        )
+    };
     for (name, model) in candidates {
         let candidate = Verifier {
-            manifest: placeholder_manifest(&info, d),
-            mean: mean.clone(),
-            scale: scale.clone(),
+            manifest: placeholder_manifest(info, standard.mean.len()),
+            mean: standard.mean.clone(),
+            scale: standard.scale.clone(),
             model,
         };
         let scores = served_scores(va.x.iter().map(|f| candidate.probability(f)), &va.vetoed);
         let mut metrics = pair_metrics(&scores, &va.y);
-        let primary = pair_metrics(&scores[..primary_validation], &va.y[..primary_validation]);
-        for (k, v) in &primary {
-            metrics.insert(format!("first_file_{k}"), *v);
+        let p = primary_validation;
+        for (k, v) in pair_metrics(&scores[..p], &va.y[..p]) {
+            metrics.insert(format!("first_file_{k}"), v);
         }
-        let key = |m: &BTreeMap<String, f64>| {
-            (
-                m["first_file_recall_at_precision_0.90"],
-                m["first_file_auc"],
-            )
-        };
         grid.push((name.clone(), metrics.clone()));
         if best.as_ref().is_none_or(|b| key(&metrics) > key(&b.2)) {
             best = Some((name, candidate.model, metrics));
         }
     }
-    let Some((chosen, model, validation_metrics)) = best else {
-        return Err(VerifierTrainError::Data("no model was fitted".into()));
-    };
-    let mut verifier = Verifier {
-        manifest: placeholder_manifest(&info, d),
-        mean,
-        scale,
+    let (name, model, metrics) =
+        best.ok_or_else(|| VerifierTrainError::Data("no model was fitted".into()))?;
+    Ok(Choice {
+        name,
         model,
+        metrics,
+        grid,
+    })
+}
+
+/// Loads the pairs, embeds their texts (through the cache), fits the grid and returns the
+/// best verifier with its report.
+pub fn train_verifier(
+    request: &VerifierRequest,
+    encoder: &SentenceEncoder,
+    progress: &ProgressBar,
+) -> Result<(Verifier, VerifierReport), VerifierTrainError> {
+    let (all, sources, mut primary_validation) = load_sources(request)?;
+    let in_split = |split: Split| all.iter().filter(move |p| p.split() == split).collect();
+    let train: Vec<&Pair> = in_split(Split::Train);
+    let validation: Vec<&Pair> = in_split(Split::Validation);
+    if train.is_empty() || validation.is_empty() {
+        return Err(VerifierTrainError::Data(
+            "no training or validation pairs: give at least one pair file".into(),
+        ));
+    }
+    if primary_validation == 0 {
+        primary_validation = validation.len();
+    }
+    let both: Vec<&Pair> = train.iter().chain(&validation).copied().collect();
+    let vectors = embed_pairs(&both, request, encoder, progress)?;
+    let tr = featurise(&train, &vectors);
+    let va = featurise(&validation, &vectors);
+    let (mean, scale) = standardise(&tr.x);
+    let standard = Standard { mean, scale };
+    progress.set_length(request.alphas.len() as u64 + 1);
+    progress.set_position(0);
+    let mut candidates = logistic_grid(&tr, &standard, request, progress)?;
+    candidates.extend(mlp_candidate(
+        (&tr, &va),
+        &standard,
+        primary_validation,
+        request,
+        progress,
+    )?);
+    progress.finish_and_clear();
+    let info = encoder.info();
+    let choice = choose(candidates, &va, &standard, primary_validation, info)?;
+    let mut verifier = Verifier {
+        manifest: placeholder_manifest(info, standard.mean.len()),
+        mean: standard.mean,
+        scale: standard.scale,
+        model: choice.model,
     };
     verifier.manifest.trained_on = sources;
-    verifier.manifest.model = chosen.clone();
-    verifier.manifest.validation = validation_metrics.clone();
+    verifier.manifest.model = choice.name.clone();
+    verifier.manifest.validation = choice.metrics.clone();
     Ok((
         verifier,
         VerifierReport {
-            grid,
-            chosen,
+            grid: choice.grid,
+            chosen: choice.name,
             train_pairs: train.len(),
-            validation: validation_metrics,
+            validation: choice.metrics,
             cosine_validation: pair_metrics(&va.cosine, &va.y),
         },
     ))
