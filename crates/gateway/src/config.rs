@@ -913,124 +913,16 @@ impl Config {
         self.validate_state()?;
         self.validate_telemetry()?;
         for (name, p) in &self.providers {
-            if p.kind == ProviderKind::Local {
-                if p.model.is_none() {
-                    return Err(ConfigError::new(
-                        format!("providers.{name}.model"),
-                        "kind = \"local\" needs model = \"path/to/model.gguf\"",
-                    ));
-                }
-                if p.workers == Some(0) {
-                    return Err(ConfigError::new(
-                        format!("providers.{name}.workers"),
-                        "must be ≥ 1",
-                    ));
-                }
-                continue;
-            }
-            let url = p.resolved_base_url();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::new(
-                    format!("providers.{name}.base_url"),
-                    format!("{url:?} must start with http:// or https://"),
-                ));
-            }
-            for (key, ms) in [
-                ("connect_timeout_ms", p.connect_timeout_ms),
-                ("first_byte_timeout_ms", p.first_byte_timeout_ms),
-                ("idle_timeout_ms", p.idle_timeout_ms),
-            ] {
-                if ms == 0 {
-                    return Err(ConfigError::new(
-                        format!("providers.{name}.{key}"),
-                        "must be > 0",
-                    ));
-                }
-            }
+            validate_provider(name, p)?;
         }
         for (id, m) in &self.models {
-            if !self.providers.contains_key(&m.provider) {
-                return Err(ConfigError::new(
-                    format!("models.{id}.provider"),
-                    format!(
-                        "no provider {:?}; configured: {}",
-                        m.provider,
-                        names(self.providers.keys())
-                    ),
-                ));
-            }
-            for (key, v) in [
-                ("input_per_mtok", m.input_per_mtok),
-                ("output_per_mtok", m.output_per_mtok),
-                ("output_tokens", m.output_tokens),
-            ] {
-                if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                    return Err(ConfigError::new(
-                        format!("models.{id}.{key}"),
-                        "must be a finite number ≥ 0",
-                    ));
-                }
-            }
-            if m.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
-                return Err(ConfigError::new(
-                    format!("models.{id}.quality"),
-                    "must be in [0, 1]",
-                ));
-            }
+            self.validate_model(id, m)?;
         }
         for (name, r) in &self.routes {
-            if self.models.contains_key(name) {
-                return Err(ConfigError::new(
-                    format!("routes.{name}"),
-                    "a route may not share its name with a model",
-                ));
-            }
-            if r.models.is_empty() {
-                return Err(ConfigError::new(
-                    format!("routes.{name}.models"),
-                    "must list at least one model",
-                ));
-            }
-            for (i, m) in r.models.iter().enumerate() {
-                if !self.models.contains_key(m) {
-                    return Err(ConfigError::new(
-                        format!("routes.{name}.models[{i}]"),
-                        format!("no model {m:?}; configured: {}", names(self.models.keys())),
-                    ));
-                }
-            }
+            self.validate_route(name, r)?;
         }
         for (name, t) in &self.tenants {
-            let hex =
-                t.key_sha256.len() == 64 && t.key_sha256.chars().all(|c| c.is_ascii_hexdigit());
-            if !hex {
-                return Err(ConfigError::new(
-                    format!("tenants.{name}.key_sha256"),
-                    "must be 64 hex digits: the sha256 of the key (`printf %s \"$KEY\" | sha256sum`), never the key itself",
-                ));
-            }
-            for (i, m) in t.models.iter().flatten().enumerate() {
-                if !self.models.contains_key(m) {
-                    return Err(ConfigError::new(
-                        format!("tenants.{name}.models[{i}]"),
-                        format!("no model {m:?}"),
-                    ));
-                }
-            }
-            for (i, r) in t.routes.iter().flatten().enumerate() {
-                if !self.routes.contains_key(r) && r != "auto" {
-                    return Err(ConfigError::new(
-                        format!("tenants.{name}.routes[{i}]"),
-                        format!("no route {r:?}"),
-                    ));
-                }
-            }
-            if t.daily_usd.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-                return Err(ConfigError::new(
-                    format!("tenants.{name}.daily_usd"),
-                    "must be ≥ 0",
-                ));
-            }
+            self.validate_tenant(name, t)?;
         }
         let mut seen = std::collections::BTreeMap::new();
         for (name, t) in &self.tenants {
@@ -1043,6 +935,95 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.breaker.error_rate) {
             return Err(ConfigError::new("breaker.error_rate", "must be in [0, 1]"));
+        }
+        Ok(())
+    }
+
+    fn validate_model(&self, id: &str, m: &ModelConfig) -> Result<(), ConfigError> {
+        if !self.providers.contains_key(&m.provider) {
+            return Err(ConfigError::new(
+                format!("models.{id}.provider"),
+                format!(
+                    "no provider {:?}; configured: {}",
+                    m.provider,
+                    names(self.providers.keys())
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("input_per_mtok", m.input_per_mtok),
+            ("output_per_mtok", m.output_per_mtok),
+            ("output_tokens", m.output_tokens),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                return Err(ConfigError::new(
+                    format!("models.{id}.{key}"),
+                    "must be a finite number ≥ 0",
+                ));
+            }
+        }
+        if m.quality.is_some_and(|q| !(0.0..=1.0).contains(&q)) {
+            return Err(ConfigError::new(
+                format!("models.{id}.quality"),
+                "must be in [0, 1]",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_route(&self, name: &str, r: &RouteConfig) -> Result<(), ConfigError> {
+        if self.models.contains_key(name) {
+            return Err(ConfigError::new(
+                format!("routes.{name}"),
+                "a route may not share its name with a model",
+            ));
+        }
+        if r.models.is_empty() {
+            return Err(ConfigError::new(
+                format!("routes.{name}.models"),
+                "must list at least one model",
+            ));
+        }
+        for (i, m) in r.models.iter().enumerate() {
+            if !self.models.contains_key(m) {
+                return Err(ConfigError::new(
+                    format!("routes.{name}.models[{i}]"),
+                    format!("no model {m:?}; configured: {}", names(self.models.keys())),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_tenant(&self, name: &str, t: &TenantConfig) -> Result<(), ConfigError> {
+        let hex = t.key_sha256.len() == 64 && t.key_sha256.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex {
+            return Err(ConfigError::new(
+                format!("tenants.{name}.key_sha256"),
+                "must be 64 hex digits: the sha256 of the key (`printf %s \"$KEY\" | sha256sum`), never the key itself",
+            ));
+        }
+        for (i, m) in t.models.iter().flatten().enumerate() {
+            if !self.models.contains_key(m) {
+                return Err(ConfigError::new(
+                    format!("tenants.{name}.models[{i}]"),
+                    format!("no model {m:?}"),
+                ));
+            }
+        }
+        for (i, r) in t.routes.iter().flatten().enumerate() {
+            if !self.routes.contains_key(r) && r != "auto" {
+                return Err(ConfigError::new(
+                    format!("tenants.{name}.routes[{i}]"),
+                    format!("no route {r:?}"),
+                ));
+            }
+        }
+        if t.daily_usd.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+            return Err(ConfigError::new(
+                format!("tenants.{name}.daily_usd"),
+                "must be ≥ 0",
+            ));
         }
         Ok(())
     }
@@ -1156,6 +1137,46 @@ impl Config {
     }
 }
 
+/// A provider's own settings: a local one names its GGUF file, a remote one has an
+/// http(s) URL and non-zero timeouts.
+fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
+    if p.kind == ProviderKind::Local {
+        if p.model.is_none() {
+            return Err(ConfigError::new(
+                format!("providers.{name}.model"),
+                "kind = \"local\" needs model = \"path/to/model.gguf\"",
+            ));
+        }
+        if p.workers == Some(0) {
+            return Err(ConfigError::new(
+                format!("providers.{name}.workers"),
+                "must be ≥ 1",
+            ));
+        }
+        return Ok(());
+    }
+    let url = p.resolved_base_url();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::new(
+            format!("providers.{name}.base_url"),
+            format!("{url:?} must start with http:// or https://"),
+        ));
+    }
+    for (key, ms) in [
+        ("connect_timeout_ms", p.connect_timeout_ms),
+        ("first_byte_timeout_ms", p.first_byte_timeout_ms),
+        ("idle_timeout_ms", p.idle_timeout_ms),
+    ] {
+        if ms == 0 {
+            return Err(ConfigError::new(
+                format!("providers.{name}.{key}"),
+                "must be > 0",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = it.map(String::as_str).collect();
     if v.is_empty() {
@@ -1246,12 +1267,76 @@ policy = "order"
                 "telemetry.endpoint",
             ),
         ];
-        for (text, path) in cases {
+        for (text, path) in cases.into_iter().chain(validation_cases()) {
             let e = Config::parse(&text).unwrap_err();
             assert!(e.path.starts_with(path), "{path}: got {e}");
         }
         let e = Config::parse("[server\nlisten=1").unwrap_err();
         assert!(e.to_string().contains("line"), "{e}");
+    }
+
+    /// Configs that parse but break a rule `Config::validate` checks, with the key each
+    /// error must name.
+    fn validation_cases() -> Vec<(String, &'static str)> {
+        let key = |c: char| c.to_string().repeat(64);
+        let tenant = |name: &str, k: char, rest: &str| {
+            format!("\n[tenants.{name}]\nkey_sha256 = \"{}\"\n{rest}", key(k))
+        };
+        vec![
+            (
+                GOOD.replace("http://127.0.0.1:9999/v1", "ftp://127.0.0.1/v1"),
+                "providers.local.base_url",
+            ),
+            (
+                GOOD.replace(
+                    "kind = \"openai\"",
+                    "kind = \"openai\"\nidle_timeout_ms = 0",
+                ),
+                "providers.local.idle_timeout_ms",
+            ),
+            (
+                GOOD.replace("kind = \"openai\"", "kind = \"local\""),
+                "providers.local.model",
+            ),
+            (
+                GOOD.replace("quality = 0.9", "quality = 0.9\ninput_per_mtok = -1.0"),
+                "models.big.input_per_mtok",
+            ),
+            (
+                GOOD.replace(
+                    "[routes.auto]",
+                    "[routes.small]\nmodels = [\"big\"]\n\n[routes.auto]",
+                ),
+                "routes.small",
+            ),
+            (
+                GOOD.replace("models = [\"small\", \"big\"]", "models = []"),
+                "routes.auto.models",
+            ),
+            (
+                format!("{GOOD}{}", tenant("a", 'a', "models = [\"huge\"]\n")),
+                "tenants.a.models[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}{}",
+                    tenant("a", 'a', "routes = [\"auto\", \"nope\"]\n")
+                ),
+                "tenants.a.routes[1]",
+            ),
+            (
+                format!("{GOOD}{}", tenant("a", 'a', "daily_usd = -1.0\n")),
+                "tenants.a.daily_usd",
+            ),
+            (
+                format!("{GOOD}{}{}", tenant("a", 'a', ""), tenant("b", 'A', "")),
+                "tenants.b.key_sha256",
+            ),
+            (
+                format!("{GOOD}\n[breaker]\nerror_rate = 1.5\n"),
+                "breaker.error_rate",
+            ),
+        ]
     }
 
     #[test]
