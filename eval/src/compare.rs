@@ -71,6 +71,81 @@ fn aiqs(actual: &[Actual], choices: &[Choices], sample: &[usize]) -> (Vec<f64>, 
     (routers, random)
 }
 
+/// Each requested pair as (index of a, index of b, "a - b", "a / b").
+fn named_pairs(
+    contenders: &[(String, Predicted)],
+    pairs: &[(&str, &str)],
+) -> Result<Vec<(usize, usize, String, String)>, RouteEvalError> {
+    let index = |name: &str| {
+        contenders
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| RouteEvalError::Data(format!("no router named {name}")))
+    };
+    pairs
+        .iter()
+        .map(|(a, b)| {
+            Ok((
+                index(a)?,
+                index(b)?,
+                format!("{a} - {b}"),
+                format!("{a} / {b}"),
+            ))
+        })
+        .collect()
+}
+
+/// The routers' and random mixing's AIQs on `resamples` bootstrap resamples of the prompts.
+fn bootstrap_aiqs(
+    actual: &[Actual],
+    choices: &[Choices],
+    resamples: usize,
+    seed: u64,
+) -> Vec<(Vec<f64>, f64)> {
+    let n = actual.len();
+    let mut rng = SplitMix::new(seed);
+    (0..resamples)
+        .map(|_| {
+            let sample: Vec<usize> = (0..n)
+                .map(|_| (rng.next_u64() % n as u64) as usize)
+                .collect();
+            aiqs(actual, choices, &sample)
+        })
+        .collect()
+}
+
+/// A router's curve on every prompt: each swept parameter's mean cost and quality.
+fn curve(actual: &[Actual], params: &[f64], choices: &Choices) -> Vec<CurvePoint> {
+    let all: Vec<usize> = (0..actual.len()).collect();
+    params
+        .iter()
+        .zip(choices)
+        .map(|(&parameter, row)| {
+            let p = point(actual, row, &all);
+            CurvePoint {
+                parameter,
+                cost: p.cost,
+                quality: p.quality,
+                strong_share: None,
+            }
+        })
+        .collect()
+}
+
+/// Each model alone: (model, mean cost, mean quality, AIQ).
+fn singles(actual: &[Actual], models: &[String]) -> Vec<(String, f64, f64, f64)> {
+    let all: Vec<usize> = (0..actual.len()).collect();
+    let (lo, hi) = single_range(actual, &all);
+    models
+        .iter()
+        .enumerate()
+        .map(|(m, name)| {
+            let p = point(actual, &vec![m; actual.len()], &all);
+            (name.clone(), p.cost, p.quality, aiq(&[p], lo, hi))
+        })
+        .collect()
+}
+
 /// Compares `contenders` (name, predictions per prompt and model) on `actual`, with the
 /// differences `pairs` asks for.
 pub fn compare(
@@ -94,99 +169,36 @@ pub fn compare(
         params.push(p);
         choices.push(c);
     }
-    let index = |name: &str| {
-        contenders
-            .iter()
-            .position(|(n, _)| n == name)
-            .ok_or_else(|| RouteEvalError::Data(format!("no router named {name}")))
-    };
-    let pairs: Vec<(usize, usize, String, String)> = pairs
-        .iter()
-        .map(|(a, b)| {
-            Ok((
-                index(a)?,
-                index(b)?,
-                format!("{a} - {b}"),
-                format!("{a} / {b}"),
-            ))
-        })
-        .collect::<Result<_, RouteEvalError>>()?;
+    let pairs = named_pairs(contenders, pairs)?;
     let all: Vec<usize> = (0..actual.len()).collect();
     let (full, random) = aiqs(actual, &choices, &all);
-    let share = |a: f64, b: f64, r: f64| (a - r) / (b - r);
-    let mut rng = SplitMix::new(seed);
-    let mut boot: Vec<(Vec<f64>, f64)> = Vec::with_capacity(bootstrap);
-    for _ in 0..bootstrap {
-        let sample: Vec<usize> = (0..actual.len())
-            .map(|_| (rng.next_u64() % actual.len() as u64) as usize)
-            .collect();
-        boot.push(aiqs(actual, &choices, &sample));
-    }
-    let ci = |f: &dyn Fn(&[f64], f64) -> f64| {
-        percentile_ci(boot.iter().map(|(r, rand)| f(r, *rand)).collect())
+    let boot = bootstrap_aiqs(actual, &choices, bootstrap, seed);
+    let estimate = |value: f64, f: &dyn Fn(&[f64], f64) -> f64| Estimate {
+        value,
+        ci95: percentile_ci(boot.iter().map(|(r, rand)| f(r, *rand)).collect()),
     };
     let contenders_out = contenders
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| {
-            let points: Vec<Point> = choices[i]
-                .iter()
-                .map(|row| point(actual, row, &all))
-                .collect();
-            Contender {
-                name: name.clone(),
-                aiq: Estimate {
-                    value: full[i],
-                    ci95: ci(&|r, _| r[i]),
-                },
-                curve: params[i]
-                    .iter()
-                    .zip(points)
-                    .map(|(&parameter, p)| CurvePoint {
-                        parameter,
-                        cost: p.cost,
-                        quality: p.quality,
-                        strong_share: None,
-                    })
-                    .collect(),
-            }
+        .map(|(i, (name, _))| Contender {
+            name: name.clone(),
+            aiq: estimate(full[i], &|r, _| r[i]),
+            curve: curve(actual, &params[i], &choices[i]),
         })
         .collect();
+    let share = |a: f64, b: f64, r: f64| (a - r) / (b - r);
     let mut differences = BTreeMap::new();
     let mut gain_shares = BTreeMap::new();
     for (a, b, diff, ratio) in pairs {
-        differences.insert(
-            diff,
-            Estimate {
-                value: full[a] - full[b],
-                ci95: ci(&|r, _| r[a] - r[b]),
-            },
-        );
-        gain_shares.insert(
-            ratio,
-            Estimate {
-                value: share(full[a], full[b], random),
-                ci95: ci(&|r, rand| share(r[a], r[b], rand)),
-            },
-        );
+        differences.insert(diff, estimate(full[a] - full[b], &|r, _| r[a] - r[b]));
+        let value = share(full[a], full[b], random);
+        gain_shares.insert(ratio, estimate(value, &|r, rand| share(r[a], r[b], rand)));
     }
-    let singles = models
-        .iter()
-        .enumerate()
-        .map(|(m, name)| {
-            let p = point(actual, &vec![m; actual.len()], &all);
-            let (lo, hi) = single_range(actual, &all);
-            (name.clone(), p.cost, p.quality, aiq(&[p], lo, hi))
-        })
-        .collect();
     Ok(Comparison {
         prompts: actual.len(),
         contenders: contenders_out,
-        singles,
-        random_aiq: Estimate {
-            value: random,
-            ci95: ci(&|_, rand| rand),
-        },
+        singles: singles(actual, models),
+        random_aiq: estimate(random, &|_, rand| rand),
         differences,
         gain_shares,
     })

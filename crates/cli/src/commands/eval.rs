@@ -2,17 +2,19 @@
 //! routing` (the learned router against baselines on a cost–quality curve); `eval cache`
 //! is in `eval_cache`.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::sha256_file;
 use switchyard_eval::classifier::{Labelled, evaluate, render};
 use switchyard_eval::plot::plot_routing;
 use switchyard_eval::route_eval::{
-    EvalRequest, SweptPolicy, evaluate as evaluate_routing, render as render_routing,
+    EvalRequest, RoutingReport, SweptPolicy, evaluate as evaluate_routing, render as render_routing,
 };
 use switchyard_scorer::Scorer;
 use switchyard_training::cache::EmbeddingCache;
@@ -226,52 +228,56 @@ pub fn run(command: &EvalCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
-    let encoder = args
-        .encoder
-        .load_for_routing()
-        .context("cannot load the encoder")?;
-    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
-    let prices = super::prices::load(args.prices.as_deref())?;
-    let scratch = tempfile::tempdir()?;
-    let scorer = if args.train.is_empty() {
+/// The scorer to evaluate: the one in --model-dir (default models/scorer), or one trained
+/// into `scratch` on --train.
+fn routing_scorer(
+    args: &EvalRoutingArgs,
+    encoder: &SentenceEncoder,
+    heads: &ClassifierHeads,
+    scratch: &Path,
+) -> anyhow::Result<Scorer> {
+    if args.train.is_empty() {
         let dir = args
             .model_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("models/scorer"));
         let scorer = Scorer::load(&dir, encoder.info())?;
         scorer.check_heads(heads.weights_sha256(), &args.heads)?;
-        scorer
-    } else {
-        let request = ScorerRequest {
-            data: args.train.clone(),
-            exclude_sources: vec![],
-            heads_dir: args.heads.clone(),
-            out: scratch.path().join("scorer"),
-            cache_dir: args.cache.cache_dir.clone(),
-            grid: default_grid(),
-            prior_weight: None,
-            traffic_weight: 1,
-        };
-        let (report, scorer) = train_scorer(&request, &encoder, &heads, &progress::Bars)?;
-        tracing::info!(
-            family = %report.chosen.family,
-            validation_brier = report.candidates.iter().map(|c| c.validation_brier).fold(f64::INFINITY, f64::min),
-            "trained a scorer on --train"
-        );
-        scorer
+        return Ok(scorer);
+    }
+    let request = ScorerRequest {
+        data: args.train.clone(),
+        exclude_sources: vec![],
+        heads_dir: args.heads.clone(),
+        out: scratch.join("scorer"),
+        cache_dir: args.cache.cache_dir.clone(),
+        grid: default_grid(),
+        prior_weight: None,
+        traffic_weight: 1,
     };
-    let Some(test) = args.test.as_ref() else {
-        return super::eval_traffic::run(args, &encoder, &heads, &prices, &scorer);
-    };
+    let (report, scorer) = train_scorer(&request, encoder, heads, &progress::Bars)?;
+    tracing::info!(
+        family = %report.chosen.family,
+        validation_brier = report.candidates.iter().map(|c| c.validation_brier).fold(f64::INFINITY, f64::min),
+        "trained a scorer on --train"
+    );
+    Ok(scorer)
+}
 
+/// Which split of the test file to evaluate on: with --split auto, the held-out test split
+/// when the scorer was trained on this file, else all of it.
+fn test_split(
+    args: &EvalRoutingArgs,
+    scorer: &Scorer,
+    test: &Path,
+) -> anyhow::Result<Option<Split>> {
     let test_sha = sha256_file(test)?;
     let trained_on_test = scorer
         .manifest
         .training_data
         .iter()
         .any(|d| d.sha256 == test_sha);
-    let only: Option<Split> = match args.split {
+    let only = match args.split {
         RoutingSplitArg::Auto => trained_on_test.then_some(Split::Test),
         RoutingSplitArg::Test => Some(Split::Test),
         RoutingSplitArg::Validation => Some(Split::Validation),
@@ -282,50 +288,98 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
             "the scorer was trained on this test file's train split: --split all overstates the router"
         );
     }
-    let (loaded, _) = load_routed(std::slice::from_ref(test))?;
-    let test_models: std::collections::BTreeSet<String> = loaded
+    Ok(only)
+}
+
+/// The test file's prompts (featurised) and the models it scores, and the --train files'
+/// prompts when given (the kNN baseline's neighbours).
+type RoutingPrompts = (
+    Vec<RoutedPrompt>,
+    BTreeSet<String>,
+    Option<Vec<RoutedPrompt>>,
+);
+
+fn routing_prompts(
+    args: &EvalRoutingArgs,
+    test: &Path,
+    encoder: &SentenceEncoder,
+    heads: &ClassifierHeads,
+) -> anyhow::Result<RoutingPrompts> {
+    let cache = &args.cache.cache_dir;
+    let (loaded, _) = load_routed(std::slice::from_ref(&test.to_path_buf()))?;
+    let test_models: BTreeSet<String> = loaded
         .iter()
         .flat_map(|p| p.outcomes.keys().cloned())
         .collect();
     let test_all = featurise(
         loaded,
-        &encoder,
-        &heads,
-        &args.cache.cache_dir,
+        encoder,
+        heads,
+        cache,
         &progress::bar(0, "embedding test"),
     )?;
     let neighbours = if args.train.is_empty() {
         None
     } else {
         let (loaded, _) = load_routed(&args.train)?;
-        Some(featurise(
-            loaded,
-            &encoder,
-            &heads,
-            &args.cache.cache_dir,
-            &progress::bar(0, "embedding train"),
-        )?)
+        let bar = progress::bar(0, "embedding train");
+        Some(featurise(loaded, encoder, heads, cache, &bar)?)
     };
-    let pool = neighbours.as_ref().unwrap_or(&test_all);
-    let test: Vec<_> = test_all
-        .iter()
-        .filter(|p| only.is_none_or(|s| p.split == s))
-        .collect();
+    Ok((test_all, test_models, neighbours))
+}
 
-    let pair = args.strong.clone().zip(args.weak.clone());
-    let candidates: Vec<String> = if !args.candidates.is_empty() {
-        args.candidates.clone()
-    } else if let Some((s, w)) = &pair {
-        vec![s.clone(), w.clone()]
-    } else {
-        test_models.into_iter().collect()
+/// --candidates, else the --strong/--weak pair, else every model the test file scores.
+fn routing_candidates(args: &EvalRoutingArgs, test_models: BTreeSet<String>) -> Vec<String> {
+    if !args.candidates.is_empty() {
+        return args.candidates.clone();
+    }
+    match (&args.strong, &args.weak) {
+        (Some(s), Some(w)) => vec![s.clone(), w.clone()],
+        _ => test_models.into_iter().collect(),
+    }
+}
+
+fn print_routing(report: &RoutingReport, only: Option<Split>, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+        return Ok(());
+    }
+    let label = match only {
+        Some(Split::Test) => Some("held-out test"),
+        Some(Split::Validation) => Some("validation"),
+        Some(Split::Train) => Some("train"),
+        None => None,
     };
+    render_routing(report, label, &mut out)?;
+    Ok(())
+}
+
+fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let heads = ClassifierHeads::load(&args.heads, encoder.info())?;
+    let prices = super::prices::load(args.prices.as_deref())?;
+    let scratch = tempfile::tempdir()?;
+    let scorer = routing_scorer(args, &encoder, &heads, scratch.path())?;
+    let Some(test) = args.test.as_ref() else {
+        return super::eval_traffic::run(args, &encoder, &heads, &prices, &scorer);
+    };
+    let only = test_split(args, &scorer, test)?;
+    let (test_all, test_models, neighbours) = routing_prompts(args, test, &encoder, &heads)?;
+    let pool = neighbours.as_ref().unwrap_or(&test_all);
     let request = EvalRequest {
-        test,
+        test: test_all
+            .iter()
+            .filter(|p| only.is_none_or(|s| p.split == s))
+            .collect(),
         train: in_split(pool, Split::Train),
         validation: in_split(pool, Split::Validation),
-        candidates,
-        pair,
+        candidates: routing_candidates(args, test_models),
+        pair: args.strong.clone().zip(args.weak.clone()),
         prices,
         policy: args.policy.swept(),
         bootstrap: args.bootstrap,
@@ -336,19 +390,7 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
         plot_routing(&report, path)?;
         tracing::info!(path = %path.display(), "wrote the plot");
     }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        std::io::Write::write_all(&mut out, b"\n")?;
-    } else {
-        let label = match only {
-            Some(Split::Test) => Some("held-out test"),
-            Some(Split::Validation) => Some("validation"),
-            Some(Split::Train) => Some("train"),
-            None => None,
-        };
-        render_routing(&report, label, &mut out)?;
-    }
+    print_routing(&report, only, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
