@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use serde_json::json;
-use switchyard_providers::Reply;
+use switchyard_providers::{Provider, Reply, Usage};
 
 use crate::chat::cost_of;
 use crate::state::Runtime;
@@ -70,32 +70,83 @@ pub fn parse_grade(reply: &str) -> Option<u8> {
         .find(|n| (1..=10).contains(n))
 }
 
+/// Request ids already graded (in `labels`, if it exists) and those with feedback.
+fn settled_ids(request: &JudgeRequest) -> Result<(HashSet<String>, HashSet<String>), JudgeError> {
+    let mut done = HashSet::new();
+    if request.labels.is_file() {
+        for l in crate::traffic::read_jsonl::<LabelRecord>(&request.labels)? {
+            done.insert(l.request_id);
+        }
+    }
+    let mut fed = HashSet::new();
+    for path in &request.feedback {
+        for f in crate::traffic::read_jsonl::<FeedbackRecord>(path)? {
+            fed.insert(f.request_id);
+        }
+    }
+    Ok((done, fed))
+}
+
+/// The judge's reply to the rubric on one logged exchange, or `None` when the call
+/// failed (or streamed).
+async fn ask(
+    provider: &Provider,
+    upstream_model: &str,
+    prompt: &str,
+    answer: &str,
+) -> Option<(String, Option<Usage>)> {
+    let body = json!({
+        "model": upstream_model,
+        "temperature": 0,
+        "max_tokens": 8,
+        "messages": [
+            {"role": "system", "content": RUBRIC},
+            {"role": "user", "content": format!("[Request]\n{prompt}\n\n[Answer]\n{answer}")},
+        ],
+    });
+    match provider.chat(body, false).await {
+        Ok(Reply::Full { body, usage }) => Some((
+            body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            usage,
+        )),
+        Ok(Reply::Stream { .. }) | Err(_) => None,
+    }
+}
+
+/// Counts a logged request that needs no grade (no answer logged, already graded, or
+/// with feedback) and says whether it was one.
+fn passed_over(
+    t: &TrafficRecord,
+    done: &HashSet<String>,
+    fed: &HashSet<String>,
+    report: &mut JudgeReport,
+) -> bool {
+    let counter = if t.prompt.is_none() || t.answer.is_none() {
+        &mut report.without_answer
+    } else if done.contains(&t.request_id) {
+        &mut report.already_graded
+    } else if fed.contains(&t.request_id) {
+        &mut report.with_feedback
+    } else {
+        return false;
+    };
+    *counter += 1;
+    true
+}
+
 /// Grades what `request` selects; `progress` is told after each answer.
 pub async fn label(
     runtime: &Runtime,
     request: &JudgeRequest,
     progress: &(dyn Fn(&JudgeReport) + Sync),
 ) -> Result<JudgeReport, JudgeError> {
-    let judge = runtime
-        .models
-        .get(&request.judge)
-        .ok_or_else(|| JudgeError::UnknownJudge(request.judge.clone()))?;
-    let provider = runtime
-        .providers
-        .get(&judge.provider)
-        .ok_or_else(|| JudgeError::UnknownJudge(request.judge.clone()))?;
-    let mut done: HashSet<String> = HashSet::new();
-    if request.labels.is_file() {
-        for l in crate::traffic::read_jsonl::<LabelRecord>(&request.labels)? {
-            done.insert(l.request_id);
-        }
-    }
-    let mut fed: HashSet<String> = HashSet::new();
-    for path in &request.feedback {
-        for f in crate::traffic::read_jsonl::<FeedbackRecord>(path)? {
-            fed.insert(f.request_id);
-        }
-    }
+    let unknown = || JudgeError::UnknownJudge(request.judge.clone());
+    let judge = runtime.models.get(&request.judge).ok_or_else(unknown)?;
+    let provider = runtime.providers.get(&judge.provider).ok_or_else(unknown)?;
+    let (mut done, fed) = settled_ids(request)?;
     let write_err = |source| JudgeError::Write {
         path: request.labels.clone(),
         source,
@@ -108,43 +159,23 @@ pub async fn label(
     let mut report = JudgeReport::default();
     for path in &request.logs {
         for t in crate::traffic::read_jsonl::<TrafficRecord>(path)? {
-            let (Some(prompt), Some(answer)) = (&t.prompt, &t.answer) else {
-                report.without_answer += 1;
-                continue;
-            };
-            if done.contains(&t.request_id) {
-                report.already_graded += 1;
-                continue;
-            }
-            if fed.contains(&t.request_id) {
-                report.with_feedback += 1;
+            if passed_over(&t, &done, &fed, &mut report) {
                 continue;
             }
             if report.graded >= request.max_requests || report.spent_usd >= request.max_usd {
                 report.budget_reached = true;
                 return Ok(report);
             }
-            let body = json!({
-                "model": judge.upstream_model,
-                "temperature": 0,
-                "max_tokens": 8,
-                "messages": [
-                    {"role": "system", "content": RUBRIC},
-                    {"role": "user", "content": format!("[Request]\n{prompt}\n\n[Answer]\n{answer}")},
-                ],
-            });
-            let (text, usage) = match provider.chat(body, false).await {
-                Ok(Reply::Full { body, usage }) => (
-                    body["choices"][0]["message"]["content"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    usage,
-                ),
-                Ok(Reply::Stream { .. }) | Err(_) => {
-                    report.failed += 1;
-                    continue;
-                }
+            let (prompt, answer) = (t.prompt.as_deref(), t.answer.as_deref());
+            let reply = ask(
+                provider,
+                &judge.upstream_model,
+                prompt.unwrap_or_default(),
+                answer.unwrap_or_default(),
+            );
+            let Some((text, usage)) = reply.await else {
+                report.failed += 1;
+                continue;
             };
             report.spent_usd += cost_of(runtime, &request.judge, usage).unwrap_or(0.0);
             let Some(grade) = parse_grade(&text) else {
