@@ -2,7 +2,7 @@
 //! rate and saving of a query stream replayed through the cache.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,12 +11,12 @@ use clap::{Args, ValueEnum};
 use switchyard_cache::{
     Cache, CacheScope, CacheSettings, EdgeCache, Method, SemanticCache, Verifier,
 };
-use switchyard_eval::cache_eval::{eval_cache, judge_pairs, render, report};
+use switchyard_eval::cache_eval::{CacheReport, Judged, eval_cache, judge_pairs, render, report};
 use switchyard_eval::plot::plot_cache;
 use switchyard_training::cache::EmbeddingCache;
 use switchyard_training::classifier::SplitMix;
 use switchyard_training::data::{Split, embed_all};
-use switchyard_training::pairs::load_pairs;
+use switchyard_training::pairs::{Pair, load_pairs};
 
 use super::model_args::{CacheArgs, EncoderArgs};
 use super::progress;
@@ -162,38 +162,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.target_precision),
-        "--target-precision must be between 0 and 1"
-    );
-    let encoder = args
-        .encoder
-        .load_for_routing()
-        .context("cannot load the encoder")?;
-    let verifier = match Verifier::load(&args.verifier) {
+/// The verifier, checked against the encoder; without one, only the verifier method fails.
+fn load_verifier(
+    args: &EvalCacheArgs,
+    encoder: &switchyard_embed::SentenceEncoder,
+) -> anyhow::Result<Option<Arc<Verifier>>> {
+    match Verifier::load(&args.verifier) {
         Ok(v) => {
             v.check_encoder(encoder.info())?;
-            Some(Arc::new(v))
+            Ok(Some(Arc::new(v)))
         }
-        Err(e) if args.method == Method::Verifier => return Err(e.into()),
-        Err(_) => None,
-    };
-    let mut emb =
-        EmbeddingCache::open(&args.cache.cache_dir, encoder.info()).with_context(|| {
-            format!(
-                "cannot open the embedding cache {}",
-                args.cache.cache_dir.display()
-            )
-        })?;
-    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-    let store: Arc<dyn SemanticCache> = Arc::new(EdgeCache::open(scratch.path(), encoder.info())?);
-    if let Some(queries) = &args.queries {
-        return replay(args, queries, &encoder, &mut emb, store, verifier);
+        Err(e) if args.method == Method::Verifier => Err(e.into()),
+        Err(_) => Ok(None),
     }
-    let Some(path) = &args.pairs else {
-        anyhow::bail!("give --pairs FILE or --queries FILE");
-    };
+}
+
+/// The labelled pairs of `path` in --split, at most --max-pairs of them (seeded).
+fn eval_pairs(args: &EvalCacheArgs, path: &Path) -> anyhow::Result<Vec<Pair>> {
     let mut pairs = load_pairs(path)?;
     pairs.retain(|p| match args.split {
         PairSplit::Test => p.split() == Split::Test,
@@ -210,6 +195,70 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
         path.display(),
         args.split
     );
+    Ok(pairs)
+}
+
+/// One JSON line per pair: its texts, label, and what the cache made of it.
+fn export_pairs(
+    path: &Path,
+    triples: &[(String, String, bool)],
+    judged: &[Judged],
+) -> anyhow::Result<()> {
+    let mut lines = String::new();
+    for (p, j) in triples.iter().zip(judged) {
+        let line = serde_json::json!({
+            "text_a": p.0, "text_b": p.1, "label": u8::from(p.2), "exact": j.exact,
+            "cosine": j.judgement.map(|x| x.cosine),
+            "veto": j.judgement.and_then(|x| x.veto),
+            "probability": j.judgement.and_then(|x| x.probability),
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    fs_err::write(path, lines)?;
+    Ok(())
+}
+
+fn print_report(rep: &CacheReport, args: &EvalCacheArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, rep)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    render(rep, &mut out)?;
+    if let Some(plot) = &args.plot {
+        writeln!(out, "plot: {}", plot.display())?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.target_precision),
+        "--target-precision must be between 0 and 1"
+    );
+    let encoder = args
+        .encoder
+        .load_for_routing()
+        .context("cannot load the encoder")?;
+    let verifier = load_verifier(args, &encoder)?;
+    let mut emb =
+        EmbeddingCache::open(&args.cache.cache_dir, encoder.info()).with_context(|| {
+            format!(
+                "cannot open the embedding cache {}",
+                args.cache.cache_dir.display()
+            )
+        })?;
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let store: Arc<dyn SemanticCache> = Arc::new(EdgeCache::open(scratch.path(), encoder.info())?);
+    if let Some(queries) = &args.queries {
+        return replay(args, queries, &encoder, &mut emb, store, verifier);
+    }
+    let Some(path) = &args.pairs else {
+        anyhow::bail!("give --pairs FILE or --queries FILE");
+    };
+    let pairs = eval_pairs(args, path)?;
     let texts: Vec<&str> = pairs
         .iter()
         .flat_map(|p| [p.a.as_str(), p.b.as_str()])
@@ -224,26 +273,10 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| (p.a.clone(), p.b.clone(), p.label))
         .collect();
-    let (judged, lookup_ms) = runtime()?.block_on(judge_pairs(
-        &cache,
-        &triples,
-        &va,
-        &vb,
-        &progress::bar(0, "cache"),
-    ))?;
+    let bar = progress::bar(0, "cache");
+    let (judged, lookup_ms) = runtime()?.block_on(judge_pairs(&cache, &triples, &va, &vb, &bar))?;
     if let Some(export) = &args.export_pairs {
-        let mut lines = String::new();
-        for (p, j) in triples.iter().zip(&judged) {
-            let line = serde_json::json!({
-                "text_a": p.0, "text_b": p.1, "label": u8::from(p.2), "exact": j.exact,
-                "cosine": j.judgement.map(|x| x.cosine),
-                "veto": j.judgement.and_then(|x| x.veto),
-                "probability": j.judgement.and_then(|x| x.probability),
-            });
-            lines.push_str(&line.to_string());
-            lines.push('\n');
-        }
-        fs_err::write(export, lines)?;
+        export_pairs(export, &triples, &judged)?;
     }
     let Some(rep) = report(
         &judged,
@@ -261,16 +294,7 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
     if let Some(plot) = &args.plot {
         plot_cache(&rep, plot)?;
     }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &rep)?;
-        writeln!(out)?;
-    } else {
-        render(&rep, &mut out)?;
-        if let Some(plot) = &args.plot {
-            writeln!(out, "plot: {}", plot.display())?;
-        }
-    }
+    print_report(&rep, args)?;
     Ok(ExitCode::SUCCESS)
 }
 
