@@ -1,6 +1,7 @@
 //! `switchyard eval cache`: hit rate against wrong answers on labelled pairs, or the hit
 //! rate and saving of a query stream replayed through the cache.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use switchyard_cache::{
-    Cache, CacheScope, CacheSettings, EdgeCache, Method, SemanticCache, Verifier,
+    Cache, CacheScope, CacheSettings, EdgeCache, Found, Method, SemanticCache, Verifier,
 };
 use switchyard_eval::cache_eval::{CacheReport, Judged, eval_cache, judge_pairs, render, report};
 use switchyard_eval::plot::plot_cache;
@@ -438,9 +439,13 @@ fn traffic_query(v: &serde_json::Value) -> Result<(Query, bool), &'static str> {
 /// Prices queries the gateway answered from its cache at the mean cost of their route's
 /// other queries.
 fn price_cached(queries: &mut [Query], cached: &[usize]) {
-    let mut by_route = std::collections::BTreeMap::<String, (f64, usize)>::new();
-    for (i, q) in queries.iter().enumerate() {
-        if !cached.contains(&i) {
+    let mut is_cached = vec![false; queries.len()];
+    for &i in cached {
+        is_cached[i] = true;
+    }
+    let mut by_route = BTreeMap::<String, (f64, usize)>::new();
+    for (q, cached) in queries.iter().zip(&is_cached) {
+        if !cached {
             let e = by_route.entry(q.scope.route.clone()).or_default();
             e.0 += q.cost;
             e.1 += 1;
@@ -454,9 +459,98 @@ fn price_cached(queries: &mut [Query], cached: &[usize]) {
     }
 }
 
+impl ReplayReport {
+    fn new(
+        args: &EvalCacheArgs,
+        queries: usize,
+        threshold: f32,
+        skipped: BTreeMap<String, usize>,
+    ) -> Self {
+        Self {
+            queries,
+            method: args.method,
+            threshold,
+            exact_hits: 0,
+            semantic_hits: 0,
+            hit_rate: 0.0,
+            total_usd: 0.0,
+            saved_usd: 0.0,
+            curve: Vec::new(),
+            semantic_samples: Vec::new(),
+            skipped,
+        }
+    }
+
+    /// Counts one query: a hit saves its cost (and a semantic one is kept to read, up to
+    /// 20); a miss costs it.
+    fn count(&mut self, query: &Query, found: Option<&Found>, method: Method) {
+        self.total_usd += query.cost;
+        let Some(f) = found else {
+            return;
+        };
+        self.saved_usd += query.cost;
+        if f.exact {
+            self.exact_hits += 1;
+            return;
+        }
+        self.semantic_hits += 1;
+        if self.semantic_samples.len() < 20 {
+            let score = f.judgement.score(method).unwrap_or(f.judgement.cosine);
+            self.semantic_samples
+                .push((query.prompt.clone(), f.entry.text.clone(), score));
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.exact_hits + self.semantic_hits
+    }
+
+    fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{} queries, method {} at {:.2}: {} exact + {} semantic hits ({:.1}%), saved ${:.4} of ${:.4}",
+            self.queries,
+            self.method.name(),
+            self.threshold,
+            self.exact_hits,
+            self.semantic_hits,
+            100.0 * self.hit_rate,
+            self.saved_usd,
+            self.total_usd
+        )?;
+        for (why, n) in &self.skipped {
+            writeln!(out, "  skipped {n}: {why}")?;
+        }
+        for (q, stored, score) in &self.semantic_samples {
+            writeln!(out, "  {score:.3}  {q:?}  <=  {stored:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The cache the replay runs: --method at --threshold (the method's default without one),
+/// unbounded.
+fn replay_cache(
+    args: &EvalCacheArgs,
+    store: Arc<dyn SemanticCache>,
+    verifier: Option<Arc<Verifier>>,
+) -> anyhow::Result<Cache> {
+    let threshold = args.threshold.unwrap_or(match args.method {
+        Method::Verifier => switchyard_cache::DEFAULT_VERIFIER_THRESHOLD,
+        _ => switchyard_cache::DEFAULT_COSINE_THRESHOLD,
+    });
+    let settings = CacheSettings {
+        method: args.method,
+        threshold,
+        capacity: u64::MAX,
+        ..CacheSettings::default()
+    };
+    Ok(Cache::new(store, verifier, settings)?)
+}
+
 fn replay(
     args: &EvalCacheArgs,
-    path: &std::path::Path,
+    path: &Path,
     encoder: &switchyard_embed::SentenceEncoder,
     emb: &mut EmbeddingCache,
     store: Arc<dyn SemanticCache>,
@@ -466,68 +560,29 @@ fn replay(
     anyhow::ensure!(!queries.is_empty(), "{}: no queries", path.display());
     let texts: Vec<&str> = queries.iter().map(|q| q.prompt.as_str()).collect();
     let vectors = embed_all(&texts, encoder, emb, &progress::bar(0, "embedding"))?;
-    let threshold = args.threshold.unwrap_or(match args.method {
-        Method::Verifier => switchyard_cache::DEFAULT_VERIFIER_THRESHOLD,
-        _ => switchyard_cache::DEFAULT_COSINE_THRESHOLD,
-    });
-    let cache = Cache::new(
-        store,
-        verifier,
-        CacheSettings {
-            method: args.method,
-            threshold,
-            capacity: u64::MAX,
-            ..CacheSettings::default()
-        },
-    )?;
+    let cache = replay_cache(args, store, verifier)?;
     let bar = progress::bar(queries.len() as u64, "replay");
     let every = (queries.len() / 50).max(1);
     let rt = runtime()?;
-    let mut r = ReplayReport {
-        queries: queries.len(),
-        method: args.method,
-        threshold,
-        exact_hits: 0,
-        semantic_hits: 0,
-        hit_rate: 0.0,
-        total_usd: 0.0,
-        saved_usd: 0.0,
-        curve: Vec::new(),
-        semantic_samples: Vec::new(),
-        skipped,
-    };
+    let mut r = ReplayReport::new(args, queries.len(), cache.settings().threshold, skipped);
     for (i, (query, v)) in queries.iter().zip(vectors).enumerate() {
-        let (q, cost, scope) = (&query.prompt, query.cost, &query.scope);
-        r.total_usd += cost;
+        let (q, scope) = (&query.prompt, &query.scope);
         let found = rt.block_on(cache.lookup(scope, q, &v, None, None))?;
-        match found {
-            Some(f) => {
-                r.saved_usd += cost;
-                if f.exact {
-                    r.exact_hits += 1;
-                } else {
-                    r.semantic_hits += 1;
-                    if r.semantic_samples.len() < 20 {
-                        let score = f.judgement.score(args.method).unwrap_or(f.judgement.cosine);
-                        r.semantic_samples
-                            .push((q.clone(), f.entry.text.clone(), score));
-                    }
-                }
-            }
-            None => {
-                rt.block_on(cache.insert(scope.clone(), q, v, String::new(), "replay"))?;
-            }
+        r.count(query, found.as_ref(), args.method);
+        if found.is_none() {
+            rt.block_on(cache.insert(scope.clone(), q, v, String::new(), "replay"))?;
         }
         if (i + 1) % every == 0 || i + 1 == queries.len() {
+            let hit_rate = r.hits() as f64 / (i + 1) as f64;
             r.curve.push(ReplayPoint {
                 queries: i + 1,
-                hit_rate: (r.exact_hits + r.semantic_hits) as f64 / (i + 1) as f64,
+                hit_rate,
             });
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    r.hit_rate = (r.exact_hits + r.semantic_hits) as f64 / r.queries as f64;
+    r.hit_rate = r.hits() as f64 / r.queries as f64;
     if let Some(plot) = &args.plot {
         let points: Vec<(f64, f64)> = r
             .curve
@@ -540,25 +595,8 @@ fn replay(
     if args.json {
         serde_json::to_writer_pretty(&mut out, &r)?;
         writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    writeln!(
-        out,
-        "{} queries, method {} at {:.2}: {} exact + {} semantic hits ({:.1}%), saved ${:.4} of ${:.4}",
-        r.queries,
-        r.method.name(),
-        r.threshold,
-        r.exact_hits,
-        r.semantic_hits,
-        100.0 * r.hit_rate,
-        r.saved_usd,
-        r.total_usd
-    )?;
-    for (why, n) in &r.skipped {
-        writeln!(out, "  skipped {n}: {why}")?;
-    }
-    for (q, stored, score) in &r.semantic_samples {
-        writeln!(out, "  {score:.3}  {q:?}  <=  {stored:?}")?;
+    } else {
+        r.print(&mut out)?;
     }
     Ok(ExitCode::SUCCESS)
 }
