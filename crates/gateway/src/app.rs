@@ -94,67 +94,76 @@ fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// The learned router, when `[router] enabled`: the stack that embeds and the scorer.
+type LoadedRouter = (Option<RouterStack>, Option<Arc<switchyard_router::Router>>);
+
+fn load_router(config: &Config) -> Result<LoadedRouter, String> {
+    if !config.router.enabled {
+        return Ok((None, None));
+    }
+    let started = Instant::now();
+    let (stack, learned) = RouterStack::load(&config.router)?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        router_version = learned.version(),
+        "router loaded (encoder, heads, scorer)"
+    );
+    Ok((Some(stack), Some(Arc::new(learned))))
+}
+
+/// The traffic log, when `[log] enabled`.
+fn open_log(config: &Config) -> Result<Option<TrafficLog>, String> {
+    if !config.log.enabled {
+        return Ok(None);
+    }
+    let rotation = Rotation {
+        max_bytes: config.log.max_bytes,
+        max_age: std::time::Duration::from_secs(config.log.max_age_s),
+    };
+    TrafficLog::start(&config.log.dir, rotation)
+        .map(Some)
+        .map_err(|e| format!("log.dir: cannot use {}: {e}", config.log.dir.display()))
+}
+
+/// The semantic cache as configured. A cache that cannot open (unwritable or full
+/// directory, a directory made for another encoder) must not keep the gateway down: it
+/// serves uncached and says why in the log and in /ready.
+fn open_cache(
+    config: &Config,
+    router: Option<&RouterStack>,
+) -> Result<(CacheState, Option<crate::cache::CachePlan>), String> {
+    let plan = match crate::cache::prepare(&config.cache, router.map(|r| r.worker.info()), &env)? {
+        Prepared::Off(why) => {
+            tracing::info!(why = %why, "semantic cache off");
+            return Ok((CacheState::Off(why), None));
+        }
+        Prepared::Plan(plan) => plan,
+    };
+    let state = plan.open().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "semantic cache unavailable; serving uncached");
+        CacheState::Failed(e)
+    });
+    if let CacheState::Ready(c) = &state {
+        tracing::info!(
+            backend = c.backend().backend(),
+            method = c.settings().method.name(),
+            threshold = c.settings().threshold,
+            "semantic cache ready"
+        );
+    }
+    Ok((state, Some(*plan)))
+}
+
 /// Builds the whole state: router, runtime, traffic log.
 pub fn build_state(source: &ConfigSource, config: Config) -> Result<Arc<AppState>, String> {
-    let (router, learned) = if config.router.enabled {
-        let started = Instant::now();
-        let (stack, learned) = RouterStack::load(&config.router)?;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            router_version = learned.version(),
-            "router loaded (encoder, heads, scorer)"
-        );
-        (Some(stack), Some(Arc::new(learned)))
-    } else {
-        (None, None)
-    };
+    let (router, learned) = load_router(&config)?;
     // Requests answered before a restart can still get feedback: their ids are in the log.
     let mut recent = crate::state::RecentIds::default();
     if config.log.enabled {
         recent.load(&config.log.dir);
     }
-    let log = if config.log.enabled {
-        Some(
-            TrafficLog::start(
-                &config.log.dir,
-                Rotation {
-                    max_bytes: config.log.max_bytes,
-                    max_age: std::time::Duration::from_secs(config.log.max_age_s),
-                },
-            )
-            .map_err(|e| format!("log.dir: cannot use {}: {e}", config.log.dir.display()))?,
-        )
-    } else {
-        None
-    };
-    let (cache, cache_plan) = match crate::cache::prepare(
-        &config.cache,
-        router.as_ref().map(|r| r.worker.info()),
-        &env,
-    )? {
-        Prepared::Off(why) => {
-            tracing::info!(why = %why, "semantic cache off");
-            (CacheState::Off(why), None)
-        }
-        Prepared::Plan(plan) => {
-            // A cache that cannot open (unwritable or full directory, a directory made for
-            // another encoder) must not keep the gateway down: serve uncached and say why
-            // in the log and in /ready.
-            let state = plan.open().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "semantic cache unavailable; serving uncached");
-                CacheState::Failed(e)
-            });
-            if let CacheState::Ready(c) = &state {
-                tracing::info!(
-                    backend = c.backend().backend(),
-                    method = c.settings().method.name(),
-                    threshold = c.settings().threshold,
-                    "semantic cache ready"
-                );
-            }
-            (state, Some(*plan))
-        }
-    };
+    let log = open_log(&config)?;
+    let (cache, cache_plan) = open_cache(&config, router.as_ref())?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let shared = crate::shared::Shared::open(&config.state, &env, metrics.clone())?;
     if let Some(s) = &shared {
