@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_training::classifier::TrainConfig;
-use switchyard_training::scorer::{ScorerRequest, default_grid, train_scorer};
-use switchyard_training::train::{TrainRequest, train_classifier};
+use switchyard_training::scorer::{ScorerReport, ScorerRequest, default_grid, train_scorer};
+use switchyard_training::train::{TrainReport, TrainRequest, train_classifier};
 use switchyard_training::verifier::{VerifierRequest, train_verifier};
 
 use super::model_args::{CacheArgs, EncoderArgs};
@@ -279,6 +279,19 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    print_scorer_report(&report, &mut out)?;
+    writeln!(
+        out,
+        "wrote {} ({} models)",
+        args.out.display(),
+        scorer.models.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The validation table (Brier per configuration, overall and per source), the choice
+/// and the held-out test figure.
+fn print_scorer_report(report: &ScorerReport, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "prompts: {}; models: {}",
@@ -329,13 +342,7 @@ fn run_scorer(args: &ScorerArgs) -> anyhow::Result<ExitCode> {
         "held-out test Brier {:.4} (each model's mean: {:.4})",
         report.test_brier, report.test_brier_model_mean
     )?;
-    writeln!(
-        out,
-        "wrote {} ({} models)",
-        args.out.display(),
-        scorer.models.len()
-    )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
@@ -366,6 +373,13 @@ fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    print_classifier_report(&report, &mut out)?;
+    writeln!(out, "wrote {}", args.out.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The task-head comparison on validation, the choice, and the held-out test figures.
+fn print_classifier_report(report: &TrainReport, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "examples: {}",
@@ -423,6 +437,5 @@ fn run_classifier(args: &ClassifierArgs) -> anyhow::Result<ExitCode> {
         "{:<40} {:>10.4}",
         "difficulty MAE", report.test_difficulty_mae
     )?;
-    writeln!(out, "wrote {}", args.out.display())?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
