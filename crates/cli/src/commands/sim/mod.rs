@@ -345,41 +345,8 @@ impl Loop<'_> {
     ) -> anyhow::Result<Round> {
         let traffic = self.import()?;
         let out = self.dir.join(format!("round-{}", r + 1));
-        let request = ScorerRequest {
-            data: vec![traffic.clone()],
-            exclude_sources: vec![],
-            heads_dir: self.args.heads.clone(),
-            out: out.clone(),
-            cache_dir: self.cache_dir().to_path_buf(),
-            grid: loop_grid(),
-            prior_weight: None,
-            traffic_weight: 1,
-        };
-        let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
-        // Off-policy, on every logged request whose prompt the candidate was not fitted on
-        // (the train split is by prompt): the candidate against the serving router, both by DR.
-        let (logged, _) = ope::load_logged(
-            &[traffic],
-            &self.encoder,
-            &self.heads,
-            self.cache_dir(),
-            &progress::bar(0, "featurising traffic"),
-        )?;
-        let unseen: Vec<&LoggedRequest> = logged
-            .iter()
-            .filter(|l| l.prompt.split != Split::Train)
-            .collect();
-        let prices = self.world_prices();
-        let models = &self.world.models;
-        let choices = ope::choices(&candidate, &unseen, models, &prices, self.policy)?;
-        // Both judged with the same reward model, the candidate's (fitted on the most data):
-        // a router's own predictions flatter its own choices.
-        let mut incumbent = ope::choices(serving, &unseen, models, &prices, self.policy)?;
-        for (i, c) in incumbent.iter_mut().zip(&choices) {
-            i.predicted.clone_from(&c.predicted);
-        }
-        let estimate = ope::evaluate(&choices, self.args.bootstrap, self.args.seed);
-        let gain = ope::dr_difference(&choices, &incumbent, self.args.bootstrap, self.args.seed);
+        let candidate = self.train_candidate(&traffic, &out)?;
+        let (estimate, gain) = self.off_policy(&traffic, &candidate, serving)?;
         // Refused only when its interval says worse at the route's policy. The candidate
         // is fitted on everything the serving router saw and more; the estimate is noisy
         // (importance weights on explored requests), and refusing on a noisy negative point
@@ -402,6 +369,57 @@ impl Loop<'_> {
             self.holdout_aiq(serving)?,
             self.holdout_aiq(&candidate)?,
             self.holdout_truth(&candidate)?,
+        ))
+    }
+
+    /// A scorer trained on the imported traffic so far, written to `out`.
+    fn train_candidate(&self, traffic: &Path, out: &Path) -> anyhow::Result<Scorer> {
+        let request = ScorerRequest {
+            data: vec![traffic.to_path_buf()],
+            exclude_sources: vec![],
+            heads_dir: self.args.heads.clone(),
+            out: out.to_path_buf(),
+            cache_dir: self.cache_dir().to_path_buf(),
+            grid: loop_grid(),
+            prior_weight: None,
+            traffic_weight: 1,
+        };
+        let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
+        Ok(candidate)
+    }
+
+    /// The candidate off-policy on every logged request whose prompt it was not fitted on
+    /// (the train split is by prompt): its own estimate, and the DR difference against the
+    /// serving router, both judged with the candidate's predictions as the reward model
+    /// (fitted on the most data; a router's own predictions flatter its own choices).
+    fn off_policy(
+        &self,
+        traffic: &Path,
+        candidate: &Scorer,
+        serving: &Scorer,
+    ) -> anyhow::Result<(ope::OpeReport, switchyard_eval::route_eval::Estimate)> {
+        let (logged, _) = ope::load_logged(
+            &[traffic.to_path_buf()],
+            &self.encoder,
+            &self.heads,
+            self.cache_dir(),
+            &progress::bar(0, "featurising traffic"),
+        )?;
+        let unseen: Vec<&LoggedRequest> = logged
+            .iter()
+            .filter(|l| l.prompt.split != Split::Train)
+            .collect();
+        let prices = self.world_prices();
+        let models = &self.world.models;
+        let choices = ope::choices(candidate, &unseen, models, &prices, self.policy)?;
+        let mut incumbent = ope::choices(serving, &unseen, models, &prices, self.policy)?;
+        for (i, c) in incumbent.iter_mut().zip(&choices) {
+            i.predicted.clone_from(&c.predicted);
+        }
+        let (bootstrap, seed) = (self.args.bootstrap, self.args.seed);
+        Ok((
+            ope::evaluate(&choices, bootstrap, seed),
+            ope::dr_difference(&choices, &incumbent, bootstrap, seed),
         ))
     }
 
