@@ -742,14 +742,17 @@ pub fn evaluate(scorer: &Scorer, req: &EvalRequest<'_>) -> Result<RoutingReport,
     })
 }
 
+/// `value [low, high]` to four places.
+fn with_interval(e: &Estimate) -> String {
+    format!("{:.4} [{:.4}, {:.4}]", e.value, e.ci95[0], e.ci95[1])
+}
+
 /// The report as a readable table.
 pub fn render(
     report: &RoutingReport,
     split: Option<&str>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
-    let b = &report.baselines;
-    let ci = |e: &Estimate| format!("{:.4} [{:.4}, {:.4}]", e.value, e.ci95[0], e.ci95[1]);
     writeln!(
         out,
         "{} test prompts{} ({} skipped: a candidate had no outcome), {} candidates, policy {}",
@@ -761,6 +764,17 @@ pub fn render(
             .unwrap_or_default()
             .trim_matches('"')
     )?;
+    render_singles(&report.baselines, out)?;
+    writeln!(out)?;
+    render_aiq(report, out)?;
+    if let Some(p) = &report.pair {
+        render_pair(p, out)?;
+    }
+    Ok(())
+}
+
+/// Each single model (cheapest first) and the oracle: cost, quality, AIQ.
+fn render_singles(b: &Baselines, out: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<44} {:>12} {:>9} {:>8}",
@@ -768,67 +782,64 @@ pub fn render(
     )?;
     let mut singles = b.singles.clone();
     singles.sort_by(|x, y| x.cost.total_cmp(&y.cost));
-    for s in &singles {
+    for s in singles.iter().chain([&b.oracle]) {
         writeln!(
             out,
             "{:<44} {:>12.6} {:>9.4} {:>8.4}",
             s.model, s.cost, s.quality, s.aiq
         )?;
     }
-    writeln!(
-        out,
-        "{:<44} {:>12.6} {:>9.4} {:>8.4}",
-        "oracle", b.oracle.cost, b.oracle.quality, b.oracle.aiq
-    )?;
-    writeln!(out)?;
+    Ok(())
+}
+
+/// The router's and the baselines' AIQ, and the paired differences.
+fn render_aiq(report: &RoutingReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let b = &report.baselines;
     writeln!(out, "AIQ (95% bootstrap interval)")?;
-    writeln!(out, "{:<44} {}", "Switchyard router", ci(&report.aiq))?;
-    writeln!(
-        out,
-        "{:<44} {}",
-        format!("kNN router (k={})", b.knn.k),
-        ci(&b.knn.aiq)
-    )?;
-    writeln!(
-        out,
-        "{:<44} {:.4}",
-        format!("best single ({})", b.best_single.model),
-        b.best_single.aiq
-    )?;
-    writeln!(
-        out,
-        "{:<44} {:.4}",
-        format!("random mixing (cheapest ↔ {})", b.strongest.model),
-        b.random
-    )?;
-    writeln!(
-        out,
-        "{:<44} {:.4}",
-        "hull of the single models", b.singles_hull
-    )?;
-    writeln!(out, "{:<44} {:.4}", "oracle", b.oracle.aiq)?;
-    writeln!(
-        out,
-        "{:<44} {}",
-        "router − best single (paired)",
-        ci(&report.aiq_minus_best_single)
-    )?;
-    writeln!(
-        out,
-        "{:<44} {}",
-        "router − kNN (paired)",
-        ci(&report.aiq_minus_knn)
-    )?;
-    if let Some(p) = &report.pair {
-        let pct = |x: Option<f64>| x.map_or("never".to_owned(), |v| format!("{:.1}%", v * 100.0));
-        writeln!(out)?;
-        writeln!(out, "pair: strong {} / weak {}", p.strong, p.weak)?;
-        writeln!(out, "{:<44} {}", "APGR router", ci(&p.apgr))?;
-        writeln!(out, "{:<44} {}", "APGR kNN", ci(&p.knn_apgr))?;
-        writeln!(out, "{:<44} 0.5000", "APGR random")?;
-        writeln!(out, "{:<44} {}", "CPT(50%) strong-call share", pct(p.cpt50))?;
-        writeln!(out, "{:<44} {}", "CPT(80%) strong-call share", pct(p.cpt80))?;
+    let rows = [
+        ("Switchyard router".to_owned(), with_interval(&report.aiq)),
+        (
+            format!("kNN router (k={})", b.knn.k),
+            with_interval(&b.knn.aiq),
+        ),
+        (
+            format!("best single ({})", b.best_single.model),
+            format!("{:.4}", b.best_single.aiq),
+        ),
+        (
+            format!("random mixing (cheapest ↔ {})", b.strongest.model),
+            format!("{:.4}", b.random),
+        ),
+        (
+            "hull of the single models".to_owned(),
+            format!("{:.4}", b.singles_hull),
+        ),
+        ("oracle".to_owned(), format!("{:.4}", b.oracle.aiq)),
+        (
+            "router − best single (paired)".to_owned(),
+            with_interval(&report.aiq_minus_best_single),
+        ),
+        (
+            "router − kNN (paired)".to_owned(),
+            with_interval(&report.aiq_minus_knn),
+        ),
+    ];
+    for (name, value) in rows {
+        writeln!(out, "{name:<44} {value}")?;
     }
+    Ok(())
+}
+
+/// RouteLLM's metrics for the strong/weak pair.
+fn render_pair(p: &PairMetrics, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let pct = |x: Option<f64>| x.map_or("never".to_owned(), |v| format!("{:.1}%", v * 100.0));
+    writeln!(out)?;
+    writeln!(out, "pair: strong {} / weak {}", p.strong, p.weak)?;
+    writeln!(out, "{:<44} {}", "APGR router", with_interval(&p.apgr))?;
+    writeln!(out, "{:<44} {}", "APGR kNN", with_interval(&p.knn_apgr))?;
+    writeln!(out, "{:<44} 0.5000", "APGR random")?;
+    writeln!(out, "{:<44} {}", "CPT(50%) strong-call share", pct(p.cpt50))?;
+    writeln!(out, "{:<44} {}", "CPT(80%) strong-call share", pct(p.cpt80))?;
     Ok(())
 }
 

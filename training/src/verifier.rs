@@ -553,11 +553,7 @@ fn train_mlp(
                     .as_slice(),
                 &Device::Cpu,
             )?;
-            let z = forward(&x)?;
-            // Stable logistic loss: softplus(z) - y z.
-            let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-            let loss = (softplus - (y * &z)?)?.mean_all()?;
-            opt.backward_step(&loss)?;
+            opt.backward_step(&logistic_loss(&forward(&x)?, &y)?)?;
         }
         let scores = served_scores(forward(&xv)?.to_vec1::<f32>()?, vetoed_val);
         let m = pair_metrics(&scores, y_val);
@@ -574,7 +570,22 @@ fn train_mlp(
     if let Some(w) = &best {
         restore(&varmap, w)?;
     }
-    let weights = snapshot(&varmap)?;
+    mlp_model(&varmap, hidden)
+}
+
+/// Mean logistic loss of logits `z` against 0/1 targets `y`, in the stable form
+/// softplus(z) − y·z.
+fn logistic_loss(
+    z: &candle_core::Tensor,
+    y: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    (softplus - (y * z)?)?.mean_all()
+}
+
+/// The MLP's weights as the verifier stores them.
+fn mlp_model(varmap: &candle_nn::VarMap, hidden: usize) -> candle_core::Result<VerifierModel> {
+    let weights = snapshot(varmap)?;
     let get = |k: &str| -> candle_core::Result<Vec<f32>> {
         weights
             .get(k)
