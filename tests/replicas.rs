@@ -60,7 +60,7 @@ fn qdrant() -> Option<Qdrant> {
 }
 
 fn key_hash(key: &str) -> String {
-    switchyard_gateway::tenants::sha256_hex(key.as_bytes())
+    switchyard_gateway::limits::sha256_hex(key.as_bytes())
 }
 
 fn replica_config(

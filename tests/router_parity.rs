@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use switchyard_core::{DeviceSpec, ROUTING_TRUNCATION, RoutingRecord};
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::{ModelSource, SentenceEncoder};
-use switchyard_gateway::request::ChatView;
+use switchyard_gateway::pipeline::request::ChatView;
 use switchyard_gateway::{Config, ConfigSource, build_state, serve};
 use switchyard_training::scorer::{LoadedPrompt, featurise};
 
@@ -209,7 +209,7 @@ async fn training_features_are_the_serving_features() {
     let chat = json!({"model": "auto", "messages": record.messages});
     let view = ChatView::parse(&chat).unwrap();
     let stack = state.router.as_ref().unwrap();
-    let embedding = switchyard_gateway::plan::embed_prompt(stack, view.prompt())
+    let embedding = switchyard_gateway::pipeline::plan::embed_prompt(stack, view.prompt())
         .await
         .unwrap();
     let router = state.runtime().router.clone().unwrap();

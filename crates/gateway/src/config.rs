@@ -68,7 +68,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-/// Traces exported over OTLP/HTTP (see `crate::telemetry`). Off unless `endpoint` or
+/// Traces exported over OTLP/HTTP (see `crate::runtime::telemetry`). Off unless `endpoint` or
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set; the
 /// exporter also reads `OTEL_EXPORTER_OTLP_HEADERS` and the other standard variables.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,12 +1,20 @@
-//! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+//! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, and the
+//! one place each library's error becomes one (the `From` impls at the end).
 //!
 //! One [`ErrorKind`] sets the HTTP status, OpenAI's `type` and `code` together, so no call
 //! site chooses them separately. Server-side failures (500, 502) answer with a generic
-//! message and the request id; their detail goes to the log under that id.
+//! message and the request id; their detail goes to the log under that id. The response
+//! itself is written by the HTTP edge (`edge::response`).
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde_json::json;
+use switchyard_core::EmbedError;
+use switchyard_core::policy::{Exclusion, PolicyError};
+use switchyard_providers::ErrorClass;
+use switchyard_providers::fallback::{self, FallbackError};
+use switchyard_router::RouterError;
+
+use crate::limits::LimitError;
 
 /// What went wrong, as the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +119,7 @@ impl ErrorKind {
     }
 
     /// Whether the client sees only a generic message (the detail is logged).
-    fn is_private(self) -> bool {
+    pub fn is_private(self) -> bool {
         matches!(self, Self::Internal)
     }
 }
@@ -205,18 +213,145 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.kind.is_private() {
-            tracing::error!(request_id = self.request_id.as_deref().unwrap_or("-"), error = %self.message, "internal error");
+impl From<LimitError> for ApiError {
+    fn from(e: LimitError) -> Self {
+        let kind = match &e {
+            LimitError::MissingKey | LimitError::InvalidKey => ErrorKind::InvalidApiKey,
+            LimitError::NotAllowed { .. } => ErrorKind::ModelNotAllowed,
+            LimitError::RateLimited { .. } => ErrorKind::RateLimited,
+            LimitError::OverTokens { .. } | LimitError::OverUsd { .. } => ErrorKind::QuotaExceeded,
+            LimitError::SharedLimitsDown | LimitError::SharedIdsDown => ErrorKind::Unavailable,
+        };
+        let api = Self::new(kind, e.to_string());
+        match e.retry_after() {
+            Some(secs) => api.retry_after(secs),
+            None => api,
         }
-        let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(e: EmbedError) -> Self {
+        match e {
+            EmbedError::QueueFull { .. } => {
+                Self::new(ErrorKind::Overloaded, e.to_string()).retry_after(1)
+            }
+            EmbedError::NoInputs | EmbedError::EmptyInput { .. } => Self::invalid(e.to_string()),
+            other => Self::internal(other),
         }
-        response
+    }
+}
+
+/// A route's router failing to decide, with what the client's answer needs.
+#[derive(Debug)]
+pub struct RouteFailure<'a> {
+    pub error: RouterError,
+    pub route: &'a str,
+    /// How long open circuit breakers stay open (the Retry-After of "all down").
+    pub breaker_open_s: u64,
+}
+
+/// No model can take the request: 503 when they are all down (retry later), else 400.
+impl From<RouteFailure<'_>> for ApiError {
+    fn from(f: RouteFailure<'_>) -> Self {
+        let RouterError::Policy(PolicyError::AllExcluded(why)) = f.error else {
+            return Self::internal(f.error);
+        };
+        let detail: Vec<String> = why
+            .iter()
+            .map(|(m, e)| {
+                let reason = serde_json::to_string(e).unwrap_or_default();
+                format!("{m}: {}", reason.trim_matches('"'))
+            })
+            .collect();
+        let message = format!(
+            "no model of route {:?} can take this request ({})",
+            f.route,
+            detail.join("; ")
+        );
+        if why.values().all(|e| *e == Exclusion::Unavailable) {
+            Self::new(ErrorKind::Unavailable, message).retry_after(f.breaker_open_s.max(1))
+        } else {
+            Self::invalid(message)
+        }
+    }
+}
+
+/// Every attempt of the fallback loop failing, with what the client's answer needs.
+#[derive(Debug)]
+pub struct ForwardFailure<'a> {
+    pub error: &'a FallbackError,
+    /// The models tried, in order.
+    pub order: &'a [String],
+    pub breaker_open_s: u64,
+}
+
+/// What the client is told. Upstream error texts stay in the log (they can carry an
+/// upstream's internals); the client gets each attempt's model, class and status.
+impl From<ForwardFailure<'_>> for ApiError {
+    fn from(f: ForwardFailure<'_>) -> Self {
+        match f.error {
+            FallbackError::Refused { status, attempts } => {
+                let why = attempts.last().and_then(|a| a.error.as_ref());
+                let message = why.map_or_else(String::new, |w| w.message.clone());
+                Self::new(
+                    ErrorKind::UpstreamRefused(*status),
+                    format!("the upstream refused the request: {message}"),
+                )
+            }
+            FallbackError::Deadline { deadline, attempts } => {
+                let tried = summary(attempts);
+                let after = if tried.is_empty() {
+                    String::new()
+                } else {
+                    format!(" after: {tried}")
+                };
+                let ms = deadline.as_millis();
+                let message = format!("the request deadline of {ms} ms passed{after}");
+                Self::new(ErrorKind::DeadlineExceeded, message)
+            }
+            FallbackError::AllOpen { .. } => Self::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "every model for this request is failing (circuit breakers open: {}); retry later",
+                    f.order.join(", ")
+                ),
+            )
+            .retry_after(f.breaker_open_s.max(1)),
+            FallbackError::Exhausted { attempts } => Self::new(
+                ErrorKind::UpstreamFailed,
+                format!("every model failed: {}", summary(attempts)),
+            ),
+        }
+    }
+}
+
+/// `model: class (HTTP status)` per failed attempt.
+fn summary(attempts: &[fallback::Attempt]) -> String {
+    let parts: Vec<String> = attempts
+        .iter()
+        .filter_map(|a| {
+            let e = a.error.as_ref()?;
+            let status = e
+                .status
+                .map_or_else(String::new, |s| format!(" (HTTP {s})"));
+            Some(format!("{}: {}{status}", a.model, describe(e.class)))
+        })
+        .collect();
+    parts.join("; ")
+}
+
+fn describe(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Connect => "cannot connect",
+        ErrorClass::Timeout => "timed out",
+        ErrorClass::RateLimited => "rate limited",
+        ErrorClass::ServerError => "server error",
+        ErrorClass::ClientError => "refused",
+        ErrorClass::Malformed => "malformed response",
+        ErrorClass::Stalled => "stalled",
+        ErrorClass::Reset => "connection reset",
+        ErrorClass::BreakerOpen => "circuit breaker open",
     }
 }
 

@@ -115,7 +115,7 @@ proptest! {
 
     #[test]
     fn the_request_view_never_panics(body in json()) {
-        if let Ok(view) = crate::request::ChatView::parse(&body) {
+        if let Ok(view) = crate::pipeline::request::ChatView::parse(&body) {
             let _ = (view.prompt(), view.input_tokens(), view.stream(), view.wants_usage());
         }
     }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::upstream::{FAILURES, Mode, Upstream};
-use switchyard_gateway::state::AppState;
+use switchyard_gateway::runtime::AppState;
 use switchyard_gateway::{Config, ConfigSource, build_state, serve};
 
 /// This package's directory: from cargo at run time (the checkout being tested), falling back
@@ -623,7 +623,7 @@ async fn bad_requests_get_openai_errors_and_the_server_stays_up() {
 #[tokio::test]
 async fn tenants_keys_allow_lists_budgets_and_rate_limits() {
     let up = Upstream::start("up").await;
-    let hash = |k: &str| switchyard_gateway::tenants::sha256_hex(k.as_bytes());
+    let hash = |k: &str| switchyard_gateway::limits::sha256_hex(k.as_bytes());
     let g = gateway(&format!(
         "[router]\nenabled = false\n{}\n\
          [models.cheap]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n\
@@ -734,7 +734,9 @@ async fn reload_swaps_the_config_and_keeps_serving() {
         format!("{text}\n[models.three]\nprovider = \"nowhere\"\n"),
     )
     .unwrap();
-    let e = switchyard_gateway::reload(&g.state).unwrap_err();
+    let e = switchyard_gateway::reload(&g.state)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("models.three.provider"), "{e}");
     assert_eq!(
         g.post("/v1/chat/completions", &chat("two", false))

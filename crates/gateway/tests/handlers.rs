@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
-use switchyard_gateway::state::AppState;
+use switchyard_gateway::runtime::AppState;
 use switchyard_gateway::{Config, ConfigSource, app, build_state};
 use tower::ServiceExt;
 

@@ -13,7 +13,7 @@ use switchyard_core::policy::Candidate;
 use switchyard_core::pricing::{Price, PriceTable};
 use switchyard_scorer::{PromptFeatures, Scorer};
 
-use crate::RouterError;
+use crate::error::RouterError;
 
 /// Quality assumed for a model the scorer cannot predict and no prior is configured for.
 pub const DEFAULT_QUALITY_PRIOR: f64 = 0.5;

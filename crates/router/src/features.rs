@@ -6,7 +6,7 @@
 use switchyard_embed::heads::{Classification, ClassifierHeads};
 use switchyard_scorer::{PromptFeatures, features};
 
-use crate::RouterError;
+use crate::error::RouterError;
 
 /// A prompt as the router sees it: what the heads said, and the scorer's features.
 #[derive(Debug, Clone, PartialEq)]

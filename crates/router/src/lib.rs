@@ -9,6 +9,7 @@
 
 pub mod calibration;
 pub mod candidates;
+pub mod error;
 pub mod explore;
 pub mod features;
 
@@ -18,33 +19,17 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use switchyard_core::EncoderInfo;
-use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, PolicyError, decide};
-use switchyard_embed::heads::{ClassifierHeads, HeadsError};
+use switchyard_core::policy::{Candidate, Constraints, Decision, Policy, decide};
+use switchyard_embed::heads::ClassifierHeads;
 use switchyard_scorer::{PromptFeatures, Scorer, ScorerError};
 
 pub use candidates::{
     CandidateSpec, DEFAULT_OUTPUT_TOKENS, DEFAULT_QUALITY_PRIOR, known_candidates,
     named_candidates, predict_candidates,
 };
+pub use error::RouterError;
 pub use explore::Explore;
 pub use features::{RouteFeatures, featurize};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error("classifier heads: {0}")]
-    Heads(#[from] HeadsError),
-    #[error("scorer: {0}")]
-    Scorer(#[from] ScorerError),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(
-        "no price and no observed cost for {}: add them to the price table (USD per 1M input and output tokens)",
-        .0.join(", ")
-    )]
-    NoCost(Vec<String>),
-    #[error("the embeddings ({embeddings}) and texts ({texts}) differ in number")]
-    Mismatch { embeddings: usize, texts: usize },
-}
 
 /// One request as the router sees it.
 #[derive(Debug, Clone)]

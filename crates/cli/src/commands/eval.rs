@@ -366,7 +366,16 @@ fn run_routing(args: &EvalRoutingArgs) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::tempdir()?;
     let scorer = routing_scorer(args, &encoder, &heads, scratch.path())?;
     let Some(test) = args.test.as_ref() else {
-        return super::eval_traffic::run(args, &encoder, &heads, &prices, &scorer);
+        let traffic = super::eval_traffic::TrafficEval {
+            traffic: &args.traffic,
+            cache_dir: &args.cache.cache_dir,
+            candidates: &args.candidates,
+            route_policy: &args.route_policy,
+            bootstrap: args.bootstrap,
+            seed: args.seed,
+            json: args.json,
+        };
+        return super::eval_traffic::run(&traffic, &encoder, &heads, &prices, &scorer);
     };
     let only = test_split(args, &scorer, test)?;
     let (test_all, test_models, neighbours) = routing_prompts(args, test, &encoder, &heads)?;

@@ -13,11 +13,22 @@ use switchyard_eval::ope::{self, LoggedRequest, OpeReport};
 use switchyard_eval::route_eval::Estimate;
 use switchyard_scorer::Scorer;
 
-use super::eval::EvalRoutingArgs;
 use super::progress;
 
+/// What `eval routing --traffic` was asked (the traffic half of `EvalRoutingArgs`).
+#[derive(Debug)]
+pub struct TrafficEval<'a> {
+    pub traffic: &'a [std::path::PathBuf],
+    pub cache_dir: &'a std::path::Path,
+    pub candidates: &'a [String],
+    pub route_policy: &'a str,
+    pub bootstrap: usize,
+    pub seed: u64,
+    pub json: bool,
+}
+
 pub fn run(
-    args: &EvalRoutingArgs,
+    args: &TrafficEval<'_>,
     encoder: &SentenceEncoder,
     heads: &ClassifierHeads,
     prices: &PriceTable,
@@ -28,10 +39,10 @@ pub fn run(
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--route-policy: {e}"))?;
     let (logged, skipped) = ope::load_logged(
-        &args.traffic,
+        args.traffic,
         encoder,
         heads,
-        &args.cache.cache_dir,
+        args.cache_dir,
         &progress::bar(0, "featurising traffic"),
     )?;
     anyhow::ensure!(
@@ -47,7 +58,7 @@ pub fn run(
         let set: BTreeSet<&str> = logged.iter().map(|l| l.model.as_str()).collect();
         set.into_iter().map(str::to_owned).collect()
     } else {
-        args.candidates.clone()
+        args.candidates.to_vec()
     };
     let requests: Vec<&LoggedRequest> = logged.iter().collect();
     let choices = ope::choices(scorer, &requests, &models, prices, policy)?;

@@ -1,12 +1,11 @@
 //! `switchyard label --judge MODEL`: grade logged answers without feedback with a judge
-//! model (the library side is `switchyard_gateway::judge`).
+//! model (the library side is `switchyard_gateway::pipeline::judge`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use switchyard_gateway::judge::{JudgeRequest, label};
-use switchyard_gateway::state::{RouterStack, Runtime};
+use switchyard_gateway::pipeline::judge::{JudgeRequest, label};
 use switchyard_gateway::traffic::{FEEDBACK_FILE, LABELS_FILE};
 use switchyard_gateway::{ConfigSource, load_config};
 
@@ -49,15 +48,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<ExitCode> {
         "{}: [log] log_answers is off, so the log holds no answers to grade; set log_answers = true and serve traffic first",
         args.config.display()
     );
-    let router = if config.router.enabled {
-        let (_stack, router): (RouterStack, _) =
-            RouterStack::load(&config.router).map_err(anyhow::Error::msg)?;
-        Some(std::sync::Arc::new(router))
-    } else {
-        None
-    };
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let runtime = Runtime::build(config, router, &env)
+    let runtime = switchyard_gateway::runtime::offline_runtime(&config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let mut logs = switchyard_gateway::traffic::logs_in(&dir);
     logs.retain(|p| p.is_file());

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use switchyard_gateway::state::{RouterStack, Runtime};
 use switchyard_gateway::{
     ConfigSource, build_state, load_config, serve_on_threads, shutdown_signal,
 };
@@ -71,7 +70,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let threads = config.server.io_threads;
-    let state = build_state(&source, config).map_err(anyhow::Error::msg)?;
+    let state = build_state(&source, config)?;
     // The one line scripts and tests wait for.
     let announce = |bound: SocketAddr| {
         let mut err = std::io::stderr().lock();
@@ -92,16 +91,8 @@ pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
         config.tenants.len(),
     );
     // Everything start-up checks: the router's artifacts, prices, scorer stand-ins, keys.
-    let (router, learned) = if config.router.enabled {
-        let (stack, learned) = RouterStack::load(&config.router).map_err(anyhow::Error::msg)?;
-        (Some(stack), Some(std::sync::Arc::new(learned)))
-    } else {
-        (None, None)
-    };
-    switchyard_gateway::preflight(&config, router.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let runtime = Runtime::build(config, learned, &env)
+    let routed = config.router.enabled;
+    let runtime = switchyard_gateway::runtime::check(&config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -109,7 +100,7 @@ pub fn check(command: &ConfigCommand) -> anyhow::Result<ExitCode> {
         "{}: ok — {providers} providers, {models} models, {routes} routes, {tenants} tenants",
         args.file.display(),
     )?;
-    if router.is_some() {
+    if routed {
         for m in runtime.models.values() {
             let how = match (&m.quality_like, m.quality_prior) {
                 (Some(like), _) if like == &m.id => {

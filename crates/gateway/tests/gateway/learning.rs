@@ -42,7 +42,7 @@ async fn post_as(g: &Gateway, key: &str, body: &Value) -> Answer {
 #[tokio::test]
 async fn exploration_draws_logs_propensities_and_respects_opt_outs() {
     let (small, big) = (Upstream::start("small").await, Upstream::start("big").await);
-    let hash = switchyard_gateway::tenants::sha256_hex;
+    let hash = switchyard_gateway::limits::sha256_hex;
     // Two models the router knows nothing about (a fixed prior each, no evidence): the
     // policy picks the cheaper one, and exploration (rate 0.5; perturbed decisions over the
     // prior's wide uncertainty, about half of which disagree) serves the other about half
@@ -311,7 +311,9 @@ async fn a_shadow_router_decides_beside_the_served_one() {
         )
     );
     let config = Config::parse(&text).unwrap();
-    let e = build_state(&ConfigSource::Environment, config).unwrap_err();
+    let e = build_state(&ConfigSource::Environment, config)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("routes.auto.shadow") && e.contains("no/such/scorer"),
         "{e}"

@@ -147,7 +147,7 @@ async fn the_cache_tells_images_apart() {
 }
 
 fn budget_config(up: &Upstream, tenant: &str) -> String {
-    let hash = switchyard_gateway::tenants::sha256_hex(b"sk-budget");
+    let hash = switchyard_gateway::limits::sha256_hex(b"sk-budget");
     format!(
         "[router]\nenabled = false\n{}\n\
          [models.one]\nprovider = \"p\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n\
@@ -321,7 +321,7 @@ async fn wrong_methods_and_keyless_listings_get_openai_errors() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
 
-    let hash = switchyard_gateway::tenants::sha256_hex(b"sk-list");
+    let hash = switchyard_gateway::limits::sha256_hex(b"sk-list");
     let tenants =
         format!("\n[tenants.t]\nkey_sha256 = \"{hash}\"\nmodels = [\"one\"]\nroutes = []\n");
     let g = gateway(&(limits("") + &tenants)).await;

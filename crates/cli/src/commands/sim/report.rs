@@ -10,9 +10,18 @@ use switchyard_eval::ope::{LoggedRequest, OpeReport};
 use switchyard_eval::plot::{CurveLine, plot_learning};
 use switchyard_eval::route_eval::{Estimate, Predicted, SweptPolicy};
 
+use super::args::EvalLoopArgs;
 use super::gateway::Served;
 use super::world::{World, WorldPrompt};
-use super::{EvalLoopArgs, Loop};
+use switchyard_training::scorer::RoutedPrompt;
+
+/// What the report reads of the loop: its options, its world, the held-out prompts.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting<'a> {
+    pub args: &'a EvalLoopArgs,
+    pub world: &'a World,
+    pub holdout: &'a [RoutedPrompt],
+}
 
 /// One round.
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +117,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(
-        sim: &Loop<'_>,
+        sim: Setting<'_>,
         rounds: Vec<Round>,
         refs: Vec<Reference>,
         served: &[Served],
@@ -144,7 +153,7 @@ impl Report {
             holdout_prompts: sim.holdout.len(),
             promotions: rounds.iter().filter(|r| r.promoted.is_some()).count(),
             rounds,
-            served: served_figures(&sim.world, served),
+            served: served_figures(sim.world, served),
             holdout,
             knn_k,
             seconds,
@@ -193,7 +202,7 @@ fn served_figures(world: &World, served: &[Served]) -> ServedFigures {
 /// The holdout comparison of `contenders`, with the `pairs`' differences. kNN contenders
 /// are named `knn@K`; pairs name them `knn`.
 pub fn compare(
-    sim: &Loop<'_>,
+    sim: Setting<'_>,
     contenders: &[(String, Predicted)],
     pairs: &[(&str, &str)],
 ) -> anyhow::Result<Comparison> {
@@ -245,7 +254,7 @@ pub fn compare(
 /// kNN on the logged traffic: each model's mean logged score over the `k` most similar
 /// logged prompts it answered (the prior when it answered none); k is the best of a few
 /// on the holdout, which favours kNN.
-pub fn knn(sim: &Loop<'_>, logged: &[LoggedRequest]) -> Reference {
+pub fn knn(sim: Setting<'_>, logged: &[LoggedRequest]) -> Reference {
     let models = &sim.world.models;
     let neighbours: Vec<(&[f32], usize, f64)> = logged
         .iter()
@@ -258,7 +267,7 @@ pub fn knn(sim: &Loop<'_>, logged: &[LoggedRequest]) -> Reference {
     let predict = |k: usize| -> Predicted {
         knn_bandit(&queries, &neighbours, models.len(), k)
             .into_iter()
-            .zip(&sim.holdout)
+            .zip(sim.holdout)
             .map(|(row, p)| {
                 row.into_iter()
                     .zip(models)

@@ -8,10 +8,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use switchyard_providers::Usage;
 
+use super::plan::{Plan, ms};
 use crate::error::ApiError;
-use crate::plan::{Plan, ms};
-use crate::state::{AppState, Runtime};
-use crate::tenants::{DEFAULT_TENANT, sha256_hex};
+use crate::limits::{DEFAULT_TENANT, sha256_hex};
+use crate::runtime::{AppState, Runtime};
 use crate::traffic::{Attempt, CacheOutcome, Latency, TRAFFIC_VERSION, TrafficRecord, now_rfc3339};
 
 /// The request as the client sent it.
@@ -83,14 +83,14 @@ pub struct Trace {
     pub attempts: Vec<Attempt>,
     pub upstream_ms: f64,
     /// The request's hold on its tenant's budgets while it is in flight.
-    pub reservation: Option<crate::tenants::Reservation>,
+    pub reservation: Option<crate::limits::Reservation>,
     /// The caller's W3C `traceparent`, for the request's span.
     pub traceparent: Option<String>,
 }
 
 impl Trace {
     pub fn start(state: &Arc<AppState>) -> Self {
-        let request_id = crate::state::RecentIds::new_id();
+        let request_id = crate::limits::RecentIds::new_id();
         Self {
             state: state.clone(),
             runtime: state.runtime(),
@@ -201,7 +201,10 @@ impl Trace {
             // No answer: dropping the reservation gives it back.
             (Some(_), None) | (None, None) => {}
             (None, Some((tokens, usd))) => {
-                self.state.ledger.charge(&self.asked.tenant, tokens, usd)
+                self.state
+                    .limits
+                    .ledger
+                    .charge(&self.asked.tenant, tokens, usd)
             }
         }
         let explored = self.plan.as_ref().and_then(|p| {
@@ -215,7 +218,7 @@ impl Trace {
         }
         let state = self.state.clone();
         // Known to feedback once its record is written, and only to its own tenant.
-        writes.extend(state.remember(&self.request_id, &self.asked.tenant));
+        writes.extend(state.limits.remember(&self.request_id, &self.asked.tenant));
         if state.log.is_none() && state.telemetry.is_none() {
             return Writes(writes);
         }
@@ -263,7 +266,7 @@ impl Trace {
             total_ms: ms(self.started),
             ..latency
         };
-        let log_prompts = self.runtime.config.log.log_prompts;
+        let log_prompts = self.runtime.capture.prompts;
         let Asked {
             tenant,
             model: requested,

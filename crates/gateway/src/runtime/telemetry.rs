@@ -25,8 +25,8 @@ use opentelemetry::{Context, KeyValue, SpanId};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 
+use super::resolved::Runtime;
 use crate::config::TelemetryConfig;
-use crate::state::Runtime;
 use crate::traffic::TrafficRecord;
 
 /// The exporter and what goes in spans.

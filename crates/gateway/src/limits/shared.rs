@@ -1,7 +1,8 @@
 //! What replicas share through Redis ([`switchyard_state`]): tenant budgets and rate
-//! limits, request ids for feedback, the router to serve. This process's own [`Ledger`]
+//! limits, request ids for feedback, the router to serve. This process's own ledger
 //! and recent ids stay the fallback while Redis is unreachable (`[state] limits_when_down`),
-//! and what could not be written then is written once it is back.
+//! and what could not be written then is written once it is back. This module only talks
+//! to Redis; [`super::Limits`] decides when the local fallback applies.
 //!
 //! Redis being "down" is known without waiting on it: a failed call marks it down at once,
 //! and until a background ping succeeds requests go straight to the fallback.
@@ -14,11 +15,9 @@ use serde_json::{Value, json};
 use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict};
 use tokio::task::JoinHandle;
 
+use super::error::LimitError;
 use crate::config::{StateConfig, TenantConfig, WhenDown};
-use crate::error::{ApiError, ErrorKind};
 use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::tenants::{Ledger, Reservation, over_tokens, over_usd, rate_limited};
 
 /// Writes kept while Redis is away; beyond this many the oldest are dropped (and counted).
 const BACKLOG_CAP: usize = 100_000;
@@ -117,25 +116,22 @@ impl Shared {
         })
     }
 
-    /// While Redis is away: this replica's own limits, or a 503.
-    fn when_down<T>(&self, local: impl FnOnce() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    /// While Redis is away: `Ok(None)` lets this replica's own limits decide; with
+    /// `limits_when_down = "reject"`, a refusal.
+    fn when_down<T>(&self) -> Result<Option<T>, LimitError> {
         match self.limits_when_down {
-            WhenDown::Local => local(),
-            WhenDown::Reject => Err(ApiError::new(
-                ErrorKind::Unavailable,
-                "the shared budgets and rate limits (Redis) are unreachable and [state] limits_when_down = \"reject\"; retry shortly",
-            )
-            .retry_after(1)),
+            WhenDown::Local => Ok(None),
+            WhenDown::Reject => Err(LimitError::SharedLimitsDown),
         }
     }
 
-    /// Admits one request of `tenant` under its shared rate limit and budgets.
+    /// Admits one request of `tenant` under its shared rate limit and budgets: `Ok(Some)`
+    /// when admitted, `Ok(None)` when Redis is away and the local limits decide.
     pub async fn admit(
         &self,
-        ledger: &Ledger,
         tenant: &str,
         config: &TenantConfig,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<()>, LimitError> {
         if self.is_up() {
             let day = today();
             match self
@@ -143,22 +139,22 @@ impl Shared {
                 .reserve(tenant, &day, limits(config), true, 0, 0.0)
                 .await
             {
-                Ok(v) => return refusal(tenant, config, v),
+                Ok(v) => return refusal(tenant, config, v).map(Some),
                 Err(e) => self.failed("admit", &e),
             }
         }
-        self.when_down(|| ledger.admit(tenant, config))
+        self.when_down()
     }
 
-    /// Reserves a request's estimate against `tenant`'s shared budgets.
+    /// Reserves a request's estimate against `tenant`'s shared budgets: the hold, or
+    /// `Ok(None)` when Redis is away and the local ledger decides.
     pub async fn reserve(
-        self: &Arc<Self>,
-        ledger: &Arc<Ledger>,
+        &self,
         tenant: &str,
         config: &TenantConfig,
         tokens: u64,
         usd: f64,
-    ) -> Result<Reservation, ApiError> {
+    ) -> Result<Option<Hold>, LimitError> {
         if self.is_up() {
             let day = today();
             match self
@@ -168,19 +164,17 @@ impl Shared {
             {
                 Ok(v) => {
                     refusal(tenant, config, v)?;
-                    let hold = Hold {
+                    return Ok(Some(Hold {
                         tenant: tenant.to_owned(),
                         day,
                         tokens,
                         usd,
-                    };
-                    return Ok(Reservation::shared(self.clone(), hold));
+                    }));
                 }
                 Err(e) => self.failed("reserve", &e),
             }
         }
-        self.when_down(|| ledger.reserve(tenant, config, tokens, usd))
-            .map(|r| r.reporting_to(self.clone()))
+        self.when_down()
     }
 
     /// Replaces `hold` with the spend, on a task the caller may await (kept for later if
@@ -258,14 +252,8 @@ impl Shared {
     /// The tenant of request `id` as the replicas know it; `Err` while Redis is away. An id
     /// not found is asked again once after 100 ms: the replica that served it writes it as
     /// the response leaves, so feedback sent at once may arrive first.
-    pub async fn tenant_of(&self, id: &str) -> Result<Option<String>, ApiError> {
-        let unreachable = || {
-            ApiError::new(
-                ErrorKind::Unavailable,
-                "this replica did not serve that request and the shared request ids (Redis) are unreachable; retry shortly",
-            )
-            .retry_after(1)
-        };
+    pub async fn tenant_of(&self, id: &str) -> Result<Option<String>, LimitError> {
+        let unreachable = || LimitError::SharedIdsDown;
         if !self.is_up() {
             return Err(unreachable());
         }
@@ -329,11 +317,9 @@ impl Shared {
     }
 
     /// Runs beside the server: brings Redis back after a failure (ping with backoff, then
-    /// the backlog), and serves the router another replica promoted.
-    pub async fn run(self: Arc<Self>, state: Arc<AppState>) {
+    /// the backlog).
+    pub async fn run(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
-        let mut last_poll = tokio::time::Instant::now();
-        let mut refused: Option<String> = None;
         loop {
             if !self.is_up() {
                 tokio::time::sleep(backoff).await;
@@ -352,11 +338,25 @@ impl Shared {
                 && let Err(e) = self.flush().await
             {
                 self.failed("flush", &e);
-                continue;
             }
-            if last_poll.elapsed() >= self.router_poll {
-                last_poll = tokio::time::Instant::now();
-                self.follow_router(&state, &mut refused).await;
+        }
+    }
+
+    /// How often replicas look for a router promoted elsewhere (`[state] router_poll_ms`).
+    pub fn router_poll(&self) -> Duration {
+        self.router_poll
+    }
+
+    /// The router promoted on some replica, if any (`None` also while Redis is away).
+    pub async fn published_router(&self) -> Option<PublishedRouter> {
+        if !self.is_up() {
+            return None;
+        }
+        match self.store.published_router().await {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed("router", &e);
+                None
             }
         }
     }
@@ -370,68 +370,29 @@ impl Shared {
         self.metrics.shared_state_up(true);
         tracing::info!(at = %self.store.describe(), "shared state (Redis) reachable again");
     }
-
-    /// Serves the published router if it is not the one serving (and was not refused).
-    async fn follow_router(&self, state: &Arc<AppState>, refused: &mut Option<String>) {
-        let published = match self.store.published_router().await {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => return self.failed("router", &e),
-        };
-        let serving = state
-            .runtime()
-            .router
-            .as_ref()
-            .map(|r| r.version().to_owned());
-        if serving.as_deref() == Some(published.version.as_str())
-            || refused.as_deref() == Some(published.version.as_str())
-        {
-            return;
-        }
-        let promoting = state.clone();
-        let dir = published.scorer.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || crate::app::promote(&promoting, &dir)).await;
-        match outcome {
-            Ok(Ok(version)) if version == published.version => {
-                tracing::info!(version, "serving the router promoted on another replica");
-            }
-            Ok(Ok(version)) => {
-                tracing::warn!(published = %published.version, loaded = %version,
-                    scorer = %published.scorer.display(),
-                    "the promoted router's directory now holds another version; serving it");
-                *refused = Some(published.version);
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, version = %published.version,
-                    "cannot serve the router promoted on another replica; keeping the running one");
-                *refused = Some(published.version);
-            }
-            Err(e) => tracing::error!(error = %e, "router promotion task failed"),
-        }
-    }
 }
 
-/// The shared verdict as the gateway answers it.
-fn refusal(tenant: &str, config: &TenantConfig, verdict: Verdict) -> Result<(), ApiError> {
+/// The shared verdict as a refusal of the limits layer.
+fn refusal(tenant: &str, config: &TenantConfig, verdict: Verdict) -> Result<(), LimitError> {
+    let tenant = tenant.to_owned();
     match verdict {
         Verdict::Admitted => Ok(()),
-        Verdict::RateLimited { retry_after_s } => Err(rate_limited(
+        Verdict::RateLimited { retry_after_s } => Err(LimitError::RateLimited {
             tenant,
-            config.rpm.unwrap_or_default(),
-            retry_after_s,
-        )),
-        Verdict::OverTokens { spent, reserved } => Err(over_tokens(
+            rpm: config.rpm.unwrap_or_default(),
+            wait_s: retry_after_s,
+        }),
+        Verdict::OverTokens { spent, reserved } => Err(LimitError::OverTokens {
             tenant,
-            config.daily_tokens.unwrap_or_default(),
+            limit: config.daily_tokens.unwrap_or_default(),
+            used: spent,
+            reserved,
+        }),
+        Verdict::OverUsd { spent, reserved } => Err(LimitError::OverUsd {
+            tenant,
+            limit: config.daily_usd.unwrap_or_default(),
             spent,
             reserved,
-        )),
-        Verdict::OverUsd { spent, reserved } => Err(over_usd(
-            tenant,
-            config.daily_usd.unwrap_or_default(),
-            spent,
-            reserved,
-        )),
+        }),
     }
 }

@@ -18,14 +18,15 @@ use switchyard_cache::{Cache, CacheScope, Control, Found};
 use switchyard_providers::fallback::Success;
 use switchyard_providers::{Reply, Usage};
 
+use super::forward::forward;
+use super::plan::{Resolved, embed_prompt, ms, plan, resolve};
+use super::request::ChatView;
+use super::store::StoreJob;
+use super::stream::{Upstream, relay};
+use super::trace::{Ending, Trace, Writes};
 use crate::error::ApiError;
-use crate::forward::forward;
-use crate::plan::{Resolved, embed_prompt, ms, plan, resolve};
-use crate::request::ChatView;
-use crate::state::{AppState, Runtime};
-use crate::stream::{Upstream, relay};
-use crate::tenants::authenticate;
-use crate::trace::{Ending, Trace, Writes};
+use crate::limits::authenticate;
+use crate::runtime::{AppState, Runtime};
 use crate::traffic::CacheOutcome;
 
 pub async fn chat_completions(state: Arc<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -88,7 +89,7 @@ async fn pipeline(
     }
     let planned = plan(state, &runtime, &resolved, &view, embedding.as_deref())?;
     observe_routing(state, &planned, trace.embed_ms);
-    crate::shadow::spawn(
+    super::shadow::spawn(
         state,
         &runtime,
         &resolved,
@@ -130,10 +131,10 @@ async fn admit<'r>(
     headers: &HeaderMap,
     trace: &mut Trace,
 ) -> Result<Option<(&'r str, &'r crate::config::TenantConfig)>, ApiError> {
-    let tenant = authenticate(&runtime.config.tenants, headers)?;
+    let tenant = authenticate(&runtime.tenants, headers)?;
     if let Some((name, config)) = tenant {
         trace.asked.tenant = name.to_owned();
-        state.admit(name, config).await?;
+        state.limits.admit(name, config).await?;
     }
     Ok(tenant)
 }
@@ -148,7 +149,7 @@ async fn reserve(
     config: &crate::config::TenantConfig,
     view: &ChatView,
     order: &[String],
-) -> Result<crate::tenants::Reservation, ApiError> {
+) -> Result<crate::limits::Reservation, ApiError> {
     let input = view.input_tokens();
     let output = view
         .max_output_tokens()
@@ -158,9 +159,8 @@ async fn reserve(
         .filter_map(|m| runtime.models.get(m))
         .map(|m| m.price.cost(input as f64, output as f64))
         .fold(0.0, f64::max);
-    state
-        .reserve(tenant, config, input.saturating_add(output), usd)
-        .await
+    let tokens = input.saturating_add(output);
+    Ok(state.limits.reserve(tenant, config, tokens, usd).await?)
 }
 
 fn parse(body: &Bytes, trace: &mut Trace) -> Result<(Value, ChatView), ApiError> {
@@ -180,21 +180,61 @@ async fn embed_once(
     wanted: bool,
     trace: &mut Trace,
 ) -> Result<Option<Vec<f32>>, ApiError> {
-    let prompt = &trace.asked.prompt;
+    let (vector, embed_ms) = embed_if(state, wanted, &trace.asked.prompt).await?;
+    trace.embed_ms = embed_ms;
+    Ok(vector)
+}
+
+/// The router's embedding of `prompt` when `wanted` and there is text to embed, with the
+/// milliseconds it took.
+async fn embed_if(
+    state: &AppState,
+    wanted: bool,
+    prompt: &str,
+) -> Result<(Option<Vec<f32>>, f64), ApiError> {
     let Some(stack) = state
         .router
         .as_ref()
         .filter(|_| wanted && !prompt.trim().is_empty())
     else {
-        return Ok(None);
+        return Ok((None, 0.0));
     };
     let t = Instant::now();
-    let vector = embed_prompt(stack, prompt.clone()).await?;
-    trace.embed_ms = ms(t);
-    Ok(Some(vector))
+    let vector = embed_prompt(stack, prompt.to_owned()).await?;
+    Ok((Some(vector), ms(t)))
 }
 
-fn observe_routing(state: &AppState, planned: &crate::plan::Plan, embed_ms: f64) {
+/// `POST /v1/route`: the front half of the pipeline above — parse, resolve, embed, plan
+/// (the caller has authenticated) — without admission, cache or provider. A dry run shows the policy's own
+/// decision: it never explores, so it has no propensity.
+pub async fn route_only(
+    state: &Arc<AppState>,
+    runtime: &Runtime,
+    tenant: Option<(&str, &crate::config::TenantConfig)>,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let view = ChatView::parse(&value)?;
+    let mut resolved = resolve(runtime, tenant, &view.model)?;
+    resolved.explore = false;
+    let wanted = resolved.target.routes_on_embedding();
+    let (embedding, embed_ms) = embed_if(state, wanted, &view.prompt()).await?;
+    let mut p = plan(state, runtime, &resolved, &view, embedding.as_deref())?;
+    p.latency.embed_ms = embed_ms;
+    if let Some(d) = p.decision.as_mut() {
+        d.propensity = None;
+    }
+    Ok(serde_json::json!({
+        "route": p.route,
+        "model": p.order.first(),
+        "order": p.order,
+        "decision": p.decision,
+        "latency_ms": p.latency,
+    }))
+}
+
+fn observe_routing(state: &AppState, planned: &super::plan::Plan, embed_ms: f64) {
     if let (Some(route), Some(_)) = (&planned.route, &planned.decision) {
         let l = &planned.latency;
         state
@@ -220,8 +260,8 @@ impl CacheLookup {
         headers: &HeaderMap,
         trace: &Trace,
     ) -> Result<Self, ApiError> {
-        let control = crate::cache::control(headers)
-            .map_err(|e| ApiError::invalid(e).param(crate::cache::CONTROL_HEADER))?;
+        let control = crate::runtime::cache::control(headers)
+            .map_err(|e| ApiError::invalid(e).param(crate::runtime::cache::CONTROL_HEADER))?;
         let scope_of = resolved.target.cache_scope();
         let cache = state
             .cache()
@@ -231,7 +271,7 @@ impl CacheLookup {
             .filter(|_| !(control.no_cache && control.no_store));
         let scope = scope_of
             .filter(|_| cache.is_some())
-            .map(|(name, _)| crate::cache::scope(&trace.asked.tenant, name, body));
+            .map(|(name, _)| crate::runtime::cache::scope(&trace.asked.tenant, name, body));
         let threshold = scope_of.and_then(|(_, t)| t);
         Ok(Self {
             cache,
@@ -318,7 +358,7 @@ impl CacheLookup {
             outcome
         };
         let found = found.ok().flatten()?;
-        let body = crate::cache::replay_body(
+        let body = crate::runtime::cache::replay_body(
             &found.entry.response,
             &trace.request_id,
             &found.entry.model,
@@ -345,38 +385,6 @@ impl CacheLookup {
     }
 }
 
-/// What storing an answer in the cache needs.
-#[derive(Debug)]
-pub struct StoreJob {
-    cache: Arc<Cache>,
-    scope: CacheScope,
-    prompt: String,
-    vector: Vec<f32>,
-}
-
-impl StoreJob {
-    /// Stores the completion in the background; the client never waits for it.
-    pub fn store(self, state: &Arc<AppState>, body: &Value, model: &str) {
-        if !crate::cache::storable(body) {
-            return;
-        }
-        let (state, response, model) = (state.clone(), body.to_string(), model.to_owned());
-        tokio::spawn(async move {
-            let stored = self
-                .cache
-                .insert(self.scope, &self.prompt, self.vector, response, &model);
-            let outcome = match stored.await {
-                Ok(_) => "ok",
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache store failed");
-                    "error"
-                }
-            };
-            state.metrics.cache_store(outcome);
-        });
-    }
-}
-
 /// A stored answer, as JSON or replayed as an SSE stream; free, and no provider is called.
 fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> (Response, Writes) {
     let model = trace.cache.model.clone().unwrap_or_default();
@@ -384,7 +392,7 @@ fn answer_from_cache(trace: Trace, body: Value, wants_usage: bool) -> (Response,
     trace.explain(&mut headers, Some(&model), Some(0.0));
     let response = if trace.asked.stream {
         set_event_stream(&mut headers);
-        let events = crate::cache::replay_stream(&body, wants_usage);
+        let events = crate::runtime::cache::replay_stream(&body, wants_usage);
         let stream = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
         (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
     } else {
@@ -464,15 +472,14 @@ fn respond_full(
     if let Some(obj) = body.as_object_mut() {
         obj.insert("model".into(), Value::String(model.to_owned()));
     }
-    let cost = cost_of(&trace.runtime, model, usage);
+    let cost = trace.runtime.cost_of(model, usage);
     if let Some(job) = store {
         job.store(&trace.state, &body, model);
     }
     let answer = trace
         .runtime
-        .config
-        .log
-        .log_answers
+        .capture
+        .answers
         .then(|| {
             body["choices"][0]["message"]["content"]
                 .as_str()
@@ -491,12 +498,4 @@ fn respond_full(
         answer,
     };
     (response, trace.finish(ending))
-}
-
-pub fn cost_of(runtime: &Runtime, model: &str, usage: Option<Usage>) -> Option<f64> {
-    let (m, u) = (runtime.models.get(model)?, usage?);
-    Some(
-        m.price
-            .cost(u.prompt_tokens as f64, u.completion_tokens as f64),
-    )
 }

@@ -9,8 +9,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use switchyard_providers::{AttemptError, ChunkStream, ErrorClass, Permit, Usage};
 
-use crate::chat::{StoreJob, cost_of};
-use crate::trace::{Ending, Trace};
+use super::store::StoreJob;
+use super::trace::{Ending, Trace};
 
 /// The upstream's answer as it started streaming.
 pub struct Upstream {
@@ -59,8 +59,9 @@ pub async fn relay(
         rest,
         permit,
     } = upstream;
-    let log_answers = trace.runtime.config.log.log_answers;
-    let mut capture = (store.is_some() || log_answers).then(crate::cache::StreamCapture::default);
+    let log_answers = trace.runtime.capture.answers;
+    let mut capture =
+        (store.is_some() || log_answers).then(crate::runtime::cache::StreamCapture::default);
     let seen = copy(
         &model,
         first,
@@ -91,7 +92,7 @@ pub async fn relay(
             .chars
             .div_ceil(switchyard_core::tokens::CHARS_PER_TOKEN) as u64,
     });
-    let cost = cost_of(&trace.runtime, &model, Some(usage));
+    let cost = trace.runtime.cost_of(&model, Some(usage));
     let ending = Ending {
         status: 200,
         model: Some(model),
@@ -156,7 +157,7 @@ async fn copy(
     wants_usage: bool,
     deadline: tokio::time::Instant,
     tx: &tokio::sync::mpsc::Sender<Bytes>,
-    mut capture: Option<&mut crate::cache::StreamCapture>,
+    mut capture: Option<&mut crate::runtime::cache::StreamCapture>,
 ) -> Relayed {
     let mut seen = Relayed::default();
     let mut next = Some(Ok(first));

@@ -14,9 +14,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 use tower::Service;
 
-use crate::cache::CacheState;
 use crate::config::ServerConfig;
-use crate::state::AppState;
+use crate::runtime::AppState;
+use crate::runtime::cache::CacheState;
+use crate::runtime::lifecycle::{follow_promotions, reload};
 
 /// The connection limits every event loop applies; the connection cap is shared by all.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub async fn serve(
     listen: SocketAddr,
     on_bound: impl FnOnce(SocketAddr) + Send + 'static,
 ) -> std::io::Result<()> {
-    let threads = state.runtime().config.server.io_threads;
+    let threads = state.config().server.io_threads;
     let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("switchyard-serve".into())
@@ -99,7 +100,7 @@ pub fn serve_on_threads(
         };
         Ok((runtime, listener))
     };
-    let limits = Limits::new(&state.runtime().config.server);
+    let limits = Limits::new(&state.config().server);
     let (main, first) = event_loop()?;
     let (stop_all, stopped) = tokio::sync::watch::channel(false);
     let mut others = Vec::with_capacity(threads - 1);
@@ -159,12 +160,13 @@ fn start_background(state: &Arc<AppState>) {
             CacheState::Connecting(_)
         );
         if connecting {
-            crate::cache::connect_in_background(plan.clone(), state.cache.clone());
+            crate::runtime::cache::connect_in_background(plan.clone(), state.cache.clone());
         }
-        crate::cache::maintain_in_background(state.cache.clone());
+        crate::runtime::cache::maintain_in_background(state.cache.clone());
     }
-    if let Some(shared) = &state.shared {
-        tokio::spawn(shared.clone().run(state.clone()));
+    if let Some(shared) = &state.limits.shared {
+        tokio::spawn(shared.clone().run());
+        tokio::spawn(follow_promotions(state.clone(), shared.clone()));
     }
     let reloader = state.clone();
     tokio::spawn(async move {
@@ -175,7 +177,7 @@ fn start_background(state: &Arc<AppState>) {
                 return;
             };
             while hup.recv().await.is_some() {
-                match crate::app::reload(&reloader) {
+                match reload(&reloader) {
                     Ok(()) => tracing::info!("configuration reloaded"),
                     Err(e) => {
                         tracing::error!(error = %e, "reload failed; keeping the running configuration")
@@ -194,7 +196,7 @@ async fn serve_listener(
     limits: Limits,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::app(state.clone());
+    let app = super::app::app(state.clone());
     // Dropping `shutdown` tells every connection to finish its request and close;
     // `open_rx` clones, one per connection, say when they all have.
     let (shutdown, _) = watch::channel(());

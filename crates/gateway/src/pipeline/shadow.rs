@@ -8,9 +8,10 @@ use std::sync::Arc;
 use switchyard_core::policy::Exclusion;
 use switchyard_router::{CandidateSpec, RouteInput};
 
-use crate::plan::{Plan, Resolved, Target};
-use crate::request::ChatView;
-use crate::state::{AppState, Runtime};
+use super::plan::{Plan, Resolved, Target};
+use super::request::ChatView;
+use crate::limits::tenants::may_use_model;
+use crate::runtime::{AppState, Runtime};
 use crate::traffic::{ShadowRecord, now_rfc3339};
 
 /// Starts the shadow decision of a planned request, when its route has a shadow and the
@@ -38,7 +39,7 @@ pub fn spawn(
     let specs: Vec<CandidateSpec> = route
         .models
         .iter()
-        .filter(|m| resolved.allowed.as_ref().is_none_or(|a| a.contains(*m)))
+        .filter(|m| may_use_model(resolved.tenant, m))
         .filter_map(|m| runtime.models.get(m))
         .map(|m| m.candidate())
         .collect();

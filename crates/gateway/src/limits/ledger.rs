@@ -1,5 +1,6 @@
-//! API keys → tenants, with allow-lists, daily token and USD budgets and a requests-per-minute
-//! limit. Counters live in memory: a restart starts the day's spend from zero.
+//! Tenants' daily token and USD budgets and requests-per-minute limits in this process,
+//! and the hold a request takes on them (or on the shared budgets). Counters live in
+//! memory: a restart starts the day's spend from zero.
 //!
 //! Budgets hold under concurrency by reservation: before a request is sent upstream it
 //! reserves its estimated tokens and cost (prompt estimate + `max_tokens`, at the priciest
@@ -13,64 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::HeaderMap;
 use chrono::{NaiveDate, Utc};
-use sha2::{Digest, Sha256};
-
-use crate::config::TenantConfig;
-use crate::error::{ApiError, ErrorKind};
-use crate::shared::Shared;
 use switchyard_state::Hold;
 
-/// The tenant of requests when no tenants are configured.
-pub const DEFAULT_TENANT: &str = "default";
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in Sha256::digest(bytes) {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
-}
-
-/// The tenant a request belongs to, from `Authorization: Bearer KEY` (or `x-api-key`).
-pub fn authenticate<'a>(
-    tenants: &'a BTreeMap<String, TenantConfig>,
-    headers: &HeaderMap,
-) -> Result<Option<(&'a str, &'a TenantConfig)>, ApiError> {
-    if tenants.is_empty() {
-        return Ok(None);
-    }
-    let key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
-    let Some(key) = key else {
-        return Err(ApiError::new(
-            ErrorKind::InvalidApiKey,
-            "missing API key: send `Authorization: Bearer YOUR_KEY`",
-        ));
-    };
-    let hash = sha256_hex(key.as_bytes());
-    tenants
-        .iter()
-        .find(|(_, t)| t.key_sha256.eq_ignore_ascii_case(&hash))
-        .map(|(name, t)| Some((name.as_str(), t)))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::InvalidApiKey,
-                "invalid API key (the key itself is not logged)",
-            )
-        })
-}
+use super::error::LimitError;
+use super::shared::Shared;
+use crate::config::TenantConfig;
 
 #[derive(Debug)]
 struct Usage {
@@ -116,9 +65,9 @@ impl Ledger {
     }
 
     /// Admits one request under the tenant's rate limit and budgets, or says why not (429
-    /// in OpenAI's shape). Budgets are checked again, with a reservation, by
+    /// a typed refusal). Budgets are checked again, with a reservation, by
     /// [`Self::reserve`] once the request's models are known.
-    pub fn admit(&self, tenant: &str, config: &TenantConfig) -> Result<(), ApiError> {
+    pub fn admit(&self, tenant: &str, config: &TenantConfig) -> Result<(), LimitError> {
         self.with(tenant, |u| {
             has_room(tenant, config, u)?;
             take_rate_token(tenant, config, u)
@@ -133,7 +82,7 @@ impl Ledger {
         config: &TenantConfig,
         tokens: u64,
         usd: f64,
-    ) -> Result<Reservation, ApiError> {
+    ) -> Result<Reservation, LimitError> {
         let usd = if usd.is_finite() { usd.max(0.0) } else { 0.0 };
         self.with(tenant, |u| {
             has_room(tenant, config, u)?;
@@ -172,45 +121,32 @@ fn spend(u: &mut Usage, tokens: u64, usd: f64) {
 }
 
 /// Whether the day's spend plus the reservations of requests in flight leave room.
-fn has_room(tenant: &str, config: &TenantConfig, u: &Usage) -> Result<(), ApiError> {
+fn has_room(tenant: &str, config: &TenantConfig, u: &Usage) -> Result<(), LimitError> {
     if let Some(limit) = config.daily_tokens
         && u.tokens.saturating_add(u.reserved_tokens) >= limit
     {
-        return Err(over_tokens(tenant, limit, u.tokens, u.reserved_tokens));
+        return Err(LimitError::OverTokens {
+            tenant: tenant.to_owned(),
+            limit,
+            used: u.tokens,
+            reserved: u.reserved_tokens,
+        });
     }
     if let Some(limit) = config.daily_usd
         && u.usd + u.reserved_usd >= limit
     {
-        return Err(over_usd(tenant, limit, u.usd, u.reserved_usd));
+        return Err(LimitError::OverUsd {
+            tenant: tenant.to_owned(),
+            limit,
+            spent: u.usd,
+            reserved: u.reserved_usd,
+        });
     }
     Ok(())
 }
 
-/// The 429 of a used-up daily token budget.
-pub fn over_tokens(tenant: &str, limit: u64, used: u64, reserved: u64) -> ApiError {
-    quota(format!(
-        "tenant {tenant:?} has used its daily budget of {limit} tokens ({used} used, {reserved} reserved by requests in flight); it resets at 00:00 UTC"
-    ))
-}
-
-/// The 429 of a spent daily USD budget.
-pub fn over_usd(tenant: &str, limit: f64, spent: f64, reserved: f64) -> ApiError {
-    quota(format!(
-        "tenant {tenant:?} has spent its daily budget of ${limit} (${spent:.6} spent, ${reserved:.6} reserved by requests in flight); it resets at 00:00 UTC"
-    ))
-}
-
-/// The 429 of the per-minute limit, with its Retry-After.
-pub fn rate_limited(tenant: &str, rpm: u32, wait_s: u64) -> ApiError {
-    ApiError::new(
-        ErrorKind::RateLimited,
-        format!("tenant {tenant:?} is limited to {rpm} requests per minute; retry in {wait_s} s"),
-    )
-    .retry_after(wait_s.max(1))
-}
-
 /// Takes one request from the tenant's per-minute token bucket.
-fn take_rate_token(tenant: &str, config: &TenantConfig, u: &mut Usage) -> Result<(), ApiError> {
+fn take_rate_token(tenant: &str, config: &TenantConfig, u: &mut Usage) -> Result<(), LimitError> {
     let Some(rpm) = config.rpm else {
         return Ok(());
     };
@@ -224,7 +160,11 @@ fn take_rate_token(tenant: &str, config: &TenantConfig, u: &mut Usage) -> Result
     u.refilled = now;
     if u.bucket < 1.0 {
         let wait = ((1.0 - u.bucket) * 60.0 / capacity).ceil() as u64;
-        return Err(rate_limited(tenant, rpm, wait));
+        return Err(LimitError::RateLimited {
+            tenant: tenant.to_owned(),
+            rpm,
+            wait_s: wait,
+        });
     }
     u.bucket -= 1.0;
     Ok(())
@@ -324,22 +264,11 @@ impl Drop for Reservation {
     }
 }
 
-fn quota(message: String) -> ApiError {
-    ApiError::new(ErrorKind::QuotaExceeded, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
-
-    #[test]
-    fn sha256_hex_is_lowercase_hex() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
+    use crate::error::ApiError;
+    use crate::limits::tenants::sha256_hex;
 
     fn tenant(rpm: Option<u32>, tokens: Option<u64>) -> TenantConfig {
         TenantConfig {
@@ -354,39 +283,29 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_matched_by_hash() {
-        let mut tenants = BTreeMap::new();
-        tenants.insert("a".to_owned(), tenant(None, None));
-        let mut h = HeaderMap::new();
-        assert_eq!(
-            authenticate(&tenants, &h).unwrap_err().status(),
-            StatusCode::UNAUTHORIZED
-        );
-        h.insert("authorization", "Bearer sk-b".parse().unwrap());
-        let e = authenticate(&tenants, &h).unwrap_err();
-        assert!(!e.message.contains("sk-b"));
-        h.insert("authorization", "Bearer sk-a".parse().unwrap());
-        assert_eq!(authenticate(&tenants, &h).unwrap().unwrap().0, "a");
-    }
-
-    #[test]
     fn budgets_and_rate_limits() {
         let ledger = Ledger::default();
         let t = tenant(Some(2), Some(100));
         ledger.admit("a", &t).unwrap();
         ledger.admit("a", &t).unwrap();
-        let e = ledger.admit("a", &t).unwrap_err();
+        let e = ApiError::from(ledger.admit("a", &t).unwrap_err());
         assert_eq!(e.kind.code(), Some("rate_limit_exceeded"));
         assert!(e.retry_after.is_some());
 
         let t = tenant(None, Some(100));
         ledger.charge("b", 100, 0.0);
         assert_eq!(
-            ledger.admit("b", &t).unwrap_err().kind.code(),
+            ApiError::from(ledger.admit("b", &t).unwrap_err())
+                .kind
+                .code(),
             Some("insufficient_quota")
         );
         ledger.charge("c", 1, 0.02);
-        assert!(ledger.admit("c", &t).unwrap_err().message.contains("$0.01"));
+        assert!(
+            ApiError::from(ledger.admit("c", &t).unwrap_err())
+                .message
+                .contains("$0.01")
+        );
     }
 
     #[test]
@@ -396,7 +315,7 @@ mod tests {
         // Requests in flight reserve: the budget is full before any of them has finished.
         let first = ledger.reserve("a", &t, 60, 0.0).unwrap();
         let second = ledger.reserve("a", &t, 60, 0.0).unwrap();
-        let e = ledger.reserve("a", &t, 60, 0.0).unwrap_err();
+        let e = ApiError::from(ledger.reserve("a", &t, 60, 0.0).unwrap_err());
         assert!(e.message.contains("120 reserved"), "{}", e.message);
         assert!(
             ledger.admit("a", &t).is_err(),
@@ -407,7 +326,7 @@ mod tests {
         first.settle(15, 0.0);
         let third = ledger.reserve("a", &t, 60, 0.0).unwrap();
         third.settle(90, 0.0);
-        let e = ledger.admit("a", &t).unwrap_err();
+        let e = ApiError::from(ledger.admit("a", &t).unwrap_err());
         assert!(e.message.contains("105 used"), "{}", e.message);
         // Under real threads, the admitted total stays within one request of the limit.
         let ledger = Arc::new(Ledger::default());

@@ -12,8 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use switchyard_providers::{Provider, Reply, Usage};
 
-use crate::chat::cost_of;
-use crate::state::Runtime;
+use crate::runtime::Runtime;
 use crate::traffic::{FeedbackRecord, LabelRecord, TrafficRecord, now_rfc3339};
 
 /// The rubric the judge answers.
@@ -177,7 +176,7 @@ pub async fn label(
                 report.failed += 1;
                 continue;
             };
-            report.spent_usd += cost_of(runtime, &request.judge, usage).unwrap_or(0.0);
+            report.spent_usd += runtime.cost_of(&request.judge, usage).unwrap_or(0.0);
             let Some(grade) = parse_grade(&text) else {
                 report.unparsable += 1;
                 continue;

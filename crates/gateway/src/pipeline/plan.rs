@@ -7,14 +7,16 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use switchyard_core::TaskClass;
-use switchyard_core::policy::{Decision, Exclusion, Policy, PolicyError};
+use switchyard_core::policy::{Decision, Policy};
 use switchyard_providers::BreakerState;
-use switchyard_router::{CandidateSpec, Explore, RouteInput, RouterError};
+use switchyard_router::{CandidateSpec, Explore, RouteInput};
 
+use super::request::ChatView;
 use crate::config::{RoutePolicy, TenantConfig};
-use crate::error::{ApiError, ErrorKind};
-use crate::request::ChatView;
-use crate::state::{AppState, ModelRuntime, RouteRuntime, Runtime};
+use crate::error::{ApiError, ErrorKind, RouteFailure};
+use crate::limits::check_allowed;
+use crate::limits::tenants::may_use_model;
+use crate::runtime::{AppState, ModelRuntime, RouteRuntime, Runtime};
 use crate::traffic::Latency;
 
 /// What the request's `model` names.
@@ -62,7 +64,8 @@ impl Target<'_> {
 #[derive(Debug, Clone)]
 pub struct Resolved<'r> {
     pub target: Target<'r>,
-    pub allowed: Option<BTreeSet<String>>,
+    /// The tenant's settings (its model allow-list), when tenants are configured.
+    pub tenant: Option<&'r TenantConfig>,
     /// Whether the tenant lets its requests explore (`tenants.NAME.explore`).
     pub explore: bool,
 }
@@ -70,38 +73,25 @@ pub struct Resolved<'r> {
 /// Works out what `model` names, refusing what the tenant may not use.
 pub fn resolve<'r>(
     runtime: &'r Runtime,
-    tenant: Option<(&str, &TenantConfig)>,
+    tenant: Option<(&str, &'r TenantConfig)>,
     model: &str,
 ) -> Result<Resolved<'r>, ApiError> {
-    let allowed: Option<BTreeSet<String>> = tenant
-        .and_then(|(_, t)| t.models.as_ref())
-        .map(|m| m.iter().cloned().collect());
-    let tenant_name = tenant.map_or("", |(n, _)| n);
     let explore = tenant.is_none_or(|(_, t)| t.explore);
     if let Some(route) = runtime.routes.get(model) {
-        let routes = tenant.and_then(|(_, t)| t.routes.as_ref());
-        if routes.is_some_and(|r| !r.iter().any(|r| r == model)) {
-            return Err(not_allowed(format!(
-                "tenant {tenant_name:?} may not use route {model:?}"
-            )));
-        }
+        check_allowed(tenant, "route", model)?;
         let target = Target::Route(route);
         return Ok(Resolved {
             target,
-            allowed,
+            tenant: tenant.map(|(_, t)| t),
             explore,
         });
     }
     if let Some(m) = runtime.models.get(model) {
-        if allowed.as_ref().is_some_and(|a| !a.contains(model)) {
-            return Err(not_allowed(format!(
-                "tenant {tenant_name:?} may not use model {model:?}"
-            )));
-        }
+        check_allowed(tenant, "model", model)?;
         let target = Target::Model(m);
         return Ok(Resolved {
             target,
-            allowed,
+            tenant: tenant.map(|(_, t)| t),
             explore,
         });
     }
@@ -115,10 +105,6 @@ pub fn resolve<'r>(
         ),
     )
     .param("model"))
-}
-
-fn not_allowed(message: String) -> ApiError {
-    ApiError::new(ErrorKind::ModelNotAllowed, message)
 }
 
 /// The models to try, in order, and why.
@@ -161,12 +147,12 @@ pub fn plan(
     let models: Vec<&ModelRuntime> = route
         .models
         .iter()
-        .filter(|m| resolved.allowed.as_ref().is_none_or(|a| a.contains(*m)))
+        .filter(|m| may_use_model(resolved.tenant, m))
         .filter_map(|m| runtime.models.get(m))
         .collect();
     if models.is_empty() {
         let message = format!("route {:?} has no model this tenant may use", route.name);
-        return Err(not_allowed(message));
+        return Err(ApiError::new(ErrorKind::ModelNotAllowed, message));
     }
     let unavailable: BTreeSet<String> = models
         .iter()
@@ -262,7 +248,11 @@ impl Learned<'_> {
                 unavailable: self.unavailable,
                 policy: self.policy,
             })
-            .map_err(|e| route_error(e, &self.route.name, runtime))?;
+            .map_err(|error| RouteFailure {
+                error,
+                route: &self.route.name,
+                breaker_open_s: runtime.breaker.open_for.as_secs(),
+            })?;
         let mut decision = routed.decision;
         let evidence = |model: &str| {
             specs
@@ -285,43 +275,14 @@ impl Learned<'_> {
     }
 }
 
-/// No model can take the request: 503 when they are all down (retry later), else 400.
-fn route_error(e: RouterError, route: &str, runtime: &Runtime) -> ApiError {
-    let RouterError::Policy(PolicyError::AllExcluded(why)) = e else {
-        return ApiError::internal(e);
-    };
-    let detail: Vec<String> = why
-        .iter()
-        .map(|(m, e)| {
-            format!(
-                "{m}: {}",
-                serde_json::to_string(e)
-                    .unwrap_or_default()
-                    .trim_matches('"')
-            )
-        })
-        .collect();
-    let message = format!(
-        "no model of route {route:?} can take this request ({})",
-        detail.join("; ")
-    );
-    if why.values().all(|e| *e == Exclusion::Unavailable) {
-        ApiError::new(ErrorKind::Unavailable, message)
-            .retry_after(runtime.breaker.open_for.as_secs().max(1))
-    } else {
-        ApiError::invalid(message)
-    }
-}
-
 /// The router's embedding of a prompt (also the cache's key vector).
 pub async fn embed_prompt(
-    stack: &crate::state::RouterStack,
+    stack: &crate::runtime::RouterStack,
     prompt: String,
 ) -> Result<Vec<f32>, ApiError> {
     Ok(
         switchyard_core::Embedder::embed(&stack.worker, vec![prompt])
-            .await
-            .map_err(embed_error)?
+            .await?
             .pop()
             .unwrap_or_default(),
     )
@@ -329,15 +290,4 @@ pub async fn embed_prompt(
 
 pub fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
-}
-
-pub fn embed_error(e: switchyard_core::EmbedError) -> ApiError {
-    use switchyard_core::EmbedError;
-    match e {
-        EmbedError::QueueFull { .. } => {
-            ApiError::new(ErrorKind::Overloaded, e.to_string()).retry_after(1)
-        }
-        EmbedError::NoInputs | EmbedError::EmptyInput { .. } => ApiError::invalid(e.to_string()),
-        other => ApiError::internal(other),
-    }
 }
