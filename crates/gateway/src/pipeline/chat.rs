@@ -99,8 +99,7 @@ async fn pipeline(
         &planned,
     );
     if let Some((name, config)) = tenant {
-        trace.reservation =
-            Some(reserve(state, &runtime, name, config, &view, &planned.order).await?);
+        trace.reservation = Some(reserve(state, name, config, &view, &planned.order).await?);
     }
     let order = planned.order.clone();
     trace.plan = Some(planned);
@@ -144,11 +143,10 @@ async fn admit<'r>(
 /// output length), priced at the dearest model it may be sent to.
 async fn reserve(
     state: &AppState,
-    runtime: &Runtime,
     tenant: &str,
     config: &crate::config::TenantConfig,
     view: &ChatView,
-    order: &[String],
+    order: &[Arc<crate::runtime::ModelRuntime>],
 ) -> Result<crate::limits::Reservation, ApiError> {
     let input = view.input_tokens();
     let output = view
@@ -156,7 +154,6 @@ async fn reserve(
         .unwrap_or(switchyard_router::DEFAULT_OUTPUT_TOKENS as u64);
     let usd = order
         .iter()
-        .filter_map(|m| runtime.models.get(m))
         .map(|m| m.price.cost(input as f64, output as f64))
         .fold(0.0, f64::max);
     let tokens = input.saturating_add(output);
@@ -227,8 +224,8 @@ pub async fn route_only(
     }
     Ok(serde_json::json!({
         "route": p.route,
-        "model": p.order.first(),
-        "order": p.order,
+        "model": p.order.first().map(|m| &m.id),
+        "order": p.model_ids(),
         "decision": p.decision,
         "latency_ms": p.latency,
     }))

@@ -2,6 +2,7 @@
 //! models as targets, attempts counted in the metrics, and the loop's typed outcome as the
 //! log's attempts and the client's error.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -9,7 +10,7 @@ use switchyard_providers::fallback::{self, Observer, Success, Target};
 
 use crate::error::{ApiError, ForwardFailure};
 use crate::metrics::Metrics;
-use crate::runtime::{AppState, Runtime};
+use crate::runtime::{AppState, ModelRuntime, Runtime};
 use crate::traffic::Attempt;
 
 /// Counts attempts and upstream latency per model.
@@ -26,7 +27,7 @@ impl Observer for Counted<'_> {
 pub async fn forward(
     state: &AppState,
     runtime: &Runtime,
-    order: &[String],
+    order: &[Arc<ModelRuntime>],
     request: Value,
     stream: bool,
     started: Instant,
@@ -34,14 +35,11 @@ pub async fn forward(
 ) -> Result<Success, ApiError> {
     let targets: Vec<Target<'_>> = order
         .iter()
-        .filter_map(|model| {
-            let m = runtime.models.get(model)?;
-            Some(Target {
-                model,
-                upstream_model: &m.upstream_model,
-                provider: runtime.providers.get(&m.provider)?,
-                breaker: state.breaker(model, runtime.breaker),
-            })
+        .map(|m| Target {
+            model: &m.id,
+            upstream_model: &m.upstream_model,
+            provider: &m.client,
+            breaker: state.breaker(&m.id, runtime.breaker),
         })
         .collect();
     let plan = fallback::Plan {
@@ -57,9 +55,10 @@ pub async fn forward(
         }
         Err(e) => {
             attempts.extend(e.attempts().iter().map(logged));
+            let ids: Vec<String> = order.iter().map(|m| m.id.clone()).collect();
             Err(ApiError::from(ForwardFailure {
                 error: &e,
-                order,
+                order: &ids,
                 breaker_open_s: runtime.breaker.open_for.as_secs(),
             }))
         }

@@ -144,7 +144,7 @@ pub async fn label(
 ) -> Result<JudgeReport, JudgeError> {
     let unknown = || JudgeError::UnknownJudge(request.judge.clone());
     let judge = runtime.models.get(&request.judge).ok_or_else(unknown)?;
-    let provider = runtime.providers.get(&judge.provider).ok_or_else(unknown)?;
+    let provider = &judge.client;
     let (mut done, fed) = settled_ids(request)?;
     let write_err = |source| JudgeError::Write {
         path: request.labels.clone(),

@@ -4,6 +4,7 @@
 //! configured order, after the tenant's allow-list and open circuit breakers.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_core::TaskClass;
@@ -24,7 +25,7 @@ use crate::traffic::Latency;
 pub enum Target<'r> {
     Route(&'r RouteRuntime),
     /// A model pinned by the client.
-    Model(&'r ModelRuntime),
+    Model(&'r Arc<ModelRuntime>),
 }
 
 impl Target<'_> {
@@ -112,12 +113,18 @@ pub fn resolve<'r>(
 pub struct Plan {
     /// The route's name, or `None` when the client pinned a model.
     pub route: Option<String>,
-    pub order: Vec<String>,
+    /// The models to try, in order: handles resolved once, when the plan is made.
+    pub order: Vec<Arc<ModelRuntime>>,
     pub decision: Option<Decision>,
     pub latency: Latency,
 }
 
 impl Plan {
+    /// The ids of the models to try, in order.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.order.iter().map(|m| m.id.clone()).collect()
+    }
+
     pub fn task(&self) -> Option<TaskClass> {
         self.decision.as_ref().and_then(|d| d.task)
     }
@@ -134,7 +141,7 @@ pub fn plan(
 ) -> Result<Plan, ApiError> {
     let route = match resolved.target {
         Target::Model(m) => {
-            let (route, order) = (None, vec![m.id.clone()]);
+            let (route, order) = (None, vec![Arc::clone(m)]);
             return Ok(Plan {
                 route,
                 order,
@@ -144,7 +151,7 @@ pub fn plan(
         }
         Target::Route(route) => route,
     };
-    let models: Vec<&ModelRuntime> = route
+    let models: Vec<&Arc<ModelRuntime>> = route
         .models
         .iter()
         .filter(|m| may_use_model(resolved.tenant, m))
@@ -178,14 +185,14 @@ pub fn plan(
 /// unless they have become half-open by the time their turn comes).
 fn configured_order(
     route: &RouteRuntime,
-    models: &[&ModelRuntime],
+    models: &[&Arc<ModelRuntime>],
     down: &BTreeSet<String>,
 ) -> Plan {
-    let (up, later): (Vec<&&ModelRuntime>, Vec<&&ModelRuntime>) =
-        models.iter().partition(|m| !down.contains(&m.id));
+    let (up, later): (Vec<&Arc<ModelRuntime>>, Vec<&Arc<ModelRuntime>>) =
+        models.iter().copied().partition(|m| !down.contains(&m.id));
     Plan {
         route: Some(route.name.clone()),
-        order: up.into_iter().chain(later).map(|m| m.id.clone()).collect(),
+        order: up.into_iter().chain(later).cloned().collect(),
         decision: None,
         latency: Latency::default(),
     }
@@ -194,7 +201,7 @@ fn configured_order(
 /// A route decided by the learned router.
 struct Learned<'a> {
     route: &'a RouteRuntime,
-    models: &'a [&'a ModelRuntime],
+    models: &'a [&'a Arc<ModelRuntime>],
     unavailable: BTreeSet<String>,
     policy: Policy,
     /// The tenant allows exploring.
@@ -262,9 +269,19 @@ impl Learned<'_> {
         };
         let (explore_draw, pick_draw) = state.explore_draws.next();
         Explore { rate }.apply(&mut decision, &evidence, explore_draw, pick_draw);
+        let order = decision
+            .ranked
+            .iter()
+            .map(|r| {
+                let m = self.models.iter().find(|m| m.id == r.model);
+                m.map(|m| Arc::clone(m)).ok_or_else(|| {
+                    ApiError::internal(format!("the router ranked {:?}, not a candidate", r.model))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             route: Some(self.route.name.clone()),
-            order: decision.ranked.iter().map(|r| r.model.clone()).collect(),
+            order,
             decision: Some(decision),
             latency: Latency {
                 classify_ms: routed.classify_ms,

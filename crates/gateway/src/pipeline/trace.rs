@@ -241,7 +241,7 @@ impl Trace {
         m.request(&route, served, ending.status, seconds);
         let first = self.plan.as_ref().and_then(|p| p.order.first());
         if let (Some(model), Some(first)) = (&ending.model, first)
-            && model != first
+            && *model != first.id
         {
             m.fallback(&route);
         }

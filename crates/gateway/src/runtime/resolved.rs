@@ -44,7 +44,10 @@ fn local_provider(name: &str, _: &crate::config::ProviderConfig) -> Result<Provi
 #[derive(Debug, Clone)]
 pub struct ModelRuntime {
     pub id: String,
+    /// The provider's name (as configured).
     pub provider: String,
+    /// The provider itself, resolved once when the runtime is built.
+    pub client: Provider,
     pub upstream_model: String,
     pub price: Price,
     /// The scorer's model whose prediction stands in for this one.
@@ -127,8 +130,9 @@ pub struct Runtime {
     pub capture: Capture,
     /// Tenants by name: key hashes, allow-lists, limits.
     pub tenants: BTreeMap<String, TenantConfig>,
-    pub providers: BTreeMap<String, Provider>,
-    pub models: BTreeMap<String, ModelRuntime>,
+    /// Models by id: the one place a model name is looked up; everything after holds
+    /// the handle.
+    pub models: BTreeMap<String, Arc<ModelRuntime>>,
     pub routes: BTreeMap<String, RouteRuntime>,
     pub retry: RetryPolicy,
     pub breaker: BreakerConfig,
@@ -155,14 +159,15 @@ impl Runtime {
         let builtin = PriceTable::builtin();
         let mut models = BTreeMap::new();
         for (id, m) in &config.models {
-            let model = model_runtime(
-                id,
-                m,
-                &builtin,
-                router.as_deref(),
-                learned.contains(id.as_str()),
-            )?;
-            models.insert(id.clone(), model);
+            let client = providers.get(&m.provider).cloned().ok_or_else(|| {
+                ConfigError::new(
+                    format!("models.{id}.provider"),
+                    format!("no provider {:?} is configured", m.provider),
+                )
+            })?;
+            let in_learned = learned.contains(id.as_str());
+            let model = model_runtime(id, m, client, &builtin, router.as_deref(), in_learned)?;
+            models.insert(id.clone(), Arc::new(model));
         }
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
@@ -188,7 +193,6 @@ impl Runtime {
                 answers: config.log.log_answers,
             },
             tenants: config.tenants.clone(),
-            providers,
             models,
             routes,
             retry,
@@ -303,6 +307,7 @@ fn scored_as(
 fn model_runtime(
     id: &str,
     m: &crate::config::ModelConfig,
+    client: Provider,
     builtin: &PriceTable,
     router: Option<&Router>,
     in_learned_route: bool,
@@ -312,6 +317,7 @@ fn model_runtime(
     Ok(ModelRuntime {
         id: id.to_owned(),
         provider: m.provider.clone(),
+        client,
         quality_like: scored_as(id, m, router, in_learned_route)?,
         upstream_model: upstream,
         price,
