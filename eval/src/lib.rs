@@ -2,6 +2,7 @@
 //! to JSON) and renders a readable table to any `impl Write`. The CLI is a thin wrapper.
 
 pub mod cache_eval;
+pub mod cache_replay;
 pub mod calibrate;
 pub mod classifier;
 pub mod compare;

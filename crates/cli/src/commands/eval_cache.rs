@@ -1,7 +1,6 @@
 //! `switchyard eval cache`: hit rate against wrong answers on labelled pairs, or the hit
 //! rate and saving of a query stream replayed through the cache.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,10 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use switchyard_cache::{
-    Cache, CacheScope, CacheSettings, EdgeCache, Found, Method, SemanticCache, Verifier,
-};
+use switchyard_cache::{Cache, CacheSettings, EdgeCache, Method, SemanticCache, Verifier};
 use switchyard_eval::cache_eval::{CacheReport, Judged, eval_cache, judge_pairs, render, report};
+use switchyard_eval::cache_replay::{self, PlainCost, read_queries};
 use switchyard_eval::plot::plot_cache;
 use switchyard_training::cache::EmbeddingCache;
 use switchyard_training::classifier::SplitMix;
@@ -299,235 +297,6 @@ pub fn run(args: &EvalCacheArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, serde::Serialize)]
-struct ReplayPoint {
-    queries: usize,
-    hit_rate: f64,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct ReplayReport {
-    queries: usize,
-    method: Method,
-    threshold: f32,
-    exact_hits: usize,
-    semantic_hits: usize,
-    hit_rate: f64,
-    total_usd: f64,
-    saved_usd: f64,
-    curve: Vec<ReplayPoint>,
-    /// Semantic hits to read by eye: the query, the stored prompt that answered it, and
-    /// the score.
-    semantic_samples: Vec<(String, String, f32)>,
-    /// Traffic-log lines left out, by reason.
-    skipped: std::collections::BTreeMap<String, usize>,
-}
-
-/// One replayed query: the prompt, what its answer cost, and the cache scope the gateway
-/// would have looked it up in.
-struct Query {
-    prompt: String,
-    cost: f64,
-    scope: CacheScope,
-}
-
-/// Reads --queries: plain prompt lines (one scope, costs from the record or the flags), or
-/// the gateway's traffic log, replayed as the gateway would have: each request in its own
-/// tenant's and route's scope, only requests the cache saw (not rejected ones, nor those
-/// that bypassed it: no-cache, routes that opt out), at their logged cost. A request the
-/// log shows answered from the cache cost nothing then; it is priced at the mean logged
-/// cost of its route's answered requests.
-fn read_queries(
-    args: &EvalCacheArgs,
-    path: &std::path::Path,
-) -> anyhow::Result<(Vec<Query>, std::collections::BTreeMap<String, usize>)> {
-    let text = fs_err::read_to_string(path)?;
-    let mut queries = Vec::new();
-    let mut skipped = std::collections::BTreeMap::<String, usize>::new();
-    let mut skip = |why: &str| *skipped.entry(why.to_owned()).or_default() += 1;
-    let mut cached: Vec<usize> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        if v.get("request_id").is_some() && v.get("status").is_some() {
-            match traffic_query(&v) {
-                Ok((query, served_from_cache)) => {
-                    if served_from_cache {
-                        cached.push(queries.len());
-                    }
-                    queries.push(query);
-                }
-                Err(why) => skip(why),
-            }
-            continue;
-        }
-        let prompt = v
-            .get("prompt")
-            .or_else(|| v.get("text"))
-            .and_then(serde_json::Value::as_str)
-            .with_context(|| {
-                format!(
-                    "{}:{}: no \"prompt\" or \"text\" string",
-                    path.display(),
-                    i + 1
-                )
-            })?;
-        let cost = v
-            .get("cost_usd")
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or_else(|| {
-                (prompt.chars().count() as f64 / 4.0 * args.price_in
-                    + args.output_tokens as f64 * args.price_out)
-                    / 1e6
-            });
-        let scope = CacheScope {
-            tenant: "replay".into(),
-            route: "auto".into(),
-            fingerprint: "-".into(),
-        };
-        queries.push(Query {
-            prompt: prompt.to_owned(),
-            cost,
-            scope,
-        });
-    }
-    price_cached(&mut queries, &cached);
-    Ok((queries, skipped))
-}
-
-/// A traffic-log line as a query, and whether the gateway answered it from the cache; or
-/// why it is left out.
-fn traffic_query(v: &serde_json::Value) -> Result<(Query, bool), &'static str> {
-    let status = v["status"].as_u64().unwrap_or(0);
-    if !(200..300).contains(&status) || !v["error"].is_null() {
-        return Err("the request was rejected or failed");
-    }
-    let cache = v["cache"].as_str().unwrap_or("bypass");
-    if cache == "bypass" {
-        return Err(
-            "the request bypassed the cache (no-cache, a route that opts out, or the cache off)",
-        );
-    }
-    let Some(prompt) = v["prompt"].as_str() else {
-        return Err("the prompt was not logged (log_prompts = false)");
-    };
-    let served_from_cache = cache == "hit" || cache == "semantic_hit";
-    let cost = v["cost_usd"].as_f64();
-    if cost.is_none() && !served_from_cache {
-        return Err("no logged cost");
-    }
-    let route = v["route"]
-        .as_str()
-        .or_else(|| v["requested"].as_str())
-        .unwrap_or("-");
-    let scope = CacheScope {
-        tenant: v["tenant"].as_str().unwrap_or("-").to_owned(),
-        route: route.to_owned(),
-        fingerprint: "-".into(),
-    };
-    let query = Query {
-        prompt: prompt.to_owned(),
-        cost: cost.unwrap_or(0.0),
-        scope,
-    };
-    Ok((query, served_from_cache))
-}
-
-/// Prices queries the gateway answered from its cache at the mean cost of their route's
-/// other queries.
-fn price_cached(queries: &mut [Query], cached: &[usize]) {
-    let mut is_cached = vec![false; queries.len()];
-    for &i in cached {
-        is_cached[i] = true;
-    }
-    let mut by_route = BTreeMap::<String, (f64, usize)>::new();
-    for (q, cached) in queries.iter().zip(&is_cached) {
-        if !cached {
-            let e = by_route.entry(q.scope.route.clone()).or_default();
-            e.0 += q.cost;
-            e.1 += 1;
-        }
-    }
-    for &i in cached {
-        let route = &queries[i].scope.route;
-        queries[i].cost = by_route
-            .get(route)
-            .map_or(0.0, |(sum, n)| sum / (*n).max(1) as f64);
-    }
-}
-
-impl ReplayReport {
-    fn new(
-        args: &EvalCacheArgs,
-        queries: usize,
-        threshold: f32,
-        skipped: BTreeMap<String, usize>,
-    ) -> Self {
-        Self {
-            queries,
-            method: args.method,
-            threshold,
-            exact_hits: 0,
-            semantic_hits: 0,
-            hit_rate: 0.0,
-            total_usd: 0.0,
-            saved_usd: 0.0,
-            curve: Vec::new(),
-            semantic_samples: Vec::new(),
-            skipped,
-        }
-    }
-
-    /// Counts one query: a hit saves its cost (and a semantic one is kept to read, up to
-    /// 20); a miss costs it.
-    fn count(&mut self, query: &Query, found: Option<&Found>, method: Method) {
-        self.total_usd += query.cost;
-        let Some(f) = found else {
-            return;
-        };
-        self.saved_usd += query.cost;
-        if f.exact {
-            self.exact_hits += 1;
-            return;
-        }
-        self.semantic_hits += 1;
-        if self.semantic_samples.len() < 20 {
-            let score = f.judgement.score(method).unwrap_or(f.judgement.cosine);
-            self.semantic_samples
-                .push((query.prompt.clone(), f.entry.text.clone(), score));
-        }
-    }
-
-    fn hits(&self) -> usize {
-        self.exact_hits + self.semantic_hits
-    }
-
-    fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
-        writeln!(
-            out,
-            "{} queries, method {} at {:.2}: {} exact + {} semantic hits ({:.1}%), saved ${:.4} of ${:.4}",
-            self.queries,
-            self.method.name(),
-            self.threshold,
-            self.exact_hits,
-            self.semantic_hits,
-            100.0 * self.hit_rate,
-            self.saved_usd,
-            self.total_usd
-        )?;
-        for (why, n) in &self.skipped {
-            writeln!(out, "  skipped {n}: {why}")?;
-        }
-        for (q, stored, score) in &self.semantic_samples {
-            writeln!(out, "  {score:.3}  {q:?}  <=  {stored:?}")?;
-        }
-        Ok(())
-    }
-}
-
 /// The cache the replay runs: --method at --threshold (the method's default without one),
 /// unbounded.
 fn replay_cache(
@@ -556,33 +325,19 @@ fn replay(
     store: Arc<dyn SemanticCache>,
     verifier: Option<Arc<Verifier>>,
 ) -> anyhow::Result<ExitCode> {
-    let (queries, skipped) = read_queries(args, path)?;
+    let plain = PlainCost {
+        price_in: args.price_in,
+        price_out: args.price_out,
+        output_tokens: args.output_tokens,
+    };
+    let (queries, skipped) = read_queries(path, &plain)?;
     anyhow::ensure!(!queries.is_empty(), "{}: no queries", path.display());
     let texts: Vec<&str> = queries.iter().map(|q| q.prompt.as_str()).collect();
     let vectors = embed_all(&texts, encoder, emb, &progress::bar(0, "embedding"))?;
     let cache = replay_cache(args, store, verifier)?;
     let bar = progress::bar(queries.len() as u64, "replay");
-    let every = (queries.len() / 50).max(1);
-    let rt = runtime()?;
-    let mut r = ReplayReport::new(args, queries.len(), cache.settings().threshold, skipped);
-    for (i, (query, v)) in queries.iter().zip(vectors).enumerate() {
-        let (q, scope) = (&query.prompt, &query.scope);
-        let found = rt.block_on(cache.lookup(scope, q, &v, None, None))?;
-        r.count(query, found.as_ref(), args.method);
-        if found.is_none() {
-            rt.block_on(cache.insert(scope.clone(), q, v, String::new(), "replay"))?;
-        }
-        if (i + 1) % every == 0 || i + 1 == queries.len() {
-            let hit_rate = r.hits() as f64 / (i + 1) as f64;
-            r.curve.push(ReplayPoint {
-                queries: i + 1,
-                hit_rate,
-            });
-        }
-        bar.inc(1);
-    }
+    let r = cache_replay::replay(&queries, vectors, &cache, skipped, &|| bar.inc(1))?;
     bar.finish_and_clear();
-    r.hit_rate = r.hits() as f64 / r.queries as f64;
     if let Some(plot) = &args.plot {
         let points: Vec<(f64, f64)> = r
             .curve
