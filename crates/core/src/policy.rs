@@ -223,7 +223,8 @@ fn by_cost(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
         .then(a.model.cmp(&b.model))
 }
 
-/// Routes one prompt.
+/// Routes one prompt: the eligible candidates, ordered by `policy`; the first is chosen
+/// and the rest are the fallback order.
 pub fn decide(
     candidates: &[Candidate],
     constraints: &Constraints,
@@ -232,70 +233,11 @@ pub fn decide(
     if candidates.is_empty() {
         return Err(PolicyError::NoCandidates);
     }
-    let mut excluded = BTreeMap::new();
-    let mut eligible: Vec<&Candidate> = Vec::new();
-    for c in candidates {
-        match exclusion(c, constraints) {
-            Some(reason) => {
-                excluded.insert(c.model.clone(), reason);
-            }
-            None => eligible.push(c),
-        }
-    }
+    let (eligible, excluded) = eligible(candidates, constraints);
     if eligible.is_empty() {
         return Err(PolicyError::AllExcluded(excluded));
     }
-    let (order, rule) = match policy {
-        Policy::Threshold { tau } => {
-            let (mut above, mut below): (Vec<&Candidate>, Vec<&Candidate>) =
-                eligible.iter().partition(|c| c.quality >= tau);
-            above.sort_by(|a, b| by_cost(a, b));
-            below.sort_by(|a, b| by_quality(a, b));
-            let rule = if above.is_empty() {
-                Rule::BestBelowThreshold
-            } else {
-                Rule::CheapestAboveThreshold
-            };
-            (above.into_iter().chain(below).collect::<Vec<_>>(), rule)
-        }
-        Policy::Tradeoff { lambda } => {
-            let mut all = eligible.clone();
-            all.sort_by(|a, b| {
-                let (ua, ub) = (
-                    a.quality - lambda * a.cost_usd,
-                    b.quality - lambda * b.cost_usd,
-                );
-                ub.total_cmp(&ua).then(by_cost(a, b))
-            });
-            (all, Rule::BestTradeoff)
-        }
-        Policy::Budget { max_cost_usd } => {
-            let (mut fits, mut over): (Vec<&Candidate>, Vec<&Candidate>) =
-                eligible.iter().partition(|c| c.cost_usd <= max_cost_usd);
-            fits.sort_by(|a, b| by_quality(a, b));
-            over.sort_by(|a, b| by_cost(a, b));
-            let rule = if fits.is_empty() {
-                Rule::CheapestOverBudget
-            } else {
-                Rule::BestWithinBudget
-            };
-            (fits.into_iter().chain(over).collect::<Vec<_>>(), rule)
-        }
-        Policy::Margin { margin } => {
-            let best = eligible
-                .iter()
-                .map(|c| c.quality)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let (mut near, mut rest): (Vec<&Candidate>, Vec<&Candidate>) =
-                eligible.iter().partition(|c| c.quality >= best - margin);
-            near.sort_by(|a, b| by_cost(a, b));
-            rest.sort_by(|a, b| by_quality(a, b));
-            (
-                near.into_iter().chain(rest).collect::<Vec<_>>(),
-                Rule::CheapestWithinMargin,
-            )
-        }
-    };
+    let (order, rule) = order(eligible, policy);
     let ranked: Vec<Ranked> = order
         .iter()
         .map(|c| Ranked {
@@ -317,6 +259,74 @@ pub fn decide(
         explored: false,
         greedy: None,
     })
+}
+
+/// The candidates the constraints allow, and why each other one is left out.
+fn eligible<'c>(
+    candidates: &'c [Candidate],
+    constraints: &Constraints,
+) -> (Vec<&'c Candidate>, BTreeMap<String, Exclusion>) {
+    let mut excluded = BTreeMap::new();
+    let mut eligible: Vec<&Candidate> = Vec::new();
+    for c in candidates {
+        match exclusion(c, constraints) {
+            Some(reason) => {
+                excluded.insert(c.model.clone(), reason);
+            }
+            None => eligible.push(c),
+        }
+    }
+    (eligible, excluded)
+}
+
+/// `eligible` in `policy`'s order, and the rule that picked the first.
+fn order(eligible: Vec<&Candidate>, policy: Policy) -> (Vec<&Candidate>, Rule) {
+    match policy {
+        Policy::Threshold { tau } => {
+            let (mut above, mut below): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.quality >= tau);
+            above.sort_by(|a, b| by_cost(a, b));
+            below.sort_by(|a, b| by_quality(a, b));
+            let rule = if above.is_empty() {
+                Rule::BestBelowThreshold
+            } else {
+                Rule::CheapestAboveThreshold
+            };
+            (above.into_iter().chain(below).collect(), rule)
+        }
+        Policy::Tradeoff { lambda } => {
+            let mut all = eligible;
+            let utility = |c: &Candidate| c.quality - lambda * c.cost_usd;
+            all.sort_by(|a, b| utility(b).total_cmp(&utility(a)).then(by_cost(a, b)));
+            (all, Rule::BestTradeoff)
+        }
+        Policy::Budget { max_cost_usd } => {
+            let (mut fits, mut over): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.cost_usd <= max_cost_usd);
+            fits.sort_by(|a, b| by_quality(a, b));
+            over.sort_by(|a, b| by_cost(a, b));
+            let rule = if fits.is_empty() {
+                Rule::CheapestOverBudget
+            } else {
+                Rule::BestWithinBudget
+            };
+            (fits.into_iter().chain(over).collect(), rule)
+        }
+        Policy::Margin { margin } => {
+            let best = eligible
+                .iter()
+                .map(|c| c.quality)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let (mut near, mut rest): (Vec<&Candidate>, Vec<&Candidate>) =
+                eligible.iter().partition(|c| c.quality >= best - margin);
+            near.sort_by(|a, b| by_cost(a, b));
+            rest.sort_by(|a, b| by_quality(a, b));
+            (
+                near.into_iter().chain(rest).collect(),
+                Rule::CheapestWithinMargin,
+            )
+        }
+    }
 }
 
 /// What calibration should achieve on a validation set.

@@ -52,50 +52,42 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| bad_request("`messages` must be an array"))?;
+    let (system, turns) = to_turns(messages)?;
+    let mut body = Map::new();
+    body.insert(
+        "model".into(),
+        request.get("model").cloned().unwrap_or(Value::Null),
+    );
+    body.insert("messages".into(), Value::Array(turns));
+    if !system.is_empty() {
+        body.insert("system".into(), Value::Array(system));
+    }
+    sampling(request, &mut body);
+    tools(request, &mut body);
+    if stream {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    Ok(Value::Object(body))
+}
+
+/// The system blocks, and the turns with consecutive turns of one role merged (Anthropic
+/// wants them alternating).
+fn to_turns(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), AttemptError> {
     let mut system = Vec::new();
     let mut out: Vec<Value> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let at = format!("messages[{i}]");
-        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
         let content = m.get("content").unwrap_or(&Value::Null);
-        let (role, blocks) = match role {
+        let (role, blocks) = match m.get("role").and_then(Value::as_str).unwrap_or_default() {
             "system" | "developer" => {
                 system.extend(text_blocks(content, &at)?);
                 continue;
             }
             "user" => ("user", text_blocks(content, &at)?),
-            "assistant" => {
-                let mut blocks = text_blocks(content, &at)?;
-                for call in m
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let f = call.get("function").unwrap_or(&Value::Null);
-                    let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-                    let input: Value = serde_json::from_str(args).map_err(|e| {
-                        bad_request(format!("{at}.tool_calls: arguments are not JSON: {e}"))
-                    })?;
-                    blocks.push(json!({"type": "tool_use", "id": call.get("id"),
-                        "name": f.get("name"), "input": input}));
-                }
-                ("assistant", blocks)
-            }
-            "tool" => {
-                let text: String = text_blocks(content, &at)?
-                    .iter()
-                    .filter_map(|b| b.get("text").and_then(Value::as_str))
-                    .collect();
-                let id = m.get("tool_call_id").cloned().unwrap_or(Value::Null);
-                (
-                    "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})],
-                )
-            }
+            "assistant" => ("assistant", assistant_blocks(m, content, &at)?),
+            "tool" => ("user", tool_result_blocks(m, content, &at)?),
             other => return Err(bad_request(format!("{at}.role: unknown role {other:?}"))),
         };
-        // Anthropic wants alternating turns: merge consecutive turns of one role.
         match out.last_mut() {
             Some(last) if last["role"] == role => {
                 if let Some(existing) = last["content"].as_array_mut() {
@@ -105,15 +97,42 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
             _ => out.push(json!({"role": role, "content": blocks})),
         }
     }
-    let mut body = Map::new();
-    body.insert(
-        "model".into(),
-        request.get("model").cloned().unwrap_or(Value::Null),
-    );
-    body.insert("messages".into(), Value::Array(out));
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
+    Ok((system, out))
+}
+
+/// An assistant turn: its text, then its tool calls as `tool_use` blocks.
+fn assistant_blocks(m: &Value, content: &Value, at: &str) -> Result<Vec<Value>, AttemptError> {
+    let mut blocks = text_blocks(content, at)?;
+    for call in m
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let f = call.get("function").unwrap_or(&Value::Null);
+        let args = f.get("arguments").and_then(Value::as_str).unwrap_or("{}");
+        let input: Value = serde_json::from_str(args)
+            .map_err(|e| bad_request(format!("{at}.tool_calls: arguments are not JSON: {e}")))?;
+        blocks.push(json!({"type": "tool_use", "id": call.get("id"),
+            "name": f.get("name"), "input": input}));
     }
+    Ok(blocks)
+}
+
+/// A tool's answer as a `tool_result` block of a user turn.
+fn tool_result_blocks(m: &Value, content: &Value, at: &str) -> Result<Vec<Value>, AttemptError> {
+    let text: String = text_blocks(content, at)?
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let id = m.get("tool_call_id").cloned().unwrap_or(Value::Null);
+    Ok(vec![
+        json!({"type": "tool_result", "tool_use_id": id, "content": text}),
+    ])
+}
+
+/// `max_tokens` (required by Anthropic), temperature, top_p and stop sequences.
+fn sampling(request: &Value, body: &mut Map<String, Value>) {
     let max_tokens = request
         .get("max_completion_tokens")
         .or_else(|| request.get("max_tokens"))
@@ -134,6 +153,10 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
         }
         _ => {}
     }
+}
+
+/// Tool definitions and the tool choice.
+fn tools(request: &Value, body: &mut Map<String, Value>) {
     if let Some(tools) = request.get("tools").and_then(Value::as_array) {
         let tools: Vec<Value> = tools
             .iter()
@@ -159,10 +182,6 @@ pub fn to_messages_request(request: &Value, stream: bool) -> Result<Value, Attem
         }
         _ => {}
     }
-    if stream {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-    Ok(Value::Object(body))
 }
 
 fn finish_reason(stop_reason: Option<&str>) -> Value {
