@@ -5,6 +5,9 @@
 //!
 //! An import is any `crate::`, `super::` or `self::` path outside comments and the test
 //! module at the end of a file, and a `use child::…` of a module file's own child.
+//!
+//! And no function on the request path (the gateway, the router, the policy, the
+//! providers) is longer than 80 lines.
 
 #![allow(
     clippy::unwrap_used,
@@ -421,5 +424,69 @@ fn no_circle_of_crates_even_through_dev_dependencies() {
         find_cycle(&edges),
         None,
         "crates depending on each other in a circle"
+    );
+}
+
+/// Functions longer than `max` lines in `file` (outside its test module), as `name: lines`.
+fn long_functions(file: &Path, max: usize) -> Vec<String> {
+    let text = code(file);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let indent = line.len() - line.trim_start().len();
+        let head = line.trim_start();
+        let head = head.strip_prefix("pub ").unwrap_or(head);
+        let head = head.strip_prefix("pub(crate) ").unwrap_or(head);
+        let head = head.strip_prefix("async ").unwrap_or(head);
+        let Some(name) = head.strip_prefix("fn ") else {
+            i += 1;
+            continue;
+        };
+        let close = format!("{}}}", " ".repeat(indent));
+        let end = (i + 1..lines.len()).find(|&j| lines[j] == close);
+        let Some(end) = end else {
+            i += 1;
+            continue;
+        };
+        if end - i + 1 > max {
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.push(format!(
+                "{}: {name} ({} lines)",
+                file.display(),
+                end - i + 1
+            ));
+        }
+        i = end + 1;
+    }
+    out
+}
+
+#[test]
+fn no_long_function_on_the_request_path() {
+    let root = root();
+    let mut files = Vec::new();
+    for dir in [
+        "crates/gateway/src",
+        "crates/router/src",
+        "crates/providers/src",
+    ] {
+        files.extend(modules(&root.join(dir)).into_values());
+    }
+    files.push(root.join("crates/core/src/policy.rs"));
+    let long: Vec<String> = files.iter().flat_map(|f| long_functions(f, 80)).collect();
+    assert!(
+        long.is_empty(),
+        "functions over 80 lines on the request path:\n{}",
+        long.join("\n")
+    );
+    let anthropic = root.join("crates/providers/src/anthropic.rs");
+    assert!(
+        long_functions(&anthropic, 20).len() > 1,
+        "the checker finds functions"
     );
 }

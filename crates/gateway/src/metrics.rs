@@ -19,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Seconds.
 const BUCKETS: [f64; 14] = [
@@ -101,106 +101,125 @@ pub struct Metrics {
     shared_state_errors: Family<Op, Counter>,
 }
 
+/// A metric's name and help text.
+type Named = (&'static str, &'static str);
+
+/// `switchyard_shared_state_up`.
+const SHARED_STATE_UP: Named = (
+    "switchyard_shared_state_up",
+    "1 while the shared state (Redis, [state]) answers; 0 while limits fall back",
+);
+
+/// `switchyard_shared_state_errors`.
+const SHARED_STATE_ERRORS: Named = (
+    "switchyard_shared_state_errors",
+    "Failed calls to the shared state (Redis), by operation",
+);
+
+/// `switchyard_connections_refused`.
+const CONNECTIONS_REFUSED: Named = (
+    "switchyard_connections_refused",
+    "Connections refused at once because server.max_connections were open",
+);
+
+/// `switchyard_stream_breaks`.
+const STREAM_BREAKS: Named = (
+    "switchyard_stream_breaks",
+    "Streams that broke after their first chunk, by model and error class",
+);
+
+/// `switchyard_requests`.
+const REQUESTS: Named = (
+    "switchyard_requests",
+    "Requests by route, serving model and HTTP status",
+);
+
+/// `switchyard_attempts`.
+const ATTEMPTS: Named = (
+    "switchyard_attempts",
+    "Upstream attempts by model and outcome (ok or an error class)",
+);
+
+/// `switchyard_fallbacks`.
+const FALLBACKS: Named = (
+    "switchyard_fallbacks",
+    "Requests served by a model other than the first choice",
+);
+
+/// `switchyard_tokens`.
+const TOKENS: Named = (
+    "switchyard_tokens",
+    "Tokens by model and kind (prompt, completion)",
+);
+
+/// `switchyard_cost_usd`.
+const COST_USD: Named = (
+    "switchyard_cost_usd",
+    "Cost in USD by model, from upstream usage and the price table",
+);
+
+/// `switchyard_rejected`.
+const REJECTED: Named = (
+    "switchyard_rejected",
+    "Requests refused before routing, by reason",
+);
+
+/// `switchyard_cache_lookups`.
+const CACHE_LOOKUPS: Named = (
+    "switchyard_cache_lookups",
+    "Cache lookups by outcome (hit, semantic_hit, miss, error)",
+);
+
+/// `switchyard_cache_stores`.
+const CACHE_STORES: Named = (
+    "switchyard_cache_stores",
+    "Answers stored in the cache, by outcome (ok, error)",
+);
+
+/// `switchyard_request_duration_seconds`.
+const REQUEST_DURATION: Named = (
+    "switchyard_request_duration_seconds",
+    "Whole-request latency by route (to the last byte)",
+);
+
+/// `switchyard_routing_duration_seconds`.
+const ROUTING_DURATION: Named = (
+    "switchyard_routing_duration_seconds",
+    "Embedding, classification, scoring and policy by route",
+);
+
+/// `switchyard_upstream_duration_seconds`.
+const UPSTREAM_DURATION: Named = (
+    "switchyard_upstream_duration_seconds",
+    "Upstream attempt latency by model (to the response or first chunk)",
+);
+
+/// `switchyard_breaker_open`.
+const BREAKER_OPEN: Named = (
+    "switchyard_breaker_open",
+    "1 while a model's circuit breaker is open",
+);
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let requests = Family::default();
-        let attempts = Family::default();
-        let fallbacks = Family::default();
-        let tokens = Family::default();
-        let cost_usd = Family::default();
-        let rejected = Family::default();
-        let cache_lookups = Family::default();
-        let cache_stores = Family::default();
-        let request_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
-        let routing_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
-        let upstream_duration = Histograms::new_with_constructor(histogram as fn() -> Histogram);
-        let breaker_open = Family::default();
-        let stream_breaks = Family::default();
-        let connections_refused = Counter::default();
-        let shared_state_up = Gauge::default();
-        let shared_state_errors = Family::default();
         let r = &mut registry;
-        r.register(
-            "switchyard_shared_state_up",
-            "1 while the shared state (Redis, [state]) answers; 0 while limits fall back",
-            shared_state_up.clone(),
-        );
-        r.register(
-            "switchyard_shared_state_errors",
-            "Failed calls to the shared state (Redis), by operation",
-            shared_state_errors.clone(),
-        );
-        r.register(
-            "switchyard_connections_refused",
-            "Connections refused at once because server.max_connections were open",
-            connections_refused.clone(),
-        );
-        r.register(
-            "switchyard_stream_breaks",
-            "Streams that broke after their first chunk, by model and error class",
-            stream_breaks.clone(),
-        );
-        r.register(
-            "switchyard_requests",
-            "Requests by route, serving model and HTTP status",
-            requests.clone(),
-        );
-        r.register(
-            "switchyard_attempts",
-            "Upstream attempts by model and outcome (ok or an error class)",
-            attempts.clone(),
-        );
-        r.register(
-            "switchyard_fallbacks",
-            "Requests served by a model other than the first choice",
-            fallbacks.clone(),
-        );
-        r.register(
-            "switchyard_tokens",
-            "Tokens by model and kind (prompt, completion)",
-            tokens.clone(),
-        );
-        r.register(
-            "switchyard_cost_usd",
-            "Cost in USD by model, from upstream usage and the price table",
-            cost_usd.clone(),
-        );
-        r.register(
-            "switchyard_rejected",
-            "Requests refused before routing, by reason",
-            rejected.clone(),
-        );
-        r.register(
-            "switchyard_cache_lookups",
-            "Cache lookups by outcome (hit, semantic_hit, miss, error)",
-            cache_lookups.clone(),
-        );
-        r.register(
-            "switchyard_cache_stores",
-            "Answers stored in the cache, by outcome (ok, error)",
-            cache_stores.clone(),
-        );
-        r.register(
-            "switchyard_request_duration_seconds",
-            "Whole-request latency by route (to the last byte)",
-            request_duration.clone(),
-        );
-        r.register(
-            "switchyard_routing_duration_seconds",
-            "Embedding, classification, scoring and policy by route",
-            routing_duration.clone(),
-        );
-        r.register(
-            "switchyard_upstream_duration_seconds",
-            "Upstream attempt latency by model (to the response or first chunk)",
-            upstream_duration.clone(),
-        );
-        r.register(
-            "switchyard_breaker_open",
-            "1 while a model's circuit breaker is open",
-            breaker_open.clone(),
-        );
+        let shared_state_up = registered(r, SHARED_STATE_UP, Gauge::default());
+        let shared_state_errors = registered(r, SHARED_STATE_ERRORS, Family::default());
+        let connections_refused = registered(r, CONNECTIONS_REFUSED, Counter::default());
+        let stream_breaks = registered(r, STREAM_BREAKS, Family::default());
+        let requests = registered(r, REQUESTS, Family::default());
+        let attempts = registered(r, ATTEMPTS, Family::default());
+        let fallbacks = registered(r, FALLBACKS, Family::default());
+        let tokens = registered(r, TOKENS, Family::default());
+        let cost_usd = registered(r, COST_USD, Family::default());
+        let rejected = registered(r, REJECTED, Family::default());
+        let cache_lookups = registered(r, CACHE_LOOKUPS, Family::default());
+        let cache_stores = registered(r, CACHE_STORES, Family::default());
+        let request_duration = registered(r, REQUEST_DURATION, histograms());
+        let routing_duration = registered(r, ROUTING_DURATION, histograms());
+        let upstream_duration = registered(r, UPSTREAM_DURATION, histograms());
+        let breaker_open = registered(r, BREAKER_OPEN, Family::default());
         Self {
             registry,
             requests,
@@ -221,6 +240,20 @@ impl Default for Metrics {
             shared_state_errors,
         }
     }
+}
+
+/// Registers `metric` under its name and help text, and returns it.
+fn registered<M: Metric + Clone>(r: &mut Registry, (name, help): Named, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
+/// Histograms by label with the gateway's buckets.
+fn histograms<L>() -> Histograms<L>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Histograms::new_with_constructor(histogram as fn() -> Histogram)
 }
 
 impl Metrics {
