@@ -53,7 +53,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         ErrorKind::MethodNotAllowed,
         format!(
-            "{} does not accept {} (see the README's endpoint list)",
+            "{} does not accept {} (docs/gateway.md lists the endpoints)",
             request.uri().path(),
             request.method()
         ),
@@ -119,7 +119,7 @@ async fn models(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>,
         .values()
         .filter(|r| may_use_route(tenant, &r.name))
         .map(|r| json!({"id": r.name, "object": "model", "created": 0, "owned_by": "switchyard",
-                        "switchyard": {"kind": "route", "models": r.models, "policy": r.policy.to_string()}}))
+                        "switchyard": {"kind": "route", "models": r.models.iter().map(|m| &m.id).collect::<Vec<_>>(), "policy": r.policy.to_string()}}))
         .collect();
     data.extend(runtime.models.values().filter(|m| may_use_model(tenant, &m.id)).map(|m| {
         json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,

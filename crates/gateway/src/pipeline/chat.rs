@@ -91,7 +91,6 @@ async fn pipeline(
     observe_routing(state, &planned, trace.embed_ms);
     super::shadow::spawn(
         state,
-        &runtime,
         &resolved,
         &view,
         embedding.as_deref(),

@@ -154,8 +154,7 @@ pub fn plan(
     let models: Vec<&Arc<ModelRuntime>> = route
         .models
         .iter()
-        .filter(|m| may_use_model(resolved.tenant, m))
-        .filter_map(|m| runtime.models.get(m))
+        .filter(|m| may_use_model(resolved.tenant, &m.id))
         .collect();
     if models.is_empty() {
         let message = format!("route {:?} has no model this tenant may use", route.name);

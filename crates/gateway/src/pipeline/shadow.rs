@@ -11,14 +11,13 @@ use switchyard_router::{CandidateSpec, RouteInput};
 use super::plan::{Plan, Resolved, Target};
 use super::request::ChatView;
 use crate::limits::tenants::may_use_model;
-use crate::runtime::{AppState, Runtime};
+use crate::runtime::AppState;
 use crate::traffic::{ShadowRecord, now_rfc3339};
 
 /// Starts the shadow decision of a planned request, when its route has a shadow and the
 /// log is on.
 pub fn spawn(
     state: &Arc<AppState>,
-    runtime: &Runtime,
     resolved: &Resolved<'_>,
     view: &ChatView,
     embedding: Option<&[f32]>,
@@ -39,8 +38,7 @@ pub fn spawn(
     let specs: Vec<CandidateSpec> = route
         .models
         .iter()
-        .filter(|m| may_use_model(resolved.tenant, m))
-        .filter_map(|m| runtime.models.get(m))
+        .filter(|m| may_use_model(resolved.tenant, &m.id))
         .map(|m| m.candidate())
         .collect();
     let unavailable: BTreeSet<String> = decision

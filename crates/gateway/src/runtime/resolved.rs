@@ -75,7 +75,8 @@ impl ModelRuntime {
 #[derive(Debug, Clone)]
 pub struct RouteRuntime {
     pub name: String,
-    pub models: Vec<String>,
+    /// The route's models, resolved to their handles when the runtime is built.
+    pub models: Vec<Arc<ModelRuntime>>,
     pub policy: RoutePolicy,
     /// Whether this route's answers are cached, and its own semantic-hit threshold.
     pub cache: bool,
@@ -171,7 +172,7 @@ impl Runtime {
         }
         let mut routes = BTreeMap::new();
         for (name, r) in routes_cfg {
-            let route = route_runtime(name.clone(), r, router.as_deref(), config)?;
+            let route = route_runtime(name.clone(), r, &models, router.as_deref(), config)?;
             routes.insert(name, route);
         }
         let retry = RetryPolicy {
@@ -331,6 +332,7 @@ fn model_runtime(
 fn route_runtime(
     name: String,
     r: crate::config::RouteConfig,
+    models: &BTreeMap<String, Arc<ModelRuntime>>,
     router: Option<&Router>,
     config: &Config,
 ) -> Result<RouteRuntime, ConfigError> {
@@ -358,9 +360,22 @@ fn route_runtime(
             ),
         ));
     }
+    let models = r
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            models.get(m).cloned().ok_or_else(|| {
+                ConfigError::new(
+                    format!("routes.{name}.models[{i}]"),
+                    format!("no model {m:?}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteRuntime {
         name,
-        models: r.models,
+        models,
         policy,
         cache: r.cache,
         cache_threshold: r.cache_threshold,
