@@ -75,9 +75,12 @@ fn code(path: &Path) -> String {
     while let Some(line) = lines.next() {
         let t = line.trim_start();
         if t == "#[cfg(test)]"
-            && lines
-                .peek()
-                .is_some_and(|n| n.trim_start().starts_with("mod tests"))
+            && lines.peek().is_some_and(|n| {
+                let n = n.trim_start();
+                n.strip_prefix("pub(crate) ")
+                    .unwrap_or(n)
+                    .starts_with("mod tests")
+            })
         {
             break;
         }

@@ -268,19 +268,7 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
     use crate::error::ApiError;
-    use crate::limits::tenants::sha256_hex;
-
-    fn tenant(rpm: Option<u32>, tokens: Option<u64>) -> TenantConfig {
-        TenantConfig {
-            key_sha256: sha256_hex(b"sk-a"),
-            models: None,
-            routes: None,
-            daily_tokens: tokens,
-            daily_usd: Some(0.01),
-            rpm,
-            explore: true,
-        }
-    }
+    use crate::limits::tenants::tests::tenant;
 
     #[test]
     fn budgets_and_rate_limits() {

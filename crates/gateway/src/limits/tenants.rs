@@ -87,7 +87,7 @@ pub fn check_allowed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::error::ApiError;
     use axum::http::StatusCode;
@@ -100,7 +100,8 @@ mod tests {
         );
     }
 
-    fn tenant(rpm: Option<u32>, tokens: Option<u64>) -> TenantConfig {
+    /// A tenant of key `sk-a` with $0.01 a day and the given limits.
+    pub(crate) fn tenant(rpm: Option<u32>, tokens: Option<u64>) -> TenantConfig {
         TenantConfig {
             key_sha256: sha256_hex(b"sk-a"),
             models: None,
