@@ -207,12 +207,13 @@ fn reexports(mods: &BTreeMap<String, PathBuf>) -> Reexports {
     for (module, path) in mods {
         let text = code(path);
         let names = out.entry(module.clone()).or_default();
-        for line in text.lines() {
-            let Some(rest) = line.trim_start().strip_prefix("pub use ") else {
-                continue;
-            };
+        // Each `pub use …;` statement, joined when it spans lines.
+        let statements = text
+            .split(';')
+            .filter_map(|st| st.trim_start().strip_prefix("pub use "));
+        for rest in statements {
             let mut found = Vec::new();
-            expand("self", rest.trim_end_matches(';'), &mut found);
+            expand("self", rest.trim(), &mut found);
             for p in found {
                 let name = p.rsplit("::").next().unwrap_or("").to_owned();
                 if let Some(t) = target(&p, module, mods, &Reexports::new()) {
