@@ -73,7 +73,12 @@ fn invocations(line: &str) -> Vec<Vec<String>> {
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
-        if w == "switchyard" || w.ends_with("/switchyard") {
+        let command_position = i == 0
+            || matches!(
+                words[i - 1],
+                "|" | "&&" | ";" | "&" | "time" | "$(" | "exec"
+            );
+        if command_position && (w == "switchyard" || w.ends_with("/switchyard")) {
             let args: Vec<String> = words[i + 1..]
                 .iter()
                 .take_while(|a| !matches!(**a, "|" | ">" | "2>" | ">>" | "&&" | ";" | "&" | "<"))
@@ -197,4 +202,5 @@ fn the_checker_catches_a_wrong_flag_and_a_wrong_subcommand() {
         invocations("echo hi | switchyard classify > out.jsonl # note"),
         vec![words("classify")]
     );
+    assert!(invocations("cargo test -p switchyard --test house").is_empty());
 }
