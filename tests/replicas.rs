@@ -352,6 +352,104 @@ async fn promotion_reaches_the_others(client: &reqwest::Client, replicas: &[&Ser
     }
 }
 
+/// A copy of the committed scorer under `dir/name` with another `created_at`, so another
+/// version.
+fn scorer_copy(dir: &Path, name: &str, created_at: &str) -> PathBuf {
+    let scorer = dir.join(name);
+    std::fs::create_dir(&scorer).unwrap();
+    std::fs::copy(
+        root().join("models/scorer/weights.json"),
+        scorer.join("weights.json"),
+    )
+    .unwrap();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(root().join("models/scorer/manifest.json")).unwrap())
+            .unwrap();
+    manifest["created_at"] = json!(created_at);
+    std::fs::write(scorer.join("manifest.json"), manifest.to_string()).unwrap();
+    scorer
+}
+
+/// Routers travel through Redis, not a shared directory: after their directories are
+/// deleted, a replica started later serves the last promoted router, the history lists
+/// both promotions, and `switchyard router rollback` brings every replica back to the
+/// first one.
+async fn routers_need_no_shared_directory(
+    client: &reqwest::Client,
+    replicas: &[&Server],
+    dir: &Path,
+    late_config: &Path,
+) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["router", "history", "--json", "--url", &replicas[1].url])
+        .args(["--admin-key-env", KEY_VAR])
+        .env(KEY_VAR, KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = listed["serving"].as_str().unwrap().to_owned();
+    let scorer = scorer_copy(dir, "scorer-v3", "2026-12-04T00:00:00Z");
+    let promoted: Value = client
+        .post(format!("{}/admin/router", replicas[0].url))
+        .bearer_auth(KEY)
+        .json(&json!({"scorer": scorer}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let latest = promoted["router_version"].as_str().unwrap().to_owned();
+    std::fs::remove_dir_all(dir.join("scorer-v2")).unwrap();
+    std::fs::remove_dir_all(&scorer).unwrap();
+    let history: Value = client
+        .get(format!("{}/admin/router/history", replicas[2].url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let versions: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [latest.as_str(), first.as_str()], "{history}");
+    let late = start(late_config);
+    until_ready(
+        client,
+        &late,
+        "a late replica loads the router from Redis",
+        |v| v["router"]["router_version"] == json!(latest),
+    )
+    .await;
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["router", "rollback", &first, "--url", &replicas[1].url])
+        .args(["--admin-key-env", KEY_VAR])
+        .env(KEY_VAR, KEY)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in replicas.iter().copied().chain([&late]) {
+        until_ready(client, r, "a rollback reaches every replica", |v| {
+            v["router"]["router_version"] == json!(first)
+        })
+        .await;
+    }
+}
+
 /// Redis killed mid-run: limits fall back to each replica's own (the default), /ready
 /// says so, feedback for another replica's request is a retryable 503.
 async fn redis_outage_and_recovery(
@@ -446,6 +544,8 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
         cache_crosses_replicas(&client, &all).await;
     }
     promotion_reaches_the_others(&client, &all, dir.path()).await;
+    let late = replica_config(dir.path(), 3, &up, redis.port, q);
+    routers_need_no_shared_directory(&client, &all, dir.path(), &late).await;
     let redis = redis_outage_and_recovery(&client, &all, redis).await;
     drop(all);
 

@@ -84,3 +84,14 @@ fn init_tracing() {
         .with_target(false)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (a positional named like a
+    /// generated flag, duplicate names, …), which otherwise fire only when that
+    /// subcommand's arguments are parsed.
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

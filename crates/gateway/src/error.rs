@@ -220,7 +220,10 @@ impl From<LimitError> for ApiError {
             LimitError::NotAllowed { .. } => ErrorKind::ModelNotAllowed,
             LimitError::RateLimited { .. } => ErrorKind::RateLimited,
             LimitError::OverTokens { .. } | LimitError::OverUsd { .. } => ErrorKind::QuotaExceeded,
-            LimitError::SharedLimitsDown | LimitError::SharedIdsDown => ErrorKind::Unavailable,
+            LimitError::SharedLimitsDown
+            | LimitError::SharedIdsDown
+            | LimitError::SharedRoutersDown => ErrorKind::Unavailable,
+            LimitError::NoSharedState => ErrorKind::Forbidden,
         };
         let api = Self::new(kind, e.to_string());
         match e.retry_after() {

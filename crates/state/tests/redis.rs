@@ -221,3 +221,91 @@ async fn an_unreachable_redis_is_an_error_within_the_timeout_and_recovery_is_aut
         "the same connection object reconnects once Redis is back"
     );
 }
+
+#[tokio::test]
+async fn a_router_travels_through_redis_with_its_checksum_and_history() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let prefix = format!("test-{}", uuid_like());
+    let s = SharedState::connect_lazy(StateOptions {
+        url: format!("redis://127.0.0.1:{}", redis.port),
+        prefix: prefix.clone(),
+        timeout: Duration::from_millis(500),
+        ids_ttl: Duration::from_secs(60),
+    })
+    .unwrap();
+    let artifact = |version: &str, weights: &[u8]| switchyard_state::RouterArtifact {
+        version: version.into(),
+        files: [
+            ("manifest.json".to_owned(), b"{}".to_vec()),
+            ("weights.json".to_owned(), weights.to_vec()),
+        ]
+        .into(),
+    };
+    assert_eq!(s.router_artifact("v1").await.unwrap(), None);
+    let v1 = artifact("v1", &[7u8; 1000]);
+    let entry = s.store_router(&v1, 1 << 20, "promote").await.unwrap();
+    assert_eq!((entry.bytes, entry.sha256.clone()), (1002, v1.sha256()));
+    assert_eq!(s.router_artifact("v1").await.unwrap(), Some(v1.clone()));
+    // Over the size limit: refused, nothing stored.
+    let big = artifact("v2", &[1u8; 5000]);
+    let e = s.store_router(&big, 4096, "promote").await.unwrap_err();
+    assert!(e.to_string().contains("router_max_bytes"), "{e}");
+    assert_eq!(s.router_artifact("v2").await.unwrap(), None);
+    // History: newest first, rollbacks included.
+    s.store_router(&artifact("v2", b"x"), 1 << 20, "promote")
+        .await
+        .unwrap();
+    s.store_router(&v1, 1 << 20, "rollback").await.unwrap();
+    let h = s.router_history().await.unwrap();
+    let seen: Vec<(&str, &str)> = h
+        .iter()
+        .map(|e| (e.version.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("v1", "rollback"), ("v2", "promote"), ("v1", "promote")]
+    );
+    // A file changed behind the checksum's back is refused, not loaded.
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{prefix}:router-artifact:v2");
+    let _: () = redis::AsyncCommands::hset(&mut conn, &key, "f:weights.json", "y")
+        .await
+        .unwrap();
+    let e = s.router_artifact("v2").await.unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+}
+
+#[tokio::test]
+async fn the_router_history_keeps_the_newest_and_drops_old_artifacts() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let s = state(redis.port);
+    let n = switchyard_state::routers::HISTORY_LEN as usize + 5;
+    for i in 0..n {
+        let a = switchyard_state::RouterArtifact {
+            version: format!("v{i}"),
+            files: [("weights.json".to_owned(), vec![i as u8; 10])].into(),
+        };
+        s.store_router(&a, 1 << 20, "promote").await.unwrap();
+    }
+    let h = s.router_history().await.unwrap();
+    assert_eq!(h.len(), n - 5);
+    assert_eq!(h[0].version, format!("v{}", n - 1));
+    assert!(
+        s.router_artifact("v0").await.unwrap().is_none(),
+        "dropped with its entry"
+    );
+    assert!(
+        s.router_artifact(&format!("v{}", n - 1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

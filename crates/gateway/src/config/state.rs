@@ -1,5 +1,7 @@
 //! `[state]`: state shared by replicas on Redis (limits, request ids, promotions).
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// State that replicas share: tenant budgets and rate limits, request ids for feedback,
@@ -29,6 +31,15 @@ pub struct StateConfig {
     /// How often each replica checks for a router promoted on another one.
     #[serde(default = "StateConfig::default_router_poll")]
     pub router_poll_ms: u64,
+    /// The largest router (all of a scorer directory's files) stored in Redis for the
+    /// other replicas; a larger one is still served here, and replicas that can read its
+    /// directory follow it by path.
+    #[serde(default = "StateConfig::default_router_max_bytes")]
+    pub router_max_bytes: usize,
+    /// Where a replica writes the routers it loads from Redis (one directory per version);
+    /// by default a `switchyard-routers/PREFIX` directory in the system's temporary directory.
+    #[serde(default)]
+    pub router_dir: Option<PathBuf>,
 }
 
 /// The behaviour of shared limits while Redis is unreachable.
@@ -64,6 +75,18 @@ impl StateConfig {
     fn default_router_poll() -> u64 {
         2_000
     }
+    fn default_router_max_bytes() -> usize {
+        32 << 20
+    }
+
+    /// Where routers loaded from Redis are written.
+    pub fn router_dir(&self) -> PathBuf {
+        self.router_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join("switchyard-routers")
+                .join(&self.key_prefix)
+        })
+    }
 }
 
 impl Default for StateConfig {
@@ -75,6 +98,8 @@ impl Default for StateConfig {
             limits_when_down: WhenDown::default(),
             ids_ttl_s: Self::default_ids_ttl(),
             router_poll_ms: Self::default_router_poll(),
+            router_max_bytes: Self::default_router_max_bytes(),
+            router_dir: None,
         }
     }
 }

@@ -15,10 +15,11 @@ use switchyard_core::{Embedder, Truncation};
 
 use crate::error::{ApiError, ErrorKind, parse_body};
 use crate::limits::tenants::{may_use_model, may_use_route};
-use crate::limits::{DEFAULT_TENANT, authenticate, sha256_hex};
+use crate::limits::{DEFAULT_TENANT, LimitError, authenticate, sha256_hex};
 use crate::pipeline::chat::{chat_completions, route_only};
+use crate::runtime::AppState;
 use crate::runtime::lifecycle::env;
-use crate::runtime::{AppState, promote};
+use crate::runtime::routers::{RollbackError, promote_and_publish, rollback};
 use crate::traffic::{FeedbackRecord, now_rfc3339};
 
 type Shared = State<Arc<AppState>>;
@@ -32,6 +33,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/feedback", post(feedback))
         .route("/v1/cache/invalidate", post(invalidate_cache))
         .route("/admin/router", post(promote_router))
+        .route("/admin/router/history", get(router_history))
+        .route("/admin/router/rollback", post(rollback_router))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -278,23 +281,67 @@ async fn promote_router(
     let value = parse_json(&read_body(&state, body).await?)?;
     let b: PromoteBody = parse_body(&value, "invalid value")?;
     let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
-    let (promoting, scorer) = (state.clone(), b.scorer.clone());
-    let version = tokio::task::spawn_blocking(move || promote(&promoting, &scorer))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::new(
-                ErrorKind::UnprocessableRouter,
-                format!("{e}; the running router stays"),
-            )
-        })?;
     // With shared state, the other replicas follow within `[state] router_poll_ms`.
-    let published = match &state.limits.shared {
-        Some(shared) => Some(shared.publish_router(&version, &b.scorer).await),
-        None => None,
-    };
+    let (version, published) = promote_and_publish(&state, &b.scorer, "promote")
+        .await
+        .map_err(refused_router)?;
     Ok(Json(
         json!({"status": "promoted", "router_version": version, "previous": previous, "published": published}),
+    ))
+}
+
+fn refused_router(e: String) -> ApiError {
+    ApiError::new(
+        ErrorKind::UnprocessableRouter,
+        format!("{e}; the running router stays"),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// A version from `GET /admin/router/history`.
+    version: String,
+}
+
+/// `GET /admin/router/history`: the router serving here, and the promotions and rollbacks
+/// kept in the shared state, newest first. Needs the admin key.
+async fn router_history(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    let var = runtime.edge.router_admin_key_env.as_deref();
+    admin_only(&headers, var, "router history", "[router] admin_key_env")?;
+    let shared = state
+        .limits
+        .shared
+        .as_ref()
+        .ok_or(LimitError::NoSharedState)?;
+    let history = shared.router_history().await?;
+    let serving = runtime.router.as_ref().map(|r| r.version().to_owned());
+    Ok(Json(json!({"serving": serving, "history": history})))
+}
+
+/// `POST /admin/router/rollback` `{"version"}`: serve a router from the history again,
+/// here and on every replica. Needs the admin key.
+async fn rollback_router(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime();
+    let var = runtime.edge.router_admin_key_env.as_deref();
+    admin_only(&headers, var, "router rollback", "[router] admin_key_env")?;
+    let value = parse_json(&read_body(&state, body).await?)?;
+    let b: RollbackBody = parse_body(&value, "invalid value")?;
+    let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
+    let version = rollback(&state, &b.version).await.map_err(|e| match e {
+        RollbackError::Shared(e) => ApiError::from(e),
+        RollbackError::Unknown(_) => {
+            ApiError::new(ErrorKind::NotFound, e.to_string()).param("version")
+        }
+        RollbackError::Refused(e) => refused_router(e),
+    })?;
+    Ok(Json(
+        json!({"status": "rolled back", "router_version": version, "previous": previous}),
     ))
 }
 

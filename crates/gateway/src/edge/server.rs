@@ -17,7 +17,8 @@ use tower::Service;
 use crate::config::ServerConfig;
 use crate::runtime::AppState;
 use crate::runtime::cache::CacheState;
-use crate::runtime::lifecycle::{follow_promotions, reload};
+use crate::runtime::lifecycle::reload;
+use crate::runtime::routers::follow_promotions;
 
 /// The connection limits every event loop applies; the connection cap is shared by all.
 #[derive(Debug, Clone)]

@@ -47,6 +47,14 @@ pub enum LimitError {
         "this replica did not serve that request and the shared request ids (Redis) are unreachable; retry shortly"
     )]
     SharedIdsDown,
+    #[error(
+        "the router history is kept in the shared state (Redis), which is unreachable; retry shortly"
+    )]
+    SharedRoutersDown,
+    #[error(
+        "router history and rollback need the shared state: set [state] url (or SWITCHYARD_REDIS_URL)"
+    )]
+    NoSharedState,
 }
 
 impl LimitError {
@@ -54,7 +62,7 @@ impl LimitError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited { wait_s, .. } => Some((*wait_s).max(1)),
-            Self::SharedLimitsDown | Self::SharedIdsDown => Some(1),
+            Self::SharedLimitsDown | Self::SharedIdsDown | Self::SharedRoutersDown => Some(1),
             _ => None,
         }
     }

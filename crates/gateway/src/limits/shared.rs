@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_state::{Hold, Limits, PublishedRouter, SharedState, StateOptions, Verdict};
+use switchyard_state::{
+    Hold, Limits, PublishedRouter, RouterArtifact, RouterHistoryEntry, SharedState, StateOptions,
+    Verdict,
+};
 use tokio::task::JoinHandle;
 
 use super::error::LimitError;
@@ -37,6 +40,8 @@ pub struct Shared {
     up: AtomicBool,
     limits_when_down: WhenDown,
     router_poll: Duration,
+    router_max_bytes: usize,
+    router_dir: std::path::PathBuf,
     backlog: Mutex<Backlog>,
     metrics: Arc<Metrics>,
 }
@@ -77,6 +82,8 @@ impl Shared {
             up: AtomicBool::new(true),
             limits_when_down: config.limits_when_down,
             router_poll: Duration::from_millis(config.router_poll_ms),
+            router_max_bytes: config.router_max_bytes,
+            router_dir: config.router_dir(),
             backlog: Mutex::default(),
             metrics,
         })))
@@ -271,8 +278,26 @@ impl Shared {
         Ok(None)
     }
 
-    /// Tells the other replicas to serve the router in `scorer` (version `version`).
-    pub async fn publish_router(&self, version: &str, scorer: &std::path::Path) -> bool {
+    /// Tells the other replicas to serve the router in `scorer` (version `version`): its
+    /// files go to Redis (when within `[state] router_max_bytes`) so replicas need no shared
+    /// directory, then the pointer to it. `action` is "promote" or "rollback" in the
+    /// history. Returns whether the pointer was published.
+    pub async fn publish_router(
+        &self,
+        version: &str,
+        scorer: &std::path::Path,
+        artifact: Option<&RouterArtifact>,
+        action: &str,
+    ) -> bool {
+        if let Some(a) = artifact
+            && let Err(e) = self
+                .store
+                .store_router(a, self.router_max_bytes, action)
+                .await
+        {
+            tracing::warn!(error = %e, version,
+                "the router's files are not in the shared state; replicas follow it by its path");
+        }
         let scorer = std::path::absolute(scorer).unwrap_or_else(|_| scorer.to_path_buf());
         let published = PublishedRouter {
             version: version.to_owned(),
@@ -285,6 +310,31 @@ impl Shared {
                 false
             }
         }
+    }
+
+    /// Router `version`'s files as stored in Redis (`None` when not stored there, or
+    /// unreadable: the caller falls back to the published path).
+    pub async fn router_artifact(&self, version: &str) -> Option<RouterArtifact> {
+        match self.store.router_artifact(version).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, version, "cannot read the router from the shared state");
+                None
+            }
+        }
+    }
+
+    /// Promotions and rollbacks, newest first.
+    pub async fn router_history(&self) -> Result<Vec<RouterHistoryEntry>, LimitError> {
+        self.store.router_history().await.map_err(|e| {
+            self.failed("router_history", &e);
+            LimitError::SharedRoutersDown
+        })
+    }
+
+    /// Where this replica writes the routers it loads from Redis.
+    pub fn router_dir(&self) -> &std::path::Path {
+        &self.router_dir
     }
 
     fn has_backlog(&self) -> bool {

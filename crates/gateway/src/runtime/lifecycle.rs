@@ -257,53 +257,6 @@ fn log_router_change(old: &Runtime, new: &Runtime) {
     }
 }
 
-/// Runs beside the server with shared state: serves the router another replica promoted
-/// (polled every `[state] router_poll_ms`). A version that fails to load here is not
-/// tried again until another one is published.
-pub async fn follow_promotions(state: Arc<AppState>, shared: Arc<Shared>) {
-    let mut refused: Option<String> = None;
-    loop {
-        tokio::time::sleep(
-            shared
-                .router_poll()
-                .max(std::time::Duration::from_millis(100)),
-        )
-        .await;
-        let Some(published) = shared.published_router().await else {
-            continue;
-        };
-        let serving = state
-            .runtime()
-            .router
-            .as_ref()
-            .map(|r| r.version().to_owned());
-        if serving.as_deref() == Some(published.version.as_str())
-            || refused.as_deref() == Some(published.version.as_str())
-        {
-            continue;
-        }
-        let (promoting, dir) = (state.clone(), published.scorer.clone());
-        let outcome = tokio::task::spawn_blocking(move || promote(&promoting, &dir)).await;
-        match outcome {
-            Ok(Ok(version)) if version == published.version => {
-                tracing::info!(version, "serving the router promoted on another replica");
-            }
-            Ok(Ok(version)) => {
-                tracing::warn!(published = %published.version, loaded = %version,
-                    scorer = %published.scorer.display(),
-                    "the promoted router's directory now holds another version; serving it");
-                refused = Some(published.version);
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, version = %published.version,
-                    "cannot serve the router promoted on another replica; keeping the running one");
-                refused = Some(published.version);
-            }
-            Err(e) => tracing::error!(error = %e, "router promotion task failed"),
-        }
-    }
-}
-
 /// The runtime `config` gives, for work outside the server (grading with a judge model,
 /// `config check`): the learned router loaded when `[router] enabled`, every provider's
 /// key and every price resolved.
