@@ -21,11 +21,11 @@ use switchyard_core::policy::Policy;
 use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_eval::ope::{self, LoggedRequest};
+use switchyard_learn::{CycleSetup, Gate, Verdict};
 use switchyard_scorer::Scorer;
 use switchyard_training::classifier::SplitMix;
-use switchyard_training::data::Split;
 use switchyard_training::scorer::{
-    LoadedPrompt, RoutedPrompt, ScorerRequest, default_grid, featurise, train_scorer,
+    LoadedPrompt, RoutedPrompt, ScorerRequest, featurise, train_scorer,
 };
 
 use self::gateway::{Gateway, GatewaySetup, Served};
@@ -231,7 +231,9 @@ impl Loop<'_> {
         ))
     }
 
-    /// After a round: import, retrain, evaluate off-policy, maybe promote.
+    /// After a round: one cycle of the learner ([`switchyard_learn`], the same code
+    /// `switchyard learn` runs): import, retrain, evaluate off-policy, and the gate
+    /// decides; the simulator only carries the promotion to the gateway and measures.
     async fn learn(
         &self,
         r: usize,
@@ -240,17 +242,32 @@ impl Loop<'_> {
         serving: &mut Scorer,
         serving_dir: &mut PathBuf,
     ) -> anyhow::Result<Round> {
-        let traffic = self.import()?;
+        let (logs, prices) = (self.dir.join("logs"), self.world_prices());
+        let setup = CycleSetup {
+            log_dir: &logs,
+            work_dir: &self.dir,
+            heads_dir: &self.args.heads,
+            cache_dir: self.cache_dir(),
+            encoder: &self.encoder,
+            heads: &self.heads,
+            models: &self.world.models,
+            prices: &prices,
+            policy: self.policy,
+            bootstrap: self.args.bootstrap,
+            seed: self.args.seed,
+            gate: Gate::default(),
+            priors: &[],
+        };
+        let traffic = self.dir.join("traffic.jsonl");
+        switchyard_learn::import_traffic(&logs, &traffic)?;
         let out = self.dir.join(format!("round-{}", r + 1));
-        let candidate = self.train_candidate(&traffic, &out)?;
-        let (estimate, gain) = self.off_policy(&traffic, &candidate, serving)?;
-        // Refused only when its interval says worse at the route's policy. The candidate
-        // is fitted on everything the serving router saw and more; the estimate is noisy
-        // (importance weights on explored requests), and refusing on a noisy negative point
-        // stalls the loop. A tie — most often the same choices on every request — goes in:
-        // the candidate brings more evidence (narrower exploration) and the other tradeoffs.
-        let promote = gain.ci95[1] >= 0.0;
-        let version = if promote {
+        let candidate = switchyard_learn::train_candidate(&setup, &traffic, &out, &progress::Bars)?;
+        let bar = progress::bar(0, "featurising traffic");
+        let (estimate, gain) =
+            switchyard_learn::off_policy(&setup, &traffic, &candidate, serving, &bar)?;
+        bar.finish_and_clear();
+        let verdict = setup.gate.judge(&gain, estimate.effective_sample_size);
+        let version = if verdict == Verdict::Promote {
             let v = gateway.promote(&out).await?;
             *serving = candidate.clone();
             *serving_dir = out;
@@ -269,78 +286,8 @@ impl Loop<'_> {
         ))
     }
 
-    /// A scorer trained on the imported traffic so far, written to `out`.
-    fn train_candidate(&self, traffic: &Path, out: &Path) -> anyhow::Result<Scorer> {
-        let request = ScorerRequest {
-            data: vec![traffic.to_path_buf()],
-            exclude_sources: vec![],
-            heads_dir: self.args.heads.clone(),
-            out: out.to_path_buf(),
-            cache_dir: self.cache_dir().to_path_buf(),
-            grid: loop_grid(),
-            prior_weight: None,
-            traffic_weight: 1,
-        };
-        let (_, candidate) = train_scorer(&request, &self.encoder, &self.heads, &progress::Bars)?;
-        Ok(candidate)
-    }
-
-    /// The candidate off-policy on every logged request whose prompt it was not fitted on
-    /// (the train split is by prompt): its own estimate, and the DR difference against the
-    /// serving router, both judged with the candidate's predictions as the reward model
-    /// (fitted on the most data; a router's own predictions flatter its own choices).
-    fn off_policy(
-        &self,
-        traffic: &Path,
-        candidate: &Scorer,
-        serving: &Scorer,
-    ) -> anyhow::Result<(ope::OpeReport, switchyard_eval::route_eval::Estimate)> {
-        let (logged, _) = ope::load_logged(
-            &[traffic.to_path_buf()],
-            &self.encoder,
-            &self.heads,
-            self.cache_dir(),
-            &progress::bar(0, "featurising traffic"),
-        )?;
-        let unseen: Vec<&LoggedRequest> = logged
-            .iter()
-            .filter(|l| l.prompt.split != Split::Train)
-            .collect();
-        let prices = self.world_prices();
-        let models = &self.world.models;
-        let choices = ope::choices(candidate, &unseen, models, &prices, self.policy)?;
-        let mut incumbent = ope::choices(serving, &unseen, models, &prices, self.policy)?;
-        for (i, c) in incumbent.iter_mut().zip(&choices) {
-            i.predicted.clone_from(&c.predicted);
-        }
-        let (bootstrap, seed) = (self.args.bootstrap, self.args.seed);
-        Ok((
-            ope::evaluate(&choices, bootstrap, seed),
-            ope::dr_difference(&choices, &incumbent, bootstrap, seed),
-        ))
-    }
-
     fn world_prices(&self) -> switchyard_core::pricing::PriceTable {
         switchyard_core::pricing::PriceTable(self.world.prices.clone().into_iter().collect())
-    }
-
-    /// Every traffic log so far, joined with feedback, as routing records.
-    fn import(&self) -> anyhow::Result<PathBuf> {
-        let logs = switchyard_gateway::traffic::logs_in(&self.dir.join("logs"));
-        let feedback = vec![
-            self.dir
-                .join("logs")
-                .join(switchyard_gateway::traffic::FEEDBACK_FILE),
-        ];
-        let (records, _) = switchyard_gateway::traffic::to_records(&logs, &feedback, &[], true)?;
-        let path = self.dir.join("traffic.jsonl");
-        let mut text = String::new();
-        for r in &records {
-            text.push_str(&serde_json::to_string(r)?);
-            text.push('\n');
-        }
-        fs_err::write(&path, text)?;
-        Ok(path)
     }
 
     /// A scorer's held-out AIQ (policy swept), alone.
@@ -472,7 +419,7 @@ impl Loop<'_> {
             heads_dir: self.args.heads.clone(),
             out: self.dir.join(name),
             cache_dir: self.cache_dir().to_path_buf(),
-            grid: loop_grid(),
+            grid: switchyard_learn::cycle_grid(),
             prior_weight: Some(prior),
             traffic_weight: 1,
         };
@@ -491,19 +438,6 @@ impl Loop<'_> {
         )?
         .0)
     }
-}
-
-/// The configurations each round compares: logistic regression at two strengths and an
-/// elastic net, without cluster features (the default grid's 48-cluster variants need more
-/// data than a round brings and take most of the fitting time), and the pooled ridge
-/// ([`switchyard_training::scorer::pooled_grid`]).
-fn loop_grid() -> Vec<switchyard_scorer::QualityConfig> {
-    default_grid()
-        .into_iter()
-        .filter(|c| c.clusters == 0)
-        .take(3)
-        .chain(switchyard_training::scorer::pooled_grid())
-        .collect()
 }
 
 /// Copies a scorer artifact (manifest and weights) to `to`.
