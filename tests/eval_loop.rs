@@ -90,6 +90,102 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
     let logged = std::fs::read_to_string(out.join("logs/traffic.jsonl")).unwrap();
     assert_eq!(logged.lines().count(), 300);
     the_cli_works_on_the_loops_traffic(&root, dir.path(), &out);
+    the_learner_decides_on_the_loops_traffic(&root, dir.path(), &out);
+}
+
+/// `switchyard learn --once --dry-run` on the log the loop's gateway wrote: one cycle over
+/// every request with feedback, its evidence and decision in learn.jsonl; a route without
+/// the learned policy is refused, naming its key.
+fn the_learner_decides_on_the_loops_traffic(root: &Path, dir: &Path, out: &Path) {
+    let work = dir.join("learner");
+    let config = |policy: &str| {
+        format!(
+            r#"[log]
+dir = {logs:?}
+
+[providers.world]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[models."user/cheap"]
+provider = "world"
+input_per_mtok = 0.1
+output_per_mtok = 0.1
+quality = 0.5
+
+[models."user/dear"]
+provider = "world"
+input_per_mtok = 10.0
+output_per_mtok = 10.0
+quality = 0.5
+
+[routes.auto]
+models = ["user/cheap", "user/dear"]
+policy = "{policy}"
+
+[learn]
+work_dir = {work:?}
+min_effective_sample_size = 5
+"#,
+            logs = out.join("logs"),
+        )
+    };
+    let learn = |text: String| {
+        let path = dir.join("learner.toml");
+        std::fs::write(&path, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "learn",
+                "--once",
+                "--dry-run",
+                "--bootstrap",
+                "100",
+                "--config",
+            ])
+            .arg(&path)
+            .arg("--cache-dir")
+            .arg(dir.join("embeddings"))
+            .current_dir(root)
+            .env_remove("SWITCHYARD_MODEL")
+            .output()
+            .unwrap()
+    };
+    let ran = learn(config("margin:0.02"));
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        stdout.starts_with("cycle 1: 300 requests with feedback"),
+        "{stdout}"
+    );
+    let log = std::fs::read_to_string(work.join("learn.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let report = &line["report"];
+    assert_eq!(report["records"], 300, "{line}");
+    assert!(
+        matches!(report["decision"].as_str(), Some("promote" | "refuse")),
+        "{line}"
+    );
+    let gain = &report["gain"];
+    let (lo, hi) = (
+        gain["ci95"][0].as_f64().unwrap(),
+        gain["ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo <= gain["value"].as_f64().unwrap() && gain["value"].as_f64().unwrap() <= hi);
+    assert_eq!(
+        line["promoted_version"],
+        Value::Null,
+        "a dry run promotes nothing"
+    );
+    assert!(work.join("cycle-1/manifest.json").is_file());
+
+    let refused = learn(config("order"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("routes.auto.policy"), "{stderr}");
 }
 
 /// `eval routing` and `calibrate` on the traffic a loop left in `out` (embeddings cached in

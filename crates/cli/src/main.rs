@@ -45,6 +45,7 @@ enum Command {
     Cache(commands::cache::CacheCommand),
     Calibrate(commands::calibrate::CalibrateArgs),
     Label(commands::label::LabelArgs),
+    Learn(commands::learn::LearnArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Cache(command) => commands::cache::run(&command),
         Command::Calibrate(args) => commands::calibrate::run(&args),
         Command::Label(args) => commands::label::run(&args),
+        Command::Learn(args) => commands::learn::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod eval_cache;
 mod eval_traffic;
 pub mod label;
+pub mod learn;
 mod lines;
 pub mod model_args;
 mod output;

@@ -157,7 +157,7 @@ fn print_line(text: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Calls an admin endpoint of the gateway with the admin key: POST with `body`, else GET.
-fn admin_call(
+pub(super) fn admin_call(
     gateway: &GatewayArgs,
     path: &str,
     body: Option<serde_json::Value>,

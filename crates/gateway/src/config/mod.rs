@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod de;
 pub mod error;
+pub mod learn;
 pub mod log;
 pub mod models;
 pub mod reliability;
@@ -21,6 +22,7 @@ pub mod tenants;
 
 pub use cache::{CacheBackend, CacheConfig, DEFAULT_VERIFIER};
 pub use error::ConfigError;
+pub use learn::LearnConfig;
 pub use log::LogConfig;
 pub use models::{
     DEFAULT_LOCAL_GGUF, LOCAL_MODEL_ID, ModelConfig, ProviderConfig, RouteConfig, RoutePolicy,

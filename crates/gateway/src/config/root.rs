@@ -9,6 +9,7 @@ use switchyard_providers::ProviderKind;
 
 use super::cache::CacheConfig;
 use super::error::{ConfigError, names};
+use super::learn::LearnConfig;
 use super::log::LogConfig;
 use super::models::{
     LOCAL_MODEL_ID, ModelConfig, ProviderConfig, RouteConfig, RoutePolicy, default_policy,
@@ -57,6 +58,9 @@ pub struct Config {
     /// OpenTelemetry traces over OTLP/HTTP.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The learner (`switchyard learn`).
+    #[serde(default)]
+    pub learn: LearnConfig,
 }
 
 impl Config {
@@ -205,6 +209,7 @@ impl Config {
         self.validate_cache()?;
         self.validate_state()?;
         self.validate_telemetry()?;
+        self.learn.validate()?;
         for (name, p) in &self.providers {
             validate_provider(name, p)?;
         }

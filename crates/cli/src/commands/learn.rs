@@ -1,0 +1,170 @@
+//! `switchyard learn`: the learner beside the gateway — retrains the router on the traffic
+//! log and promotes what the off-policy gate accepts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use switchyard_embed::heads::ClassifierHeads;
+use switchyard_embed::{ModelSource, SentenceEncoder};
+use switchyard_learn::{CycleReport, CycleSetup, LearnPlan, Verdict};
+use switchyard_scorer::Scorer;
+
+use super::model_args::CacheArgs;
+use super::progress;
+use super::router::{GatewayArgs, admin_call};
+
+/// Improve the router on the gateway's own traffic, safely.
+///
+/// Runs beside `switchyard serve` (its own process: serving latency is untouched), reading
+/// the traffic log and feedback of the config's `[log] dir`. Whenever `[learn] every` new
+/// requests with feedback have arrived (checked every `[learn] interval_s`), one cycle:
+/// import the traffic with feedback → train a candidate scorer on it (and `[learn]
+/// priors`) → judge it off-policy against the serving router on the requests it was not
+/// fitted on (doubly robust quality gain with a bootstrap interval, effective sample size)
+/// → the gate refuses a candidate whose estimate rests on fewer than
+/// `min_effective_sample_size` effective requests or whose whole interval lies below
+/// `-tolerance`; otherwise it is promoted through the gateway's POST /admin/router (with
+/// `[state]`, every replica follows). Each cycle is a line of `WORK_DIR/learn.jsonl`: data
+/// counts, estimates with intervals, the decision and why.
+///
+/// Example: SWITCHYARD_ADMIN_KEY=... switchyard learn --config switchyard.toml --url http://127.0.0.1:8080
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// The gateway's config file (its `[log]`, `[router]`, routes, models and `[learn]`).
+    #[arg(long)]
+    pub config: PathBuf,
+
+    /// Run one cycle now, whatever the count of new feedback, and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Decide but never promote (the decision is still logged).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+
+    #[command(flatten)]
+    pub cache: CacheArgs,
+
+    /// Bootstrap resamples for the off-policy intervals.
+    #[arg(long, default_value_t = 500)]
+    pub bootstrap: usize,
+
+    /// Seed of the bootstrap and the training splits.
+    #[arg(long, default_value_t = 17)]
+    pub seed: u64,
+}
+
+/// What the learner holds between cycles.
+struct Learner {
+    plan: LearnPlan,
+    encoder: SentenceEncoder,
+    heads: ClassifierHeads,
+    serving: Scorer,
+    cycles: usize,
+}
+
+pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
+    let config = switchyard_gateway::Config::load(&args.config)?;
+    let plan = LearnPlan::from_config(&config)
+        .with_context(|| format!("{}: cannot learn", args.config.display()))?;
+    let encoder = SentenceEncoder::load(&ModelSource::parse(&plan.encoder), plan.device)?
+        .with_truncation(switchyard_core::ROUTING_TRUNCATION);
+    let heads = ClassifierHeads::load(&plan.heads_dir, encoder.info())?;
+    let serving = Scorer::load(&plan.scorer_dir, encoder.info())?;
+    let mut learner = Learner {
+        plan,
+        encoder,
+        heads,
+        serving,
+        cycles: 0,
+    };
+    let mut seen = 0;
+    loop {
+        let labelled = switchyard_learn::labelled(&learner.plan.log_dir)?;
+        if args.once || labelled >= seen + learner.plan.settings.every {
+            seen = labelled;
+            learner.cycle(args)?;
+        }
+        if args.once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(
+            learner.plan.settings.interval_s,
+        ));
+    }
+}
+
+impl Learner {
+    /// One cycle: train, judge, log, and promote what the gate accepts.
+    fn cycle(&mut self, args: &LearnArgs) -> anyhow::Result<()> {
+        self.cycles += 1;
+        let work = &self.plan.settings.work_dir;
+        let setup = CycleSetup {
+            log_dir: &self.plan.log_dir,
+            work_dir: work,
+            heads_dir: &self.plan.heads_dir,
+            cache_dir: &args.cache.cache_dir,
+            encoder: &self.encoder,
+            heads: &self.heads,
+            models: &self.plan.models,
+            prices: &self.plan.prices,
+            policy: self.plan.policy,
+            bootstrap: args.bootstrap,
+            seed: args.seed,
+            gate: self.plan.gate,
+            priors: &self.plan.settings.priors,
+        };
+        let (report, candidate) =
+            switchyard_learn::run_cycle(&setup, self.cycles, &self.serving, &progress::Bars)?;
+        let promoted = match (&report.verdict, args.dry_run) {
+            (Verdict::Promote, false) => Some(self.promote(&report.candidate_dir, &args.gateway)?),
+            _ => None,
+        };
+        let line = serde_json::json!({"report": &report, "promoted_version": promoted, "dry_run": args.dry_run});
+        switchyard_learn::append_log(&work.join("learn.jsonl"), &line)?;
+        print_cycle(&report, promoted.as_deref())?;
+        if promoted.is_some() {
+            self.serving = candidate;
+        }
+        Ok(())
+    }
+
+    /// Serves the candidate through the gateway's admin endpoint; returns its version.
+    fn promote(&self, dir: &Path, gateway: &GatewayArgs) -> anyhow::Result<String> {
+        let dir = std::path::absolute(dir)?;
+        let body = admin_call(
+            gateway,
+            "/admin/router",
+            Some(serde_json::json!({"scorer": dir})),
+        )?;
+        Ok(body["router_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+fn print_cycle(r: &CycleReport, promoted: Option<&str>) -> anyhow::Result<()> {
+    let decision = match (&r.verdict, promoted) {
+        (Verdict::Promote, Some(v)) => format!("promoted as {v}"),
+        (Verdict::Promote, None) => "would promote (dry run)".to_owned(),
+        (Verdict::Refuse { why }, _) => format!("refused: {why}"),
+    };
+    writeln!(
+        std::io::stdout().lock(),
+        "cycle {}: {} requests with feedback; quality gain {:+.4} [{:+.4}, {:+.4}], {:.0} effective; {decision}",
+        r.cycle,
+        r.records,
+        r.gain.value,
+        r.gain.ci95[0],
+        r.gain.ci95[1],
+        r.estimate.effective_sample_size,
+    )?;
+    Ok(())
+}
