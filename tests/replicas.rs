@@ -562,3 +562,74 @@ async fn three_replicas_share_limits_feedback_cache_and_promotions_through_redis
     );
     drop(redis);
 }
+
+/// With shared state, one learner acts: while another holds the lease in Redis, `learn
+/// --once` refuses to act and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_learner_waits_for_the_lease() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = "lease-test";
+    let other = switchyard_state::SharedState::connect_lazy(switchyard_state::StateOptions {
+        url: format!("redis://127.0.0.1:{}", redis.port),
+        prefix: prefix.into(),
+        timeout: Duration::from_millis(500),
+        ids_ttl: Duration::from_secs(60),
+    })
+    .unwrap();
+    assert!(
+        other
+            .hold_lease("learner", "the-other-learner", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let config = dir.path().join("learn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[log]
+dir = {logs:?}
+
+[state]
+url = "redis://127.0.0.1:{port}"
+key_prefix = "{prefix}"
+
+[providers.mock]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+
+[models.small]
+provider = "mock"
+input_per_mtok = 0.2
+output_per_mtok = 0.6
+quality = 0.5
+
+[learn]
+work_dir = {work:?}
+"#,
+            logs = dir.path().join("logs"),
+            port = redis.port,
+            work = dir.path().join("learner"),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["learn", "--once", "--config"])
+        .arg(&config)
+        .current_dir(root())
+        .env_remove("SWITCHYARD_REDIS_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another learner holds the lease"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("learner/learn.jsonl").exists(),
+        "it did not act"
+    );
+}

@@ -10,6 +10,7 @@
 //! line of `learn.jsonl` ([`append_log`]).
 
 pub mod gate;
+pub mod lease;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use switchyard_training::scorer::{
 use switchyard_training::train::Phases;
 
 pub use gate::{Gate, Verdict};
+pub use lease::LearnerLease;
 pub use plan::{LearnPlan, PlanError};
 
 /// Why a cycle could not run.

@@ -8,12 +8,14 @@
 //! - the router to serve (version and scorer directory), so a promotion on one replica
 //!   reaches the others, and each promoted router's files with their checksum and the
 //!   history of promotions and rollbacks ([`routers`]), so no replica needs a shared
-//!   directory.
+//!   directory;
+//! - leases, so at most one process holds a role (the learner) among those sharing Redis.
 //!
 //! Every call is bounded by a timeout; errors say whether Redis could not be reached, so
 //! the caller can apply its own policy (fail open with local limits, or closed). The
 //! connection reconnects by itself, with exponential backoff.
 
+mod lease;
 pub mod routers;
 mod shared;
 

@@ -309,3 +309,29 @@ async fn the_router_history_keeps_the_newest_and_drops_old_artifacts() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires_or_is_released() {
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let s = state(redis.port);
+    let ttl = Duration::from_millis(300);
+    assert!(s.hold_lease("learner", "a", ttl).await.unwrap());
+    assert!(!s.hold_lease("learner", "b", ttl).await.unwrap(), "b waits");
+    assert!(s.hold_lease("learner", "a", ttl).await.unwrap(), "a renews");
+    // Only the holder can release it.
+    s.release_lease("learner", "b").await.unwrap();
+    assert!(!s.hold_lease("learner", "b", ttl).await.unwrap());
+    s.release_lease("learner", "a").await.unwrap();
+    assert!(
+        s.hold_lease("learner", "b", ttl).await.unwrap(),
+        "released: b takes it"
+    );
+    // A holder that stops renewing loses it once it expires.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        s.hold_lease("learner", "a", ttl).await.unwrap(),
+        "expired: a takes it"
+    );
+}

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::{ModelSource, SentenceEncoder};
-use switchyard_learn::{CycleReport, CycleSetup, LearnPlan, Verdict};
+use switchyard_learn::{CycleReport, CycleSetup, LearnPlan, LearnerLease, Verdict};
 use switchyard_scorer::Scorer;
 
 use super::model_args::CacheArgs;
@@ -84,8 +84,27 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
         serving,
         cycles: 0,
     };
+    let lease = lease(&config)?;
     let mut seen = 0;
+    let mut waiting = false;
     loop {
+        if let Some(lease) = &lease
+            && !lease.held()
+        {
+            anyhow::ensure!(
+                !args.once,
+                "another learner holds the lease in the shared state ([state] url); it acts, this one would wait"
+            );
+            if !waiting {
+                tracing::info!("another learner holds the lease; waiting to take over");
+                waiting = true;
+            }
+            std::thread::sleep(std::time::Duration::from_secs(
+                learner.plan.settings.interval_s,
+            ));
+            continue;
+        }
+        waiting = false;
         let labelled = switchyard_learn::labelled(&learner.plan.log_dir)?;
         if args.once || labelled >= seen + learner.plan.settings.every {
             seen = labelled;
@@ -98,6 +117,31 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
             learner.plan.settings.interval_s,
         ));
     }
+}
+
+/// With shared state (`[state] url` or `SWITCHYARD_REDIS_URL`), the lease that lets one
+/// learner act among several.
+fn lease(config: &switchyard_gateway::Config) -> anyhow::Result<Option<LearnerLease>> {
+    let url = config.state.url.clone().or_else(|| {
+        std::env::var("SWITCHYARD_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let options = switchyard_state::StateOptions {
+        url,
+        prefix: config.state.key_prefix.clone(),
+        timeout: std::time::Duration::from_millis(config.state.timeout_ms),
+        ids_ttl: std::time::Duration::from_secs(config.state.ids_ttl_s),
+    };
+    let lease = LearnerLease::start(options).context("state.url")?;
+    tracing::info!(
+        holder = lease.holder(),
+        "competing for the learner's lease in the shared state"
+    );
+    Ok(Some(lease))
 }
 
 impl Learner {
