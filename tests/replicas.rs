@@ -320,28 +320,8 @@ async fn cache_crosses_replicas(client: &reqwest::Client, replicas: &[&Server]) 
 
 /// A router promoted on replica 1 is served by replicas 2 and 3 within the poll interval.
 async fn promotion_reaches_the_others(client: &reqwest::Client, replicas: &[&Server], dir: &Path) {
-    let scorer = dir.join("scorer-v2");
-    std::fs::create_dir(&scorer).unwrap();
-    std::fs::copy(
-        root().join("models/scorer/weights.json"),
-        scorer.join("weights.json"),
-    )
-    .unwrap();
-    let mut manifest: Value =
-        serde_json::from_slice(&std::fs::read(root().join("models/scorer/manifest.json")).unwrap())
-            .unwrap();
-    manifest["created_at"] = json!("2026-12-03T00:00:00Z");
-    std::fs::write(scorer.join("manifest.json"), manifest.to_string()).unwrap();
-    let promoted: Value = client
-        .post(format!("{}/admin/router", replicas[0].url))
-        .bearer_auth(KEY)
-        .json(&json!({"scorer": scorer}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let scorer = scorer_copy(dir, "scorer-v2", "2026-12-03T00:00:00Z");
+    let promoted = promote(client, replicas[0], &scorer).await;
     assert_eq!(promoted["published"], json!(true), "{promoted}");
     let version = promoted["router_version"].as_str().unwrap().to_owned();
     for r in &replicas[1..] {
@@ -350,6 +330,20 @@ async fn promotion_reaches_the_others(client: &reqwest::Client, replicas: &[&Ser
         })
         .await;
     }
+}
+
+/// `POST /admin/router` on `server` with the scorer in `dir`; its answer.
+async fn promote(client: &reqwest::Client, server: &Server, dir: &Path) -> Value {
+    client
+        .post(format!("{}/admin/router", server.url))
+        .bearer_auth(KEY)
+        .json(&json!({"scorer": dir}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// A copy of the committed scorer under `dir/name` with another `created_at`, so another
@@ -394,16 +388,7 @@ async fn routers_need_no_shared_directory(
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = listed["serving"].as_str().unwrap().to_owned();
     let scorer = scorer_copy(dir, "scorer-v3", "2026-12-04T00:00:00Z");
-    let promoted: Value = client
-        .post(format!("{}/admin/router", replicas[0].url))
-        .bearer_auth(KEY)
-        .json(&json!({"scorer": scorer}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let promoted = promote(client, replicas[0], &scorer).await;
     let latest = promoted["router_version"].as_str().unwrap().to_owned();
     std::fs::remove_dir_all(dir.join("scorer-v2")).unwrap();
     std::fs::remove_dir_all(&scorer).unwrap();

@@ -275,12 +275,8 @@ async fn promote_router(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let runtime = state.runtime();
-    let var = runtime.edge.router_admin_key_env.as_deref();
-    admin_only(&headers, var, "router promotion", "[router] admin_key_env")?;
-    let value = parse_json(&read_body(&state, body).await?)?;
-    let b: PromoteBody = parse_body(&value, "invalid value")?;
-    let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
+    let (previous, b): (_, PromoteBody) =
+        router_admin(&state, &headers, body, "router promotion").await?;
     // With shared state, the other replicas follow within `[state] router_poll_ms`.
     let (version, published) = promote_and_publish(&state, &b.scorer, "promote")
         .await
@@ -288,6 +284,23 @@ async fn promote_router(
     Ok(Json(
         json!({"status": "promoted", "router_version": version, "previous": previous, "published": published}),
     ))
+}
+
+/// The checks every router admin call shares: the admin key (`[router] admin_key_env`),
+/// then the body as `T`; returns the version serving before the call and the body.
+async fn router_admin<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<(Option<String>, T), ApiError> {
+    let runtime = state.runtime();
+    let var = runtime.edge.router_admin_key_env.as_deref();
+    admin_only(headers, var, what, "[router] admin_key_env")?;
+    let value = parse_json(&read_body(state, body).await?)?;
+    let parsed: T = parse_body(&value, "invalid value")?;
+    let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
+    Ok((previous, parsed))
 }
 
 fn refused_router(e: String) -> ApiError {
@@ -327,12 +340,8 @@ async fn rollback_router(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let runtime = state.runtime();
-    let var = runtime.edge.router_admin_key_env.as_deref();
-    admin_only(&headers, var, "router rollback", "[router] admin_key_env")?;
-    let value = parse_json(&read_body(&state, body).await?)?;
-    let b: RollbackBody = parse_body(&value, "invalid value")?;
-    let previous = runtime.router.as_ref().map(|r| r.version().to_owned());
+    let (previous, b): (_, RollbackBody) =
+        router_admin(&state, &headers, body, "router rollback").await?;
     let version = rollback(&state, &b.version).await.map_err(|e| match e {
         RollbackError::Shared(e) => ApiError::from(e),
         RollbackError::Unknown(_) => {
