@@ -9,9 +9,11 @@
 //! effective sample size); the [`Gate`] decides; the decision and its evidence are one
 //! line of `learn.jsonl` ([`append_log`]).
 
+pub mod error;
 pub mod gate;
 pub mod lease;
 pub mod plan;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -21,33 +23,17 @@ use switchyard_core::pricing::PriceTable;
 use switchyard_embed::SentenceEncoder;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_eval::ope::{self, LoggedRequest, OpeReport};
-use switchyard_eval::route_eval::{Estimate, RouteEvalError};
+use switchyard_eval::route_eval::Estimate;
 use switchyard_scorer::{QualityConfig, Scorer};
 use switchyard_training::data::Split;
-use switchyard_training::scorer::{
-    ScorerRequest, ScorerTrainError, default_grid, pooled_grid, train_scorer,
-};
+use switchyard_training::scorer::{ScorerRequest, default_grid, pooled_grid, train_scorer};
 use switchyard_training::train::Phases;
 
+pub use error::LearnError;
 pub use gate::{Gate, Verdict};
 pub use lease::LearnerLease;
 pub use plan::{LearnPlan, PlanError};
-
-/// Why a cycle could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum LearnError {
-    #[error("reading the traffic: {0}")]
-    Import(#[from] switchyard_gateway::traffic::ImportError),
-    #[error("training the candidate: {0}")]
-    Train(#[from] ScorerTrainError),
-    #[error("judging the candidate: {0}")]
-    Evaluate(#[from] RouteEvalError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub use watch::{Watch, WatchVerdict};
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> LearnError + '_ {
     move |source| LearnError::Io {

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_embed::heads::ClassifierHeads;
 use switchyard_embed::{ModelSource, SentenceEncoder};
-use switchyard_learn::{CycleReport, CycleSetup, LearnPlan, LearnerLease, Verdict};
+use switchyard_learn::{
+    CycleReport, CycleSetup, LearnPlan, LearnerLease, Verdict, Watch, WatchVerdict,
+};
 use switchyard_scorer::Scorer;
 
 use super::model_args::CacheArgs;
@@ -66,7 +68,11 @@ struct Learner {
     encoder: SentenceEncoder,
     heads: ClassifierHeads,
     serving: Scorer,
+    /// Where the serving scorer is (what a rollback promotes again).
+    serving_dir: PathBuf,
     cycles: usize,
+    /// The last promotion, until its live quality has been judged.
+    watch: Option<Watch>,
 }
 
 pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
@@ -77,12 +83,15 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
         .with_truncation(switchyard_core::ROUTING_TRUNCATION);
     let heads = ClassifierHeads::load(&plan.heads_dir, encoder.info())?;
     let serving = Scorer::load(&plan.scorer_dir, encoder.info())?;
+    let serving_dir = plan.scorer_dir.clone();
     let mut learner = Learner {
         plan,
         encoder,
         heads,
         serving,
+        serving_dir,
         cycles: 0,
+        watch: None,
     };
     let lease = lease(&config)?;
     let mut seen = 0;
@@ -106,7 +115,9 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<ExitCode> {
         }
         waiting = false;
         let labelled = switchyard_learn::labelled(&learner.plan.log_dir)?;
-        if args.once || labelled >= seen + learner.plan.settings.every {
+        if learner.watch.is_some() {
+            learner.check_watch(args)?;
+        } else if args.once || labelled >= seen + learner.plan.settings.every {
             seen = labelled;
             learner.cycle(args)?;
         }
@@ -148,10 +159,10 @@ impl Learner {
     /// One cycle: train, judge, log, and promote what the gate accepts.
     fn cycle(&mut self, args: &LearnArgs) -> anyhow::Result<()> {
         self.cycles += 1;
-        let work = &self.plan.settings.work_dir;
+        let work = self.plan.settings.work_dir.clone();
         let setup = CycleSetup {
             log_dir: &self.plan.log_dir,
-            work_dir: work,
+            work_dir: &work,
             heads_dir: &self.plan.heads_dir,
             cache_dir: &args.cache.cache_dir,
             encoder: &self.encoder,
@@ -170,6 +181,15 @@ impl Learner {
             (Verdict::Promote, false) => Some(self.promote(&report.candidate_dir, &args.gateway)?),
             _ => None,
         };
+        if let Some((version, previous)) = &promoted {
+            self.watch_promotion(
+                version,
+                previous.as_deref(),
+                &report.candidate_dir,
+                args.seed,
+            )?;
+        }
+        let promoted = promoted.map(|(v, _)| v);
         let line = serde_json::json!({"report": &report, "promoted_version": promoted, "dry_run": args.dry_run});
         switchyard_learn::append_log(&work.join("learn.jsonl"), &line)?;
         print_cycle(&report, promoted.as_deref())?;
@@ -179,18 +199,83 @@ impl Learner {
         Ok(())
     }
 
-    /// Serves the candidate through the gateway's admin endpoint; returns its version.
-    fn promote(&self, dir: &Path, gateway: &GatewayArgs) -> anyhow::Result<String> {
+    /// Serves the scorer in `dir` through the gateway's admin endpoint; returns its version
+    /// and the one it replaced.
+    fn promote(
+        &self,
+        dir: &Path,
+        gateway: &GatewayArgs,
+    ) -> anyhow::Result<(String, Option<String>)> {
         let dir = std::path::absolute(dir)?;
         let body = admin_call(
             gateway,
             "/admin/router",
             Some(serde_json::json!({"scorer": dir})),
         )?;
-        Ok(body["router_version"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        let version = body["router_version"].as_str().unwrap_or_default();
+        Ok((
+            version.to_owned(),
+            body["previous"].as_str().map(str::to_owned),
+        ))
+    }
+
+    /// Starts watching `version`, promoted over `previous`: the previous router's live
+    /// quality now is the bar. The candidate in `dir` serves from now on.
+    fn watch_promotion(
+        &mut self,
+        version: &str,
+        previous: Option<&str>,
+        dir: &Path,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        let previous_dir = std::mem::replace(&mut self.serving_dir, dir.to_path_buf());
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        let records = switchyard_learn::watch::labelled_records(&self.plan.log_dir)?;
+        let (_, baseline) = switchyard_learn::watch::live_quality(&records, previous, seed);
+        self.watch = Some(Watch {
+            version: version.to_owned(),
+            previous: previous.to_owned(),
+            previous_dir,
+            baseline,
+            requests: self.plan.settings.watch_requests,
+        });
+        Ok(())
+    }
+
+    /// Judges the watched promotion's live quality; rolls back when it is below the
+    /// previous router's interval.
+    fn check_watch(&mut self, args: &LearnArgs) -> anyhow::Result<()> {
+        let Some(watch) = self.watch.clone() else {
+            return Ok(());
+        };
+        let records = switchyard_learn::watch::labelled_records(&self.plan.log_dir)?;
+        let (served, live) =
+            switchyard_learn::watch::live_quality(&records, &watch.version, args.seed);
+        let verdict = watch.judge(served, &live, self.plan.settings.tolerance);
+        if matches!(verdict, WatchVerdict::Waiting { .. }) {
+            return Ok(());
+        }
+        let mut rolled_back = None;
+        if matches!(verdict, WatchVerdict::RollBack { .. }) && !args.dry_run {
+            let (version, _) = self.promote(&watch.previous_dir, &args.gateway)?;
+            self.serving = Scorer::load(&watch.previous_dir, self.encoder.info())?;
+            self.serving_dir = watch.previous_dir.clone();
+            rolled_back = Some(version);
+        }
+        let line = serde_json::json!({"watched": &watch, "verdict": &verdict, "live": live,
+                                      "rolled_back_to": rolled_back});
+        let log = self.plan.settings.work_dir.join("learn.jsonl");
+        switchyard_learn::append_log(&log, &line)?;
+        let said = serde_json::to_string(&verdict)?;
+        writeln!(
+            std::io::stdout().lock(),
+            "watch of {}: {said}",
+            watch.version
+        )?;
+        self.watch = None;
+        Ok(())
     }
 }
 

@@ -28,6 +28,10 @@ pub struct LearnConfig {
     /// serving router lies below minus this.
     #[serde(default)]
     pub tolerance: f64,
+    /// After a promotion, the requests with feedback the new router must serve before its
+    /// live quality is compared with the previous router's interval (below it: rollback).
+    #[serde(default = "LearnConfig::default_watch")]
+    pub watch_requests: usize,
     /// Where the learner writes the imported traffic, its candidates and `learn.jsonl`.
     #[serde(default = "LearnConfig::default_work_dir")]
     pub work_dir: PathBuf,
@@ -49,6 +53,9 @@ impl LearnConfig {
     fn default_min_ess() -> f64 {
         30.0
     }
+    fn default_watch() -> usize {
+        100
+    }
     fn default_work_dir() -> PathBuf {
         PathBuf::from("learn")
     }
@@ -59,6 +66,9 @@ impl LearnConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.every == 0 {
             return Err(ConfigError::new("learn.every", "must be ≥ 1"));
+        }
+        if self.watch_requests == 0 {
+            return Err(ConfigError::new("learn.watch_requests", "must be ≥ 1"));
         }
         if self.interval_s == 0 {
             return Err(ConfigError::new("learn.interval_s", "must be ≥ 1"));
@@ -86,6 +96,7 @@ impl Default for LearnConfig {
             interval_s: Self::default_interval(),
             min_effective_sample_size: Self::default_min_ess(),
             tolerance: 0.0,
+            watch_requests: Self::default_watch(),
             work_dir: Self::default_work_dir(),
             priors: Vec::new(),
         }
