@@ -93,14 +93,11 @@ fn the_loop_learns_a_world_through_the_real_gateway() {
     the_learner_decides_on_the_loops_traffic(&root, dir.path(), &out);
 }
 
-/// `switchyard learn --once --dry-run` on the log the loop's gateway wrote: one cycle over
-/// every request with feedback, its evidence and decision in learn.jsonl; a route without
-/// the learned policy is refused, naming its key.
-fn the_learner_decides_on_the_loops_traffic(root: &Path, dir: &Path, out: &Path) {
-    let work = dir.join("learner");
-    let config = |policy: &str| {
-        format!(
-            r#"[log]
+/// A gateway config over the loop's two models whose `auto` route has `policy`, with a
+/// `[learn]` section working in `work`.
+fn learner_config(logs: &Path, work: &Path, policy: &str) -> String {
+    format!(
+        r#"[log]
 dir = {logs:?}
 
 [providers.world]
@@ -126,10 +123,16 @@ policy = "{policy}"
 [learn]
 work_dir = {work:?}
 min_effective_sample_size = 5
-"#,
-            logs = out.join("logs"),
-        )
-    };
+"#
+    )
+}
+
+/// `switchyard learn --once --dry-run` on the log the loop's gateway wrote: one cycle over
+/// every request with feedback, its evidence and decision in learn.jsonl; a route without
+/// the learned policy is refused, naming its key.
+fn the_learner_decides_on_the_loops_traffic(root: &Path, dir: &Path, out: &Path) {
+    let work = dir.join("learner");
+    let config = |policy: &str| learner_config(&out.join("logs"), &work, policy);
     let learn = |text: String| {
         let path = dir.join("learner.toml");
         std::fs::write(&path, text).unwrap();

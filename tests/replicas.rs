@@ -332,6 +332,20 @@ async fn promotion_reaches_the_others(client: &reqwest::Client, replicas: &[&Ser
     }
 }
 
+/// `switchyard router ARGS` against `server` with the admin key; its stdout (it must succeed).
+fn router_cli(args: &[&str], server: &Server) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("router")
+        .args(args)
+        .args(["--url", &server.url, "--admin-key-env", KEY_VAR])
+        .env(KEY_VAR, KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "switchyard router {args:?}: {stderr}");
+    out.stdout
+}
+
 /// `POST /admin/router` on `server` with the scorer in `dir`; its answer.
 async fn promote(client: &reqwest::Client, server: &Server, dir: &Path) -> Value {
     client
@@ -374,18 +388,8 @@ async fn routers_need_no_shared_directory(
     dir: &Path,
     late_config: &Path,
 ) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["router", "history", "--json", "--url", &replicas[1].url])
-        .args(["--admin-key-env", KEY_VAR])
-        .env(KEY_VAR, KEY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = router_cli(&["history", "--json"], replicas[1]);
+    let listed: Value = serde_json::from_slice(&out).unwrap();
     let first = listed["serving"].as_str().unwrap().to_owned();
     let scorer = scorer_copy(dir, "scorer-v3", "2026-12-04T00:00:00Z");
     let promoted = promote(client, replicas[0], &scorer).await;
@@ -416,17 +420,7 @@ async fn routers_need_no_shared_directory(
         |v| v["router"]["router_version"] == json!(latest),
     )
     .await;
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["router", "rollback", &first, "--url", &replicas[1].url])
-        .args(["--admin-key-env", KEY_VAR])
-        .env(KEY_VAR, KEY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    router_cli(&["rollback", &first], replicas[1]);
     for r in replicas.iter().copied().chain([&late]) {
         until_ready(client, r, "a rollback reaches every replica", |v| {
             v["router"]["router_version"] == json!(first)

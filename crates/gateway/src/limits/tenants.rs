@@ -65,23 +65,39 @@ pub fn may_use_model(tenant: Option<&TenantConfig>, id: &str) -> bool {
         .is_none_or(|m| m.iter().any(|m| m == id))
 }
 
+/// What a tenant asks to use: a route or a pinned model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Route,
+    Model,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Route => "route",
+            Self::Model => "model",
+        }
+    }
+}
+
 /// [`may_use_route`] or [`may_use_model`] as a refusal naming the tenant.
 pub fn check_allowed(
     tenant: Option<(&str, &TenantConfig)>,
-    what: &'static str,
+    what: Target,
     name: &str,
 ) -> Result<(), LimitError> {
     let config = tenant.map(|(_, t)| t);
     let ok = match what {
-        "route" => may_use_route(config, name),
-        _ => may_use_model(config, name),
+        Target::Route => may_use_route(config, name),
+        Target::Model => may_use_model(config, name),
     };
     if ok {
         return Ok(());
     }
     Err(LimitError::NotAllowed {
         tenant: tenant.map_or("", |(n, _)| n).to_owned(),
-        what,
+        what: what.as_str(),
         name: name.to_owned(),
     })
 }
@@ -132,11 +148,11 @@ pub(crate) mod tests {
         let mut t = tenant(None, None);
         t.routes = Some(vec!["auto".into()]);
         t.models = Some(vec!["m1".into()]);
-        assert!(check_allowed(Some(("a", &t)), "route", "auto").is_ok());
-        assert!(check_allowed(Some(("a", &t)), "model", "m1").is_ok());
-        let e = ApiError::from(check_allowed(Some(("a", &t)), "model", "m2").unwrap_err());
+        assert!(check_allowed(Some(("a", &t)), Target::Route, "auto").is_ok());
+        assert!(check_allowed(Some(("a", &t)), Target::Model, "m1").is_ok());
+        let e = ApiError::from(check_allowed(Some(("a", &t)), Target::Model, "m2").unwrap_err());
         assert_eq!(e.message, "tenant \"a\" may not use model \"m2\"");
         assert_eq!(e.kind.code(), Some("model_not_allowed"));
-        assert!(check_allowed(None, "route", "anything").is_ok());
+        assert!(check_allowed(None, Target::Route, "anything").is_ok());
     }
 }

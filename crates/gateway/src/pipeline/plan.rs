@@ -16,6 +16,7 @@ use super::request::ChatView;
 use crate::config::{RoutePolicy, TenantConfig};
 use crate::error::{ApiError, ErrorKind, RouteFailure};
 use crate::limits::check_allowed;
+use crate::limits::tenants::Target as Asked;
 use crate::limits::tenants::may_use_model;
 use crate::runtime::{AppState, ModelRuntime, RouteRuntime, Runtime};
 use crate::traffic::Latency;
@@ -79,7 +80,7 @@ pub fn resolve<'r>(
 ) -> Result<Resolved<'r>, ApiError> {
     let explore = tenant.is_none_or(|(_, t)| t.explore);
     if let Some(route) = runtime.routes.get(model) {
-        check_allowed(tenant, "route", model)?;
+        check_allowed(tenant, Asked::Route, model)?;
         let target = Target::Route(route);
         return Ok(Resolved {
             target,
@@ -88,7 +89,7 @@ pub fn resolve<'r>(
         });
     }
     if let Some(m) = runtime.models.get(model) {
-        check_allowed(tenant, "model", model)?;
+        check_allowed(tenant, Asked::Model, model)?;
         let target = Target::Model(m);
         return Ok(Resolved {
             target,
